@@ -1,0 +1,15 @@
+//! pg-gateway-native: the server side of the PostgreSQL wire protocol, for Node.js.
+//!
+//! Layout (imports flow downwards only):
+//! - [`napi`]: the thin binding. Converts JS options and hooks into the types below.
+//! - [`server`]: the only place with sockets, timers and tasks. Drives sessions over tokio.
+//! - [`session`]: one connection's state machine, sans-IO: bytes and hook results in,
+//!   bytes and hook requests out.
+//! - [`auth`]: authentication helpers (md5).
+//! - [`protocol`]: the pure codec: framing, startup packets, frontend decode, backend encode.
+
+pub mod auth;
+pub mod napi;
+pub mod protocol;
+pub mod server;
+pub mod session;

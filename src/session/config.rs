@@ -1,0 +1,45 @@
+//! What a session needs to know that the client does not tell it.
+
+use crate::auth::AuthMode;
+use crate::protocol::FrameLimits;
+
+/// Which JS hooks exist. A hook that does not exist costs no crossing into JS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookSet {
+    pub on_message: bool,
+    pub on_startup: bool,
+    pub validate_credentials: bool,
+    pub on_authenticated: bool,
+}
+
+/// Per-server settings shared by all its sessions.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub auth_mode: AuthMode,
+    /// `server_version` reported after authentication.
+    pub server_version: String,
+    /// ParameterStatus values that replace or extend the defaults.
+    pub server_parameters: Vec<(String, String)>,
+    pub hooks: HookSet,
+    pub limits: FrameLimits,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            auth_mode: AuthMode::Md5Password,
+            server_version: "16.3 (pg-gateway-native)".into(),
+            server_parameters: Vec::new(),
+            hooks: HookSet::default(),
+            limits: FrameLimits::default(),
+        }
+    }
+}
+
+/// Random values for one session, chosen by the driver so the session stays deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Secrets {
+    pub md5_salt: [u8; 4],
+    pub process_id: i32,
+    pub secret_key: [u8; 4],
+}

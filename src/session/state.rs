@@ -1,0 +1,30 @@
+//! The connection state JS sees as `connection.state` (pg-gateway's `State`).
+
+/// What the client said in its StartupMessage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub major_version: u16,
+    pub minor_version: u16,
+    /// In the order the client sent them; `_pq_.` protocol options are not included.
+    pub parameters: Vec<(String, String)>,
+}
+
+impl ClientInfo {
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the TLS handshake established (filled by the TLS layer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub sni_server_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub has_started: bool,
+    pub is_authenticated: bool,
+    pub client_info: Option<ClientInfo>,
+    pub tls_info: Option<TlsInfo>,
+}

@@ -1,0 +1,398 @@
+//! Conversations with the session, bytes in and bytes out, hooks answered by closures.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::protocol::backend;
+use crate::protocol::startup::StartupMessage;
+use crate::protocol::SqlState;
+
+const SECRETS: Secrets = Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9] };
+
+fn config(auth_mode: AuthMode, hooks: HookSet) -> Arc<SessionConfig> {
+    Arc::new(SessionConfig { auth_mode, hooks, ..SessionConfig::default() })
+}
+
+fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+    startup_version(3, 0, params)
+}
+
+fn startup_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let msg = StartupMessage {
+        major,
+        minor,
+        parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let mut out = BytesMut::new();
+    msg.encode(&mut out);
+    out.to_vec()
+}
+
+fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(((body.len() + 4) as i32).to_be_bytes());
+    v.extend(body);
+    v
+}
+
+/// Drives the session until it needs input or closes; returns the tags of the messages it
+/// wrote ('S'/'N' single bytes before startup are returned as themselves) and the hook log.
+struct Harness {
+    session: Session,
+    hooks: Box<dyn FnMut(&HookRequest) -> HookResult>,
+    log: Vec<String>,
+}
+
+impl Harness {
+    fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest) -> HookResult + 'static) -> Self {
+        Self { session: Session::new(config, SECRETS), hooks: Box::new(hooks), log: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
+        self.session.receive(bytes);
+        self.run()
+    }
+
+    fn eof(&mut self) -> (Vec<u8>, bool) {
+        self.session.receive_eof();
+        self.run()
+    }
+
+    fn run(&mut self) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        loop {
+            let step = self.session.poll();
+            out.extend_from_slice(&self.session.take_output());
+            match step {
+                Step::NeedInput => return (out, false),
+                Step::Close => return (out, true),
+                Step::Hook(request) => {
+                    self.log.push(format!("{request:?}").chars().take(60).collect());
+                    let result = (self.hooks)(&request);
+                    self.session.hook_done(result);
+                }
+            }
+        }
+    }
+}
+
+/// Splits backend output into (tag, body) messages.
+fn messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 5 {
+        let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        out.push((bytes[0], bytes[5..1 + len].to_vec()));
+        bytes = &bytes[1 + len..];
+    }
+    assert!(bytes.is_empty(), "trailing {bytes:?}");
+    out
+}
+
+fn tags(bytes: &[u8]) -> String {
+    messages(bytes).iter().map(|(t, _)| *t as char).collect()
+}
+
+fn error_code(bytes: &[u8]) -> String {
+    let (_, body) = messages(bytes).into_iter().find(|(t, _)| *t == b'E').expect("an ErrorResponse");
+    let i = body.windows(1).position(|w| w == b"C").unwrap();
+    String::from_utf8(body[i + 1..i + 6].to_vec()).unwrap()
+}
+
+fn no_hooks(_: &HookRequest) -> HookResult {
+    panic!("no hook should run")
+}
+
+#[test]
+fn auth_none_sends_the_full_postgres_greeting() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&startup(&[("user", "alice"), ("application_name", "psql")]));
+    assert!(!closed);
+    let msgs = messages(&out);
+    assert_eq!(msgs[0], (b'R', vec![0, 0, 0, 0]));
+    let params: Vec<String> = msgs
+        .iter()
+        .filter(|(t, _)| *t == b'S')
+        .map(|(_, b)| String::from_utf8_lossy(b).split('\0').take(2).collect::<Vec<_>>().join("="))
+        .collect();
+    for expected in ["server_version=16.3 (pg-gateway-native)", "client_encoding=UTF8", "DateStyle=ISO, MDY", "integer_datetimes=on",
+        "standard_conforming_strings=on", "application_name=psql", "session_authorization=alice", "TimeZone=UTC", "server_encoding=UTF8"]
+    {
+        assert!(params.contains(&expected.to_string()), "{expected} in {params:?}");
+    }
+    let (tag, key) = &msgs[msgs.len() - 2];
+    assert_eq!((*tag, key.as_slice()), (b'K', &[0, 0, 0, 42, 9, 9, 9, 9][..]));
+    assert_eq!(msgs.last().unwrap(), &(b'Z', b"I".to_vec()));
+    assert!(h.session.state().is_authenticated);
+}
+
+#[test]
+fn md5_auth_asks_validate_credentials_with_the_salt() {
+    let hooks = HookSet { validate_credentials: true, on_authenticated: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |req| match req {
+        HookRequest::ValidateCredentials(Credentials::Md5 { user, hash, salt }) => {
+            HookResult::Bool(*hash == crate::auth::md5::hash_md5_password(user, "secret", salt))
+        }
+        HookRequest::Authenticated => HookResult::Done,
+        other => panic!("{other:?}"),
+    });
+    let (out, _) = h.send(&startup(&[("user", "bob")]));
+    assert_eq!(messages(&out), vec![(b'R', vec![0, 0, 0, 5, 1, 2, 3, 4])]);
+    let hash = crate::auth::md5::hash_md5_password("bob", "secret", &[1, 2, 3, 4]);
+    let (out, closed) = h.send(&typed(b'p', format!("{hash}\0").as_bytes()));
+    assert!(!closed);
+    assert!(tags(&out).starts_with('R') && tags(&out).ends_with("KZ"));
+    assert_eq!(h.log.len(), 2);
+    assert!(h.log[1].starts_with("Authenticated"));
+}
+
+#[test]
+fn wrong_password_is_fatal_28p01_with_postgres_wording() {
+    let hooks = HookSet { validate_credentials: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::CleartextPassword, hooks), |_| HookResult::Bool(false));
+    let (out, _) = h.send(&startup(&[("user", "bob")]));
+    assert_eq!(messages(&out), vec![(b'R', vec![0, 0, 0, 3])]);
+    let (out, closed) = h.send(&typed(b'p', b"nope\0"));
+    assert!(closed);
+    assert_eq!(error_code(&out), "28P01");
+    assert!(String::from_utf8_lossy(&out).contains("password authentication failed for user \"bob\""));
+}
+
+#[test]
+fn without_validate_credentials_nobody_gets_in() {
+    let mut h = Harness::new(config(AuthMode::Md5Password, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "bob")]));
+    let (out, closed) = h.send(&typed(b'p', b"md5abc\0"));
+    assert!(closed);
+    assert_eq!(error_code(&out), "28P01");
+}
+
+#[test]
+fn startup_edges_match_postgres() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(b"\x00\x00\x00\x08\x04\xd2\x16\x30");
+    assert_eq!((out, closed), (b"N".to_vec(), false), "GSSENCRequest gets N");
+    let (out, _) = h.send(b"\x00\x00\x00\x08\x04\xd2\x16\x2f");
+    assert_eq!(out, b"N", "SSLRequest without TLS gets N");
+    let (out, closed) = h.send(b"\x00\x00\x00\x08\x04\xd2\x16\x2f");
+    assert!(closed);
+    assert_eq!(error_code(&out), "0A000", "a second SSLRequest is an unknown protocol");
+
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(b"\x00\x00\x00\x10\x04\xd2\x16\x2e\x00\x00\x00\x07\x01\x02\x03\x04");
+    assert_eq!((out.len(), closed), (0, true), "CancelRequest: no reply, close");
+
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&startup_version(2, 0, &[("user", "a")]));
+    assert!(closed);
+    assert_eq!(error_code(&out), "0A000");
+
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&startup(&[("database", "x")]));
+    assert!(closed);
+    assert_eq!(error_code(&out), "28000");
+
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&10_001i32.to_be_bytes());
+    assert!(closed);
+    assert_eq!(error_code(&out), "08P01");
+
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&[0, 0, 0, 2]);
+    assert!(closed);
+    assert_eq!(error_code(&out), "08P01");
+}
+
+#[test]
+fn protocol_3_2_and_pq_options_get_negotiate_protocol_version() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(&startup_version(3, 2, &[("user", "a"), ("_pq_.foo", "1")]));
+    assert!(!closed);
+    let msgs = messages(&out);
+    assert_eq!(msgs[0], (b'v', b"\x00\x03\x00\x00\x00\x00\x00\x01_pq_.foo\x00".to_vec()));
+    assert_eq!(msgs[1].0, b'R');
+    let info = h.session.state().client_info.clone().unwrap();
+    assert_eq!(info.minor_version, 2);
+    assert!(info.parameter("_pq_.foo").is_none());
+}
+
+#[test]
+fn eof_in_the_middle_of_a_message_closes_quietly() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(b"Q\x00\x00\x00\x20sel");
+    assert_eq!((out.len(), closed), (0, false));
+    let (out, closed) = h.eof();
+    assert_eq!((out.len(), closed), (0, true));
+}
+
+#[test]
+fn every_message_of_one_read_reaches_on_message_whole_in_one_batch() {
+    let hooks = HookSet { on_message: true, ..HookSet::default() };
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let mut h = Harness::new(config(AuthMode::None, hooks), move |req| match req {
+        HookRequest::Messages { data, ends } => {
+            let mut start = 0;
+            let mut batch = Vec::new();
+            for &end in ends {
+                batch.push(data[start..end].to_vec());
+                start = end;
+            }
+            let started = batch[0][0] != 0;
+            seen2.borrow_mut().push(batch);
+            // Handle everything after startup; let the built-ins do the startup.
+            HookResult::Messages { handled: if started { ends.len() } else { 0 }, error: None }
+        }
+        other => panic!("{other:?}"),
+    });
+    h.send(&startup(&[("user", "a")]));
+    let mut batch = typed(b'P', b"\0select $1\0\0\0");
+    batch.extend(typed(b'B', b"\0\0\0\0\0\x01\0\0\0\x02hi\0\0"));
+    batch.extend(typed(b'E', b"\0\0\0\0\0"));
+    batch.extend(typed(b'S', b""));
+    let (out, _) = h.send(&batch);
+    assert!(out.is_empty(), "all handled by the hook");
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].len(), 4);
+    assert_eq!(seen[1][0][0], b'P');
+    assert_eq!(seen[1][1], typed(b'B', b"\0\0\0\0\0\x01\0\0\0\x02hi\0\0"));
+    assert_eq!(seen[1][3], typed(b'S', b""));
+}
+
+#[test]
+fn unhandled_messages_get_builtin_answers_in_order() {
+    // The hook handles Parse but not Bind; the built-ins answer Bind, skip to Sync, and the
+    // messages after the unhandled one are offered to the hook again.
+    let hooks = HookSet { on_message: true, ..HookSet::default() };
+    let offered = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let offered2 = offered.clone();
+    let mut h = Harness::new(config(AuthMode::None, hooks), move |req| match req {
+        HookRequest::Messages { data, ends } => {
+            offered2.borrow_mut().push(data[0]);
+            let handled = if data[0] == b'P' { 1 } else { 0 };
+            HookResult::Messages { handled: handled.min(ends.len()), error: None }
+        }
+        other => panic!("{other:?}"),
+    });
+    h.send(&startup(&[("user", "a")]));
+    let mut batch = typed(b'P', b"\0select 1\0\0\0");
+    batch.extend(typed(b'B', b"\0\0\0\0\0\0\0\0"));
+    batch.extend(typed(b'E', b"\0\0\0\0\0"));
+    batch.extend(typed(b'S', b""));
+    batch.extend(typed(b'Q', b"select 2\0"));
+    let (out, _) = h.send(&batch);
+    assert_eq!(tags(&out), "EZEZ");
+    assert_eq!(error_code(&out), "0A000");
+    // Batches start at: the startup packet, P (with B E S Q behind it), then E after the
+    // built-in answered B.
+    assert_eq!(*offered.borrow(), vec![0, b'P', b'E', b'S', b'Q']);
+}
+
+#[test]
+fn a_throwing_hook_after_auth_gives_error_then_ready_or_skip_to_sync() {
+    let hooks = HookSet { on_message: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::None, hooks), |req| match req {
+        HookRequest::Messages { data, .. } if data[0] == 0 => HookResult::Messages { handled: 0, error: None },
+        HookRequest::Messages { .. } => {
+            HookResult::Messages { handled: 0, error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")) }
+        }
+        other => panic!("{other:?}"),
+    });
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(&typed(b'Q', b"select 1\0"));
+    assert_eq!((tags(&out).as_str(), closed), ("EZ", false));
+    // In the extended protocol: the error, then nothing until Sync, then ReadyForQuery.
+    let (out, _) = h.send(&typed(b'P', b"\0select 1\0\0\0"));
+    assert_eq!(tags(&out), "E");
+    let (out, _) = h.send(&[typed(b'B', b"\0\0\0\0\0\0\0\0"), typed(b'S', b"")].concat());
+    // B throws too but is skipped by the built-ins; S throws: error and ReadyForQuery.
+    assert!(tags(&out).ends_with('Z'), "{}", tags(&out));
+}
+
+#[test]
+fn a_throwing_hook_before_auth_is_fatal() {
+    let hooks = HookSet { on_startup: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::None, hooks), |_| {
+        HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "startup hook failed"))
+    });
+    let (out, closed) = h.send(&startup(&[("user", "a")]));
+    assert!(closed);
+    assert_eq!(error_code(&out), "XX000");
+    assert!(String::from_utf8_lossy(&out).contains("FATAL"));
+}
+
+#[test]
+fn on_startup_true_skips_the_auth_request() {
+    let hooks = HookSet { on_startup: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |_| HookResult::Bool(true));
+    let (out, closed) = h.send(&startup(&[("user", "a")]));
+    assert_eq!((out.len(), closed), (0, false));
+    assert!(h.session.state().has_started);
+}
+
+#[test]
+fn unknown_and_misplaced_messages_are_protocol_violations() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(&typed(b'z', b""));
+    assert!(closed);
+    assert_eq!(error_code(&out), "08P01");
+
+    let hooks = HookSet { validate_credentials: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::CleartextPassword, hooks), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(&typed(b'Q', b"select 1\0"));
+    assert!(closed);
+    assert!(String::from_utf8_lossy(&out).contains("expected password response"));
+}
+
+#[test]
+fn oversized_message_after_auth_is_refused_before_buffering() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(b"S\x00\x01\x00\x00");
+    assert!(closed, "Sync may not be 64 KiB");
+    assert_eq!(error_code(&out), "08P01");
+}
+
+#[test]
+fn builtin_simple_query_answer_keeps_the_connection_usable() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    for _ in 0..3 {
+        let (out, closed) = h.send(&typed(b'Q', b"select 1\0"));
+        assert_eq!((tags(&out).as_str(), closed), ("EZ", false));
+    }
+    let (out, closed) = h.send(&typed(b'X', b""));
+    assert_eq!((out.len(), closed), (0, true));
+}
+
+#[test]
+fn on_message_handling_the_startup_packet_switches_framing_like_pg_gateway() {
+    let hooks = HookSet { on_message: true, ..HookSet::default() };
+    let mut h = Harness::new(config(AuthMode::None, hooks), |req| match req {
+        HookRequest::Messages { data, .. } if data[0] == 0 => HookResult::Messages { handled: 1, error: None },
+        HookRequest::Messages { .. } => HookResult::Messages { handled: 0, error: None },
+        other => panic!("{other:?}"),
+    });
+    let (out, _) = h.send(&startup(&[("user", "a")]));
+    assert!(out.is_empty());
+    assert!(h.session.state().has_started && h.session.state().client_info.is_none());
+    let (out, closed) = h.send(&typed(b'Q', b"select 1\0"));
+    assert!(closed);
+    assert!(String::from_utf8_lossy(&out).contains("unknown client info after startup"));
+}
+
+#[test]
+fn terminate_from_outside_sends_the_error() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    h.session.terminate(Some(PgError::fatal(SqlState::ADMIN_SHUTDOWN, "bye")));
+    let (out, closed) = h.run();
+    assert!(closed);
+    assert_eq!(error_code(&out), "57P01");
+    let _ = backend::TransactionStatus::Idle;
+}
