@@ -1,1 +1,9 @@
-//! The napi binding (filled in next).
+//! The thin napi binding: argument conversion and error mapping only. No protocol logic lives
+//! here; the public JS API (pg-gateway's names) is built on top of these items in `index.js`.
+
+mod connection;
+mod errors;
+mod hooks;
+mod options;
+mod server;
+mod util;

@@ -1,1 +1,14 @@
-//! The tokio driver (filled in next).
+//! The tokio driver: the only place with sockets, tasks and timers. It runs a
+//! [`crate::session::Session`] over a stream, calls hooks through the [`Hooks`] trait (the napi
+//! layer implements it with JS functions), and moves bytes through one ordered [`Outbound`]
+//! buffer that both the session and JS `sendData` write to.
+
+mod conn;
+mod hooks;
+mod listener;
+mod outbound;
+
+pub use conn::{adopt, spawn_connection, CloseReason, ConnShared, ConnectionSettings};
+pub use hooks::{HookFuture, Hooks};
+pub use listener::{next_connection_id, Listener};
+pub use outbound::Outbound;

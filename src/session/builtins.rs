@@ -149,6 +149,7 @@ impl Session {
     fn auth_message(&mut self, mode: AuthMode, frame: &[u8]) {
         let tag = frame[0];
         if tag == b'X' {
+            self.client_ended = true;
             self.phase = Phase::Closed;
             return;
         }
@@ -196,7 +197,10 @@ impl Session {
                     self.skip_to_sync = false;
                     backend::ready_for_query(&mut self.output, TransactionStatus::Idle);
                 }
-                b'X' => self.phase = Phase::Closed,
+                b'X' => {
+                    self.client_ended = true;
+                    self.phase = Phase::Closed;
+                }
                 _ => {}
             }
             return;
@@ -230,7 +234,10 @@ impl Session {
             | FrontendMessage::CopyData { .. }
             | FrontendMessage::CopyDone
             | FrontendMessage::CopyFail { .. } => {}
-            FrontendMessage::Terminate => self.phase = Phase::Closed,
+            FrontendMessage::Terminate => {
+                self.client_ended = true;
+                self.phase = Phase::Closed;
+            }
             FrontendMessage::PasswordLike { .. } | FrontendMessage::Unknown { .. } => self.fail(PgError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
                 format!("invalid frontend message type {tag}"),

@@ -110,6 +110,8 @@ pub struct Session {
     skip_to_sync: bool,
     ssl_tried: bool,
     gss_tried: bool,
+    /// The client ended the conversation (EOF or Terminate), as opposed to us ending it.
+    client_ended: bool,
 }
 
 impl Session {
@@ -129,6 +131,7 @@ impl Session {
             skip_to_sync: false,
             ssl_tried: false,
             gss_tried: false,
+            client_ended: false,
         }
     }
 
@@ -145,6 +148,12 @@ impl Session {
     /// The peer closed its side; whatever is incomplete will never arrive.
     pub fn receive_eof(&mut self) {
         self.eof = true;
+        self.client_ended = true;
+    }
+
+    /// Whether the session ended because the client did (EOF or Terminate).
+    pub fn ended_by_client(&self) -> bool {
+        self.client_ended
     }
 
     /// Bytes to send, in order. The caller sends them before acting on the next [`Step`].

@@ -1,0 +1,220 @@
+//! `NativeConnection`: the handle `index.js` wraps in pg-gateway's `PostgresConnection`.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::errors::BackendErrorInput;
+use super::hooks::{HookEvent, HookReply, JsHooks};
+use super::options::{settings, NativeOptions};
+use crate::protocol::{backend, Severity};
+use crate::server::ConnShared;
+
+#[napi]
+pub struct NativeConnection {
+    shared: Arc<ConnShared>,
+}
+
+impl NativeConnection {
+    pub fn new(shared: Arc<ConnShared>) -> Self {
+        Self { shared }
+    }
+}
+
+/// pg-gateway's `State`, as plain data; `index.js` turns `parameters` (name, value, name,
+/// value ...) into an object, keeping the client's order.
+#[napi(object)]
+pub struct StateSnapshot {
+    pub version: u32,
+    pub has_started: bool,
+    pub is_authenticated: bool,
+    pub client_major_version: Option<u32>,
+    pub client_minor_version: Option<u32>,
+    pub client_parameters: Option<Vec<String>>,
+    pub tls: bool,
+    pub sni_server_name: Option<String>,
+}
+
+#[napi]
+impl NativeConnection {
+    #[napi(getter)]
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// Queues bytes for the client. False once the connection cannot send any more, and when
+    /// more than the high-water mark is buffered (wait for `drained()` then).
+    #[napi]
+    pub fn send_data(&self, data: BufferSlice) -> bool {
+        self.shared.out.write(&data) && !self.shared.out.over_high_water()
+    }
+
+    #[napi]
+    pub fn send_error(&self, error: BackendErrorInput) -> bool {
+        let err = error.into_pg_error(Severity::Error);
+        let mut out = bytes::BytesMut::new();
+        backend::error_response(&mut out, &err);
+        self.shared.out.write(&out)
+    }
+
+    /// `'I'`, `'T'` or `'E'`, already checked by `index.js`.
+    #[napi]
+    pub fn send_ready_for_query(&self, status: String) -> bool {
+        let status = match status.as_str() {
+            "T" => backend::TransactionStatus::InTransaction,
+            "E" => backend::TransactionStatus::Failed,
+            _ => backend::TransactionStatus::Idle,
+        };
+        let mut out = bytes::BytesMut::new();
+        backend::ready_for_query(&mut out, status);
+        self.shared.out.write(&out)
+    }
+
+    #[napi]
+    pub fn send_parameter_status(&self, name: String, value: String) -> bool {
+        let mut out = bytes::BytesMut::new();
+        backend::parameter_status(&mut out, &name, &value);
+        self.shared.out.write(&out)
+    }
+
+    #[napi]
+    pub fn send_authentication_ok(&self) -> bool {
+        let mut out = bytes::BytesMut::new();
+        backend::authentication_ok(&mut out);
+        self.shared.out.write(&out)
+    }
+
+    #[napi]
+    pub fn state(&self) -> StateSnapshot {
+        let (version, state) = self.shared.state();
+        let info = state.client_info.as_ref();
+        StateSnapshot {
+            version,
+            has_started: state.has_started,
+            is_authenticated: state.is_authenticated,
+            client_major_version: info.map(|i| u32::from(i.major_version)),
+            client_minor_version: info.map(|i| u32::from(i.minor_version)),
+            client_parameters: info.map(|i| i.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
+            tls: state.tls_info.is_some(),
+            sni_server_name: state.tls_info.and_then(|t| t.sni_server_name),
+        }
+    }
+
+    #[napi(getter)]
+    pub fn state_version(&self) -> u32 {
+        self.shared.state_version()
+    }
+
+    #[napi(getter)]
+    pub fn remote_address(&self) -> Option<String> {
+        self.shared.peer.map(|a| a.ip().to_string())
+    }
+
+    #[napi(getter)]
+    pub fn remote_port(&self) -> Option<u32> {
+        self.shared.peer.map(|a| u32::from(a.port()))
+    }
+
+    #[napi(getter)]
+    pub fn remote_family(&self) -> Option<String> {
+        self.shared.peer.map(|a| if a.is_ipv4() { "IPv4" } else { "IPv6" }.to_string())
+    }
+
+    #[napi(getter)]
+    pub fn local_address(&self) -> Option<String> {
+        self.shared.local.map(|a| a.ip().to_string())
+    }
+
+    #[napi(getter)]
+    pub fn local_port(&self) -> Option<u32> {
+        self.shared.local.map(|a| u32::from(a.port()))
+    }
+
+    #[napi(getter)]
+    pub fn buffered_amount(&self) -> u32 {
+        self.shared.out.buffered().min(u32::MAX as usize) as u32
+    }
+
+    /// Flush, then close.
+    #[napi]
+    pub fn end(&self) {
+        self.shared.end();
+    }
+
+    /// Close now.
+    #[napi]
+    pub fn destroy(&self) {
+        self.shared.destroy();
+    }
+
+    /// Stop processing protocol messages; read the client's bytes with `read()` from now on.
+    #[napi]
+    pub fn detach(&self) {
+        self.shared.detach();
+    }
+
+    /// After `detach()`: the next chunk from the client, `null` at EOF.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn read(&self, env: &Env, max: u32) -> Result<AsyncBlock<Option<Buffer>>> {
+        let shared = self.shared.clone();
+        AsyncBlockBuilder::new(async move {
+            match shared.read_detached(max as usize).await {
+                Ok(chunk) => Ok(chunk.map(Buffer::from)),
+                Err(err) => Err(Error::new(Status::GenericFailure, err.to_string())),
+            }
+        })
+        .build(env)
+    }
+
+    /// Resolves when the buffered output is under the high-water mark again.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn drained(&self, env: &Env) -> Result<AsyncBlock<()>> {
+        let shared = self.shared.clone();
+        AsyncBlockBuilder::new(async move {
+            shared.out.drained().await;
+            Ok(())
+        })
+        .build(env)
+    }
+
+    /// Resolves with the close reason once the connection has ended (or was detached). While
+    /// it is pending, Node stays alive, as it would for an open socket.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn closed(&self, env: &Env) -> Result<AsyncBlock<String>> {
+        let shared = self.shared.clone();
+        AsyncBlockBuilder::new(async move { Ok(shared.wait_finished().await.as_str().to_string()) }).build(env)
+    }
+
+    /// Resolves once the write side has stopped (after `end()`/`destroy()` on a detached
+    /// connection).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn write_closed(&self, env: &Env) -> Result<AsyncBlock<()>> {
+        let shared = self.shared.clone();
+        AsyncBlockBuilder::new(async move {
+            shared.out.stopped().await;
+            Ok(())
+        })
+        .build(env)
+    }
+}
+
+/// Takes over a connected `node:net` socket by file descriptor. Must run synchronously on the
+/// JS thread before Node closes its own descriptor.
+#[napi]
+pub fn adopt_socket(
+    fd: i32,
+    initial: Option<BufferSlice>,
+    options: NativeOptions,
+    dispatch: Function<HookEvent, Promise<HookReply>>,
+) -> Result<NativeConnection> {
+    let settings = settings(options)?;
+    let hooks = Arc::new(JsHooks::new(&dispatch)?);
+    let initial = initial.as_deref().unwrap_or_default().to_vec();
+    let id = crate::server::next_connection_id();
+    let shared = napi::bindgen_prelude::within_runtime_if_available(|| {
+        crate::server::adopt(id, fd, &initial, settings, hooks)
+    })
+    .map_err(|err| Error::new(Status::GenericFailure, format!("cannot take over the socket: {err}")))?;
+    Ok(NativeConnection::new(shared))
+}

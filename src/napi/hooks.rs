@@ -1,0 +1,141 @@
+//! [`Hooks`] implemented with one JS dispatch function per server (or adopted socket), called
+//! through a ThreadsafeFunction. The JS side (`index.js`) calls the user's hooks, catches what
+//! they throw, and always resolves to a [`HookReply`], so a user error never becomes an
+//! uncaught exception.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use super::errors::BackendErrorInput;
+use crate::protocol::{PgError, Severity, SqlState};
+use crate::server::{CloseReason, ConnShared, HookFuture, Hooks};
+use crate::session::{Credentials, HookRequest, HookResult};
+
+/// One hook call as JS receives it.
+#[napi(object)]
+pub struct HookEvent {
+    pub conn: u32,
+    /// `message`, `startup`, `validate`, `authenticated` or `close`.
+    pub kind: String,
+    pub state_version: u32,
+    /// For `message`: the messages, back to back; `ends[i]` is where message `i` ends.
+    pub data: Option<Buffer>,
+    pub ends: Option<Vec<u32>>,
+    /// For `validate`.
+    pub auth_mode: Option<String>,
+    pub user: Option<String>,
+    /// The password (cleartext) or the client's md5 hash.
+    pub secret: Option<String>,
+    pub salt: Option<Buffer>,
+    /// For `close`.
+    pub reason: Option<String>,
+}
+
+/// What the JS dispatcher resolves to.
+#[napi(object)]
+pub struct HookReply {
+    /// Messages handled (for `message`), or 1/0 for the boolean hooks.
+    pub value: u32,
+    pub error: Option<BackendErrorInput>,
+}
+
+pub type DispatchFn = ThreadsafeFunction<HookEvent, Promise<HookReply>, HookEvent, Status, false, true>;
+
+pub struct JsHooks {
+    dispatch: Arc<DispatchFn>,
+}
+
+impl JsHooks {
+    pub fn new(dispatch: &Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
+        let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
+        Ok(Self { dispatch: Arc::new(tsfn) })
+    }
+}
+
+fn event(conn: &ConnShared, kind: &str) -> HookEvent {
+    HookEvent {
+        conn: conn.id,
+        kind: kind.to_string(),
+        state_version: conn.state_version(),
+        data: None,
+        ends: None,
+        auth_mode: None,
+        user: None,
+        secret: None,
+        salt: None,
+        reason: None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Messages,
+    Bool,
+    Void,
+}
+
+impl Hooks for JsHooks {
+    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest) -> HookFuture {
+        let (event, kind) = match request {
+            HookRequest::Messages { data, ends } => {
+                let mut e = event(conn, "message");
+                e.data = Some(data.into());
+                e.ends = Some(ends.into_iter().map(|end| end as u32).collect());
+                (e, Kind::Messages)
+            }
+            HookRequest::Startup => (event(conn, "startup"), Kind::Bool),
+            HookRequest::ValidateCredentials(credentials) => {
+                let mut e = event(conn, "validate");
+                match credentials {
+                    Credentials::Cleartext { user, password } => {
+                        e.auth_mode = Some("cleartextPassword".into());
+                        e.user = Some(user);
+                        e.secret = Some(password);
+                    }
+                    Credentials::Md5 { user, hash, salt } => {
+                        e.auth_mode = Some("md5Password".into());
+                        e.user = Some(user);
+                        e.secret = Some(hash);
+                        e.salt = Some(salt.to_vec().into());
+                    }
+                }
+                (e, Kind::Bool)
+            }
+            HookRequest::Authenticated => (event(conn, "authenticated"), Kind::Void),
+        };
+        let dispatch = self.dispatch.clone();
+        Box::pin(async move {
+            let reply = match dispatch.call_async_catch(event).await {
+                Ok(promise) => promise.await,
+                Err(err) => Err(err),
+            };
+            match reply {
+                Ok(reply) => to_result(kind, reply),
+                Err(err) => HookResult::Failed(PgError::error(
+                    SqlState::INTERNAL_ERROR,
+                    format!("hook call failed: {}", err.reason),
+                )),
+            }
+        })
+    }
+
+    fn closed(&self, conn: &Arc<ConnShared>, reason: CloseReason) {
+        let mut e = event(conn, "close");
+        e.reason = Some(reason.as_str().to_string());
+        // Fire and forget: nothing waits for JS to acknowledge a close.
+        let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+fn to_result(kind: Kind, reply: HookReply) -> HookResult {
+    let error = reply.error.map(|e| e.into_pg_error(Severity::Error));
+    match (kind, error) {
+        (Kind::Messages, error) => HookResult::Messages { handled: reply.value as usize, error },
+        (_, Some(error)) => HookResult::Failed(error),
+        (Kind::Bool, None) => HookResult::Bool(reply.value != 0),
+        (Kind::Void, None) => HookResult::Done,
+    }
+}

@@ -1,0 +1,62 @@
+//! JS options -> Rust settings. `index.js` has already normalised names (pg-gateway's option
+//! object in, this plain object out); here we only validate and convert.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::auth::AuthMode;
+use crate::protocol::FrameLimits;
+use crate::server::ConnectionSettings;
+use crate::session::{HookSet, SessionConfig};
+
+#[napi(object)]
+pub struct NativeOptions {
+    pub auth_mode: String,
+    pub server_version: Option<String>,
+    pub server_parameters: Option<HashMap<String, String>>,
+    /// Names of the hooks the user defined: `onMessage`, `onStartup`, ...
+    pub hooks: Vec<String>,
+    /// Largest message with user data (Query, Parse, Bind, CopyData), in bytes.
+    pub max_message_size: Option<u32>,
+    /// PostgreSQL's `authentication_timeout`, in milliseconds.
+    pub auth_timeout: Option<u32>,
+}
+
+pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
+    let auth_mode = AuthMode::parse(&options.auth_mode).ok_or_else(|| {
+        Error::new(
+            Status::InvalidArg,
+            format!(
+                "unknown authMode '{}': expected 'none', 'cleartextPassword', 'md5Password' or 'certificate'",
+                options.auth_mode
+            ),
+        )
+    })?;
+    let has = |name: &str| options.hooks.iter().any(|h| h == name);
+    let hooks = HookSet {
+        on_message: has("onMessage"),
+        on_startup: has("onStartup"),
+        validate_credentials: has("validateCredentials"),
+        on_authenticated: has("onAuthenticated"),
+    };
+    let mut limits = FrameLimits::default();
+    if let Some(max) = options.max_message_size {
+        limits.large = (max as usize).clamp(crate::protocol::frame::SMALL_MESSAGE_LIMIT, limits.large);
+    }
+    let defaults = SessionConfig::default();
+    let mut server_parameters: Vec<(String, String)> = options.server_parameters.unwrap_or_default().into_iter().collect();
+    server_parameters.sort();
+    let session = SessionConfig {
+        auth_mode,
+        server_version: options.server_version.unwrap_or(defaults.server_version),
+        server_parameters,
+        hooks,
+        limits,
+    };
+    let auth_timeout = Duration::from_millis(u64::from(options.auth_timeout.unwrap_or(60_000).max(1)));
+    Ok(ConnectionSettings { session: Arc::new(session), auth_timeout })
+}

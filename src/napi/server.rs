@@ -1,0 +1,96 @@
+//! `NativeServer`: the Rust listener behind `createServer()`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::connection::NativeConnection;
+use super::hooks::{HookEvent, HookReply, JsHooks};
+use super::options::{settings, NativeOptions};
+use crate::server::{ConnectionSettings, Hooks, Listener};
+
+#[napi]
+pub struct NativeServer {
+    settings: ConnectionSettings,
+    hooks: Arc<dyn Hooks>,
+    listener: Arc<Mutex<Option<Arc<Listener>>>>,
+}
+
+#[napi(object)]
+pub struct AddressInfo {
+    pub address: String,
+    pub family: String,
+    pub port: u32,
+}
+
+#[napi]
+impl NativeServer {
+    #[napi(constructor)]
+    pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
+        Ok(Self {
+            settings: settings(options)?,
+            hooks: Arc::new(JsHooks::new(&dispatch)?),
+            listener: Arc::default(),
+        })
+    }
+
+    /// Binds `host:port` (port 0 picks a free one) and starts accepting.
+    #[napi(ts_return_type = "Promise<AddressInfo>")]
+    pub fn listen(&self, env: &Env, host: String, port: u32) -> Result<AsyncBlock<AddressInfo>> {
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| Error::new(Status::InvalidArg, format!("host must be an IP address, got '{host}'")))?;
+        let port = u16::try_from(port).map_err(|_| Error::new(Status::InvalidArg, format!("invalid port {port}")))?;
+        let settings = self.settings.clone();
+        let hooks = self.hooks.clone();
+        let slot = self.listener.clone();
+        AsyncBlockBuilder::new(async move {
+            if lock(&slot).is_some() {
+                return Err(Error::new(Status::GenericFailure, "server is already listening"));
+            }
+            let listener = Listener::bind(SocketAddr::new(ip, port), settings, hooks)
+                .await
+                .map_err(|err| Error::new(Status::GenericFailure, format!("listen {host}:{port}: {err}")))?;
+            let addr = listener.local_addr;
+            *lock(&slot) = Some(Arc::new(listener));
+            Ok(AddressInfo {
+                address: addr.ip().to_string(),
+                family: if addr.is_ipv4() { "IPv4" } else { "IPv6" }.to_string(),
+                port: u32::from(addr.port()),
+            })
+        })
+        .build(env)
+    }
+
+    /// The connection with this id, while it is open.
+    #[napi]
+    pub fn connection(&self, id: u32) -> Option<NativeConnection> {
+        let listener = lock(&self.listener).clone()?;
+        listener.connection(id).map(NativeConnection::new)
+    }
+
+    #[napi(getter)]
+    pub fn connection_count(&self) -> u32 {
+        lock(&self.listener).as_ref().map_or(0, |l| l.connection_count() as u32)
+    }
+
+    /// Stops accepting, ends open connections (FATAL 57P01 to sessions), resolves when all
+    /// are closed.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: &Env) -> Result<AsyncBlock<()>> {
+        let listener = lock(&self.listener).take();
+        AsyncBlockBuilder::new(async move {
+            if let Some(listener) = listener {
+                listener.close().await;
+            }
+            Ok(())
+        })
+        .build(env)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,27 @@
+//! Stateless helpers exported as pg-gateway has them.
+
+use bytes::BytesMut;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::auth::md5;
+use crate::protocol::StartupMessage;
+
+/// `"md5" + md5hex(md5hex(password + user) + salt)`, as libpq sends it.
+#[napi]
+pub fn hash_md5_password_sync(user: String, password: String, salt: BufferSlice) -> String {
+    md5::hash_md5_password(&user, &password, &salt)
+}
+
+/// A StartupMessage (no type byte), e.g. to replay a client's startup to an upstream.
+#[napi]
+pub fn encode_startup_message(major: u32, minor: u32, parameters: Vec<String>) -> Buffer {
+    let message = StartupMessage {
+        major: major as u16,
+        minor: minor as u16,
+        parameters: parameters.chunks(2).filter_map(|p| Some((p[0].clone(), p.get(1)?.clone()))).collect(),
+    };
+    let mut out = BytesMut::new();
+    message.encode(&mut out);
+    out.to_vec().into()
+}

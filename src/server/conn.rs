@@ -1,0 +1,396 @@
+//! One connection: the shared handle JS holds ([`ConnShared`]) and the task that drives a
+//! session over a TCP stream. A failing connection ends that connection only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use super::hooks::Hooks;
+use super::outbound::Outbound;
+use crate::protocol::{PgError, SqlState};
+use crate::session::{Secrets, Session, SessionConfig, State, Step};
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed its side (EOF, or Terminate).
+    ClientEnded,
+    /// The session ended it (a FATAL error) or JS called `end()`.
+    Closed,
+    /// The socket failed (reset, broken pipe) or JS called `destroy()`.
+    Error,
+    /// The startup did not finish within the authentication timeout.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// JS took the connection over with `detach()`.
+    Detached,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientEnded => "end",
+            Self::Closed => "closed",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Shutdown => "shutdown",
+            Self::Detached => "detached",
+        }
+    }
+}
+
+/// Requests JS can make of a running connection, checked by the driver between steps.
+const REQ_END: u8 = 1;
+const REQ_DESTROY: u8 = 2;
+const REQ_DETACH: u8 = 4;
+const REQ_SHUTDOWN: u8 = 8;
+
+/// Per-connection settings the listener or the adopting call chooses.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub session: Arc<SessionConfig>,
+    /// PostgreSQL's `authentication_timeout`: the whole startup must finish within it.
+    pub auth_timeout: Duration,
+}
+
+/// What a connection shares with JS: its identity, its outbound buffer, the state snapshot
+/// and the requests JS can make of it.
+pub struct ConnShared {
+    pub id: u32,
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub out: Outbound,
+    state: Mutex<(u32, State)>,
+    requests: AtomicU8,
+    wake_driver: Notify,
+    /// Set once any hook ran, so JS knows this connection and must hear that it closed.
+    seen_by_js: AtomicBool,
+    finished: watch::Sender<Option<CloseReason>>,
+    /// After `detach()`: the read side and the bytes read but not processed.
+    detached: tokio::sync::Mutex<Option<DetachedRead>>,
+    detached_ready: watch::Sender<bool>,
+}
+
+/// The read side of a detached connection.
+pub struct DetachedRead {
+    pub leftover: BytesMut,
+    pub reader: OwnedReadHalf,
+}
+
+impl ConnShared {
+    fn new(id: u32, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            peer,
+            local,
+            out: Outbound::default(),
+            state: Mutex::new((0, State::default())),
+            requests: AtomicU8::new(0),
+            wake_driver: Notify::new(),
+            seen_by_js: AtomicBool::new(false),
+            finished: watch::channel(None).0,
+            detached: tokio::sync::Mutex::new(None),
+            detached_ready: watch::channel(false).0,
+        })
+    }
+
+    /// The last published state and its version.
+    pub fn state(&self) -> (u32, State) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn state_version(&self) -> u32 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    fn publish(&self, session: &Session) {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0 != session.state_version() {
+            *guard = (session.state_version(), session.state().clone());
+        }
+    }
+
+    pub fn mark_seen_by_js(&self) {
+        self.seen_by_js.store(true, Ordering::Relaxed);
+    }
+
+    fn request(&self, flag: u8) {
+        self.requests.fetch_or(flag, Ordering::AcqRel);
+        self.wake_driver.notify_one();
+    }
+
+    /// Flush, then close (like `socket.end()`).
+    pub fn end(&self) {
+        self.out.end();
+        self.request(REQ_END);
+    }
+
+    /// Close now (like `socket.destroy()`).
+    pub fn destroy(&self) {
+        self.out.abort();
+        self.request(REQ_DESTROY);
+        self.drop_detached();
+    }
+
+    /// Stop processing protocol messages; the read side goes to [`Self::read_detached`].
+    pub fn detach(&self) {
+        self.request(REQ_DETACH);
+    }
+
+    /// Server shutdown: FATAL 57P01 to a connection that is still a session.
+    pub fn shutdown(&self) {
+        self.request(REQ_SHUTDOWN);
+    }
+
+    pub fn finished(&self) -> Option<CloseReason> {
+        *self.finished.borrow()
+    }
+
+    /// Resolves when the driver has ended (for a detached connection: when it detached).
+    pub async fn wait_finished(&self) -> CloseReason {
+        let mut rx = self.finished.subscribe();
+        loop {
+            if let Some(reason) = *rx.borrow_and_update() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return CloseReason::Error;
+            }
+        }
+    }
+
+    /// After `detach()`: the next bytes from the client (those read but not processed
+    /// first); `None` at EOF or if the connection is gone.
+    pub async fn read_detached(&self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let mut ready = self.detached_ready.subscribe();
+        while !*ready.borrow_and_update() {
+            if ready.changed().await.is_err() {
+                return Ok(None);
+            }
+        }
+        let mut guard = self.detached.lock().await;
+        let Some(read) = guard.as_mut() else { return Ok(None) };
+        if !read.leftover.is_empty() {
+            return Ok(Some(read.leftover.split().to_vec()));
+        }
+        let mut buf = vec![0u8; max.clamp(1, 1 << 20)];
+        let n = read.reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some(buf))
+    }
+
+    /// Drops the detached read side (JS destroyed the detached stream).
+    pub fn drop_detached(&self) {
+        if let Ok(mut guard) = self.detached.try_lock() {
+            guard.take();
+        }
+        let _ = self.detached_ready.send(true);
+    }
+}
+
+/// Random md5 salt, process id and cancel key from the OS's CSPRNG.
+fn secrets() -> Secrets {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to a per-process counter mixed with the time. The salt
+        // then only prevents replay across connections, which is md5's whole protection.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
+    }
+    Secrets {
+        md5_salt: [bytes[0], bytes[1], bytes[2], bytes[3]],
+        process_id: i32::from_be_bytes([bytes[4] & 0x7f, bytes[5], bytes[6], bytes[7]]).max(1),
+        secret_key: [bytes[8], bytes[9], bytes[10], bytes[11]],
+    }
+}
+
+/// Starts serving `stream` on the current tokio runtime; `initial` holds bytes already read
+/// from it (e.g. by Node before adoption).
+pub fn spawn_connection(
+    id: u32,
+    stream: TcpStream,
+    initial: &[u8],
+    settings: ConnectionSettings,
+    hooks: Arc<dyn Hooks>,
+) -> Arc<ConnShared> {
+    let _ = stream.set_nodelay(true);
+    let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
+    let mut session = Session::new(settings.session.clone(), secrets());
+    session.receive(initial);
+    let (reader, writer) = stream.into_split();
+    let writer_shared = shared.clone();
+    tokio::spawn(async move { writer_shared.out.run_writer(writer).await });
+    let driver_shared = shared.clone();
+    tokio::spawn(async move {
+        let reason = drive(&mut session, reader, &driver_shared, &*hooks, settings.auth_timeout).await;
+        if reason != CloseReason::Detached {
+            // Let the writer flush (a FATAL error must reach the client) before the socket
+            // is dropped; on abort it stops at once.
+            driver_shared.out.stopped().await;
+        }
+        driver_shared.finished.send_replace(Some(reason));
+        if driver_shared.seen_by_js.load(Ordering::Relaxed) {
+            hooks.closed(&driver_shared, reason);
+        }
+    });
+    shared
+}
+
+/// Adopts a connected socket's file descriptor (duplicated, so the caller may close its own).
+#[cfg(unix)]
+pub fn adopt(
+    id: u32,
+    fd: i32,
+    initial: &[u8],
+    settings: ConnectionSettings,
+    hooks: Arc<dyn Hooks>,
+) -> std::io::Result<Arc<ConnShared>> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid file descriptor"));
+    }
+    // SAFETY: the caller (JS, synchronously) guarantees `fd` is an open socket for the
+    // duration of this call; we only duplicate it and own the duplicate.
+    let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    let std_stream = std::net::TcpStream::from(owned);
+    std_stream.set_nonblocking(true)?;
+    let stream = TcpStream::from_std(std_stream)?;
+    Ok(spawn_connection(id, stream, initial, settings, hooks))
+}
+
+#[cfg(not(unix))]
+pub fn adopt(
+    _id: u32,
+    _fd: i32,
+    _initial: &[u8],
+    _settings: ConnectionSettings,
+    _hooks: Arc<dyn Hooks>,
+) -> std::io::Result<Arc<ConnShared>> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "adopting a node:net socket needs a file descriptor; use createServer() on this platform",
+    ))
+}
+
+/// Runs the session until it ends; returns why.
+async fn drive(
+    session: &mut Session,
+    mut reader: OwnedReadHalf,
+    shared: &Arc<ConnShared>,
+    hooks: &dyn Hooks,
+    auth_timeout: Duration,
+) -> CloseReason {
+    let deadline = Instant::now() + auth_timeout;
+    loop {
+        let step = session.poll();
+        shared.out.write_owned(session.take_output());
+        shared.publish(session);
+        match take_request(session, shared) {
+            Some(Request::Close(reason)) => return reason,
+            Some(Request::Detach) => {
+                let leftover = session.take_unprocessed_input();
+                *shared.detached.lock().await = Some(DetachedRead { leftover, reader });
+                let _ = shared.detached_ready.send(true);
+                return CloseReason::Detached;
+            }
+            None => {}
+        }
+        if shared.out.is_dead() {
+            return CloseReason::Error;
+        }
+        let authenticating = !session.state().is_authenticated;
+        match step {
+            Step::Close => {
+                shared.out.end();
+                return if session.ended_by_client() { CloseReason::ClientEnded } else { CloseReason::Closed };
+            }
+            Step::Hook(request) => {
+                shared.mark_seen_by_js();
+                let call = hooks.call(shared, request);
+                let result = if authenticating {
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(result) => result,
+                        Err(_) => return timed_out(shared),
+                    }
+                } else {
+                    call.await
+                };
+                session.hook_done(result);
+            }
+            Step::NeedInput => {
+                if shared.out.over_high_water() {
+                    tokio::select! {
+                        _ = shared.out.drained() => {}
+                        _ = shared.wake_driver.notified() => {}
+                    }
+                    continue;
+                }
+                let input = session.input_mut();
+                if input.capacity() - input.len() < 4096 {
+                    input.reserve(16 * 1024);
+                }
+                tokio::select! {
+                    read = reader.read_buf(input) => match read {
+                        Ok(0) => session.receive_eof(),
+                        Ok(_) => {}
+                        Err(_) => {
+                            shared.out.abort();
+                            return CloseReason::Error;
+                        }
+                    },
+                    _ = shared.wake_driver.notified() => {}
+                    _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
+                }
+            }
+        }
+    }
+}
+
+/// PostgreSQL closes a stalled startup without a word ("canceling authentication due to
+/// timeout" goes to the log only), and so do we.
+fn timed_out(shared: &ConnShared) -> CloseReason {
+    shared.out.abort();
+    CloseReason::Timeout
+}
+
+enum Request {
+    Close(CloseReason),
+    Detach,
+}
+
+/// Acts on what JS or the server asked for since the last step.
+fn take_request(session: &mut Session, shared: &ConnShared) -> Option<Request> {
+    let requests = shared.requests.swap(0, Ordering::AcqRel);
+    if requests & REQ_DESTROY != 0 {
+        shared.out.abort();
+        Some(Request::Close(CloseReason::Error))
+    } else if requests & REQ_DETACH != 0 {
+        Some(Request::Detach)
+    } else if requests & REQ_SHUTDOWN != 0 {
+        session.terminate(Some(PgError::fatal(
+            SqlState::ADMIN_SHUTDOWN,
+            "terminating connection due to administrator command",
+        )));
+        shared.out.write_owned(session.take_output());
+        shared.out.end();
+        Some(Request::Close(CloseReason::Shutdown))
+    } else if requests & REQ_END != 0 {
+        shared.out.end();
+        Some(Request::Close(CloseReason::Closed))
+    } else {
+        None
+    }
+}

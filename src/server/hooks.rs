@@ -1,0 +1,21 @@
+//! How the driver calls user code. The napi layer implements this with JS functions; tests
+//! can implement it with closures.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::conn::ConnShared;
+use crate::session::{HookRequest, HookResult};
+
+pub type HookFuture = Pin<Box<dyn Future<Output = HookResult> + Send>>;
+
+pub trait Hooks: Send + Sync + 'static {
+    /// Runs one hook for `conn`. A hook that fails resolves to [`HookResult::Failed`]; the
+    /// future itself never panics.
+    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest) -> HookFuture;
+
+    /// The connection ended; `reason` says how. Called once, and only for connections that
+    /// ran at least one hook (others were never seen by JS).
+    fn closed(&self, conn: &Arc<ConnShared>, reason: super::CloseReason);
+}

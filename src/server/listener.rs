@@ -1,0 +1,106 @@
+//! The native listener: accept, framing and auth never touch the JS thread. It keeps a
+//! registry of live connections so JS can reach them by id and `close()` can end them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::conn::{spawn_connection, ConnShared, ConnectionSettings};
+use super::hooks::Hooks;
+
+/// Connection ids are unique per process, so hooks can tell connections apart across
+/// servers and adopted sockets alike.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+pub fn next_connection_id() -> u32 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+type Registry = Arc<Mutex<HashMap<u32, Arc<ConnShared>>>>;
+
+pub struct Listener {
+    pub local_addr: SocketAddr,
+    connections: Registry,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Listener {
+    /// Binds and starts accepting on the current tokio runtime.
+    pub async fn bind(addr: SocketAddr, settings: ConnectionSettings, hooks: Arc<dyn Hooks>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let connections: Registry = Arc::default();
+        let (stop, mut stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let registry = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let id = next_connection_id();
+                            let conn = spawn_connection(id, stream, &[], settings.clone(), hooks.clone());
+                            lock(&registry).insert(id, conn.clone());
+                            let registry = registry.clone();
+                            tokio::spawn(async move {
+                                // A detached connection lives on until its stream is closed.
+                                conn.wait_finished().await;
+                                conn.out.stopped().await;
+                                lock(&registry).remove(&id);
+                            });
+                        }
+                        // Out of file descriptors or a connection reset before accept: back off
+                        // briefly instead of spinning, then keep serving.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    _ = stop_rx.changed() => break,
+                }
+            }
+            drop(listener);
+            let _ = stopped_tx.send(true);
+        });
+        Ok(Self { local_addr, connections, stop, stopped })
+    }
+
+    pub fn connection(&self, id: u32) -> Option<Arc<ConnShared>> {
+        lock(&self.connections).get(&id).cloned()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        lock(&self.connections).len()
+    }
+
+    /// Stops accepting, tells every open session the server is shutting down (FATAL 57P01),
+    /// closes detached connections, and waits until all of them have ended.
+    pub async fn close(&self) {
+        let _ = self.stop.send(true);
+        let mut stopped = self.stopped.clone();
+        while !*stopped.borrow_and_update() {
+            if stopped.changed().await.is_err() {
+                break;
+            }
+        }
+        let open: Vec<_> = lock(&self.connections).values().cloned().collect();
+        for conn in &open {
+            if conn.finished().is_some() {
+                conn.destroy();
+            } else {
+                conn.shutdown();
+            }
+        }
+        for conn in open {
+            conn.wait_finished().await;
+            conn.out.stopped().await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
