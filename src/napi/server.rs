@@ -64,6 +64,20 @@ impl NativeServer {
         .build(env)
     }
 
+    /// Resolves when the server stops listening. While it is pending, Node stays alive, as it
+    /// would for a listening `net.Server`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn serving(&self, env: &Env) -> Result<AsyncBlock<()>> {
+        let listener = lock(&self.listener).clone();
+        AsyncBlockBuilder::new(async move {
+            if let Some(listener) = listener {
+                listener.wait_stopped().await;
+            }
+            Ok(())
+        })
+        .build(env)
+    }
+
     /// The connection with this id, while it is open.
     #[napi]
     pub fn connection(&self, id: u32) -> Option<NativeConnection> {

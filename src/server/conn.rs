@@ -218,16 +218,19 @@ fn secrets() -> Secrets {
 }
 
 /// Starts serving `stream` on the current tokio runtime; `initial` holds bytes already read
-/// from it (e.g. by Node before adoption).
+/// from it (e.g. by Node before adoption). `register` runs before any task starts, so JS can
+/// find the connection by id from its first hook on.
 pub fn spawn_connection(
     id: u32,
     stream: TcpStream,
     initial: &[u8],
     settings: ConnectionSettings,
     hooks: Arc<dyn Hooks>,
+    register: impl FnOnce(&Arc<ConnShared>),
 ) -> Arc<ConnShared> {
     let _ = stream.set_nodelay(true);
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
+    register(&shared);
     let mut session = Session::new(settings.session.clone(), secrets());
     session.receive(initial);
     let (reader, writer) = stream.into_split();
@@ -268,7 +271,7 @@ pub fn adopt(
     let std_stream = std::net::TcpStream::from(owned);
     std_stream.set_nonblocking(true)?;
     let stream = TcpStream::from_std(std_stream)?;
-    Ok(spawn_connection(id, stream, initial, settings, hooks))
+    Ok(spawn_connection(id, stream, initial, settings, hooks, |_| {}))
 }
 
 #[cfg(not(unix))]

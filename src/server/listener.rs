@@ -45,8 +45,9 @@ impl Listener {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
                             let id = next_connection_id();
-                            let conn = spawn_connection(id, stream, &[], settings.clone(), hooks.clone());
-                            lock(&registry).insert(id, conn.clone());
+                            let conn = spawn_connection(id, stream, &[], settings.clone(), hooks.clone(), |conn| {
+                                lock(&registry).insert(id, conn.clone());
+                            });
                             let registry = registry.clone();
                             tokio::spawn(async move {
                                 // A detached connection lives on until its stream is closed.
@@ -68,6 +69,16 @@ impl Listener {
         Ok(Self { local_addr, connections, stop, stopped })
     }
 
+    /// Resolves once the listener has stopped accepting.
+    pub async fn wait_stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        while !*stopped.borrow_and_update() {
+            if stopped.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     pub fn connection(&self, id: u32) -> Option<Arc<ConnShared>> {
         lock(&self.connections).get(&id).cloned()
     }
@@ -80,12 +91,7 @@ impl Listener {
     /// closes detached connections, and waits until all of them have ended.
     pub async fn close(&self) {
         let _ = self.stop.send(true);
-        let mut stopped = self.stopped.clone();
-        while !*stopped.borrow_and_update() {
-            if stopped.changed().await.is_err() {
-                break;
-            }
-        }
+        self.wait_stopped().await;
         let open: Vec<_> = lock(&self.connections).values().cloned().collect();
         for conn in &open {
             if conn.finished().is_some() {
