@@ -1,0 +1,241 @@
+// Types for pg-gateway-native: pg-gateway 0.2.4's API, name for name, plus `createServer`.
+/// <reference types="node" />
+
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+
+/** An ErrorResponse, as pg-gateway's `BackendError` (all optional fields are strings). */
+export type BackendError = {
+  severity: 'ERROR' | 'FATAL' | 'PANIC';
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  position?: string;
+  internalPosition?: string;
+  internalQuery?: string;
+  where?: string;
+  schema?: string;
+  table?: string;
+  column?: string;
+  dataType?: string;
+  constraint?: string;
+  file?: string;
+  line?: string;
+  routine?: string;
+};
+
+export type CleartextPasswordCredentials = {
+  authMode: 'cleartextPassword';
+  user: string;
+  password: string;
+};
+
+export type Md5PasswordCredentials = {
+  authMode: 'md5Password';
+  user: string;
+  /** What the client sent: `'md5' + md5hex(md5hex(password + user) + salt)`. */
+  hash: string;
+  salt: Uint8Array;
+};
+
+/** Narrow on `authMode` before reading mode-specific fields. */
+export type Credentials = CleartextPasswordCredentials | Md5PasswordCredentials;
+
+export type TlsOptions = {
+  key: Buffer;
+  cert: Buffer;
+  ca?: Buffer;
+  passphrase?: string;
+};
+
+export type TlsInfo = {
+  sniServerName?: string;
+};
+
+export type TlsOptionsCallback = (tlsInfo: TlsInfo) => TlsOptions | Promise<TlsOptions>;
+
+export type ClientParameters = {
+  user: string;
+  [key: string]: string;
+};
+
+export type ClientInfo = {
+  majorVersion: number;
+  minorVersion: number;
+  parameters: ClientParameters;
+};
+
+export type State = {
+  hasStarted: boolean;
+  isAuthenticated: boolean;
+  /** `undefined` until a StartupMessage has been received. */
+  clientInfo?: ClientInfo;
+  /** `undefined` until a TLS upgrade has completed. */
+  tlsInfo?: TlsInfo;
+};
+
+export type AuthMode = 'none' | 'cleartextPassword' | 'md5Password' | 'certificate';
+
+export type PostgresConnectionOptions = {
+  /** `server_version` reported to clients. Default `'16.3 (pg-gateway-native)'`. */
+  serverVersion?: string;
+  /** Default `'md5Password'` (as pg-gateway 0.2.4; without `validateCredentials` nobody gets in). */
+  authMode?: AuthMode;
+  /** Not supported yet: passing it throws. */
+  tls?: TlsOptions | TlsOptionsCallback;
+  /**
+   * Checks a password. Return true to let the client in. Without this hook, every
+   * password-based login fails with 28P01.
+   */
+  validateCredentials?(credentials: Credentials, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  /** Not called yet (TLS is not supported yet). */
+  onTlsUpgrade?(state: State, connection: PostgresConnection): void | Promise<void>;
+  /** After the StartupMessage, before authentication. Return true if you answered it yourself. */
+  onStartup?(state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  /** After AuthenticationOk, the ParameterStatus set, BackendKeyData and ReadyForQuery were sent. */
+  onAuthenticated?(state: State, connection: PostgresConnection): void | Promise<void>;
+  /**
+   * Every whole client message (type byte and length included after startup), before the
+   * built-in handling. Return true if you handled it. Called one message at a time, in order.
+   */
+  onMessage?(data: Buffer, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  /** Declared by pg-gateway 0.2.4 but never called there, nor here. */
+  onQuery?(query: string, state: State): Uint8Array | Promise<Uint8Array>;
+
+  // Additions of pg-gateway-native:
+  /** ParameterStatus values sent after authentication, replacing or adding to the defaults. */
+  serverParameters?: Record<string, string>;
+  /** Largest Query/Parse/Bind/CopyData/FunctionCall message, in bytes. Default 1 GiB - 2 (PostgreSQL's). */
+  maxMessageSize?: number;
+  /** Milliseconds a client has to finish startup and authentication. Default 60000 (PostgreSQL's). */
+  authTimeout?: number;
+};
+
+/** `connection.socket`: what a pg-gateway user touches of a `net.Socket`. */
+export interface ConnectionSocket extends EventEmitter {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly remoteFamily?: string;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  readonly encrypted: boolean;
+  destroyed: boolean;
+  readonly bufferSize: number;
+  write(data: Uint8Array | string, callback?: () => void): boolean;
+  /** Sends what is queued, then closes. */
+  end(callback?: () => void): this;
+  /** Closes at once. */
+  destroy(error?: Error): this;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, initialDelay?: number): this;
+  setTimeout(timeout: number): this;
+  on(event: 'end', listener: () => void): this;
+  on(event: 'close', listener: (hadError: boolean) => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+}
+
+/** What `detach()` returns: the client connection as a `Duplex`, no longer parsed. */
+export interface DetachedSocket extends Duplex {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly encrypted: boolean;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, initialDelay?: number): this;
+}
+
+export declare class PostgresConnection {
+  /** Takes over a connected `node:net` socket (best with `net.createServer({ pauseOnConnect: true })`). */
+  constructor(socket: Socket, options?: PostgresConnectionOptions);
+  readonly options: PostgresConnectionOptions;
+  readonly socket: ConnectionSocket;
+  /** A fresh snapshot on every access. */
+  readonly state: State;
+  readonly hasStarted: boolean;
+  readonly isAuthenticated: boolean;
+  readonly clientInfo?: ClientInfo;
+  readonly tlsInfo?: TlsInfo;
+  /** Queues raw protocol bytes. Returns false if the connection is gone or backed up. */
+  sendData(data: Uint8Array | ArrayBuffer | string): boolean;
+  sendError(error: BackendError): boolean;
+  /** Throws `Unknown transaction status '...'` for other values. */
+  sendReadyForQuery(status?: 'idle' | 'transaction' | 'error'): boolean;
+  sendAuthenticationOk(): boolean;
+  sendParameterStatus(name: string, value: string): boolean;
+  /** FATAL 28P01 `password authentication failed for user "..."`; does not close. */
+  sendAuthenticationFailedError(): boolean;
+  /** Stops protocol processing; the client connection as a Duplex, unprocessed bytes first. */
+  detach(): DetachedSocket;
+}
+
+export type AddressInfo = { address: string; family: string; port: number };
+
+export type ListenOptions = {
+  /** Default 5432; 0 picks a free port. */
+  port?: number;
+  /** An IP address (or 'localhost'). Default '127.0.0.1'. */
+  host?: string;
+};
+
+/** A server whose accept loop, framing and authentication run in Rust. */
+export declare class PostgresServer extends EventEmitter {
+  constructor(options?: PostgresConnectionOptions);
+  readonly options: PostgresConnectionOptions;
+  readonly connectionCount: number;
+  listen(options?: ListenOptions): Promise<AddressInfo>;
+  address(): AddressInfo | null;
+  /** Stops accepting, ends open connections with FATAL 57P01, resolves when all are closed. */
+  close(): Promise<void>;
+}
+
+export declare function createServer(options?: PostgresConnectionOptions): PostgresServer;
+
+export declare function hashMd5Password(user: string, password: string, salt: Uint8Array): Promise<string>;
+export declare function md5(value: string | Buffer): Promise<string>;
+export declare function generateMd5Salt(): Uint8Array;
+export declare function createStartupMessage(clientInfo: ClientInfo): Buffer;
+
+export declare enum FrontendMessageCode {
+  Query = 81,
+  Parse = 80,
+  Bind = 66,
+  Execute = 69,
+  FunctionCall = 70,
+  Flush = 72,
+  Close = 67,
+  Describe = 68,
+  CopyFromChunk = 100,
+  CopyDone = 99,
+  CopyData = 100,
+  CopyFail = 102,
+  Password = 112,
+  Sync = 83,
+  Terminate = 88,
+}
+
+export declare enum BackendMessageCode {
+  DataRow = 68,
+  ParseComplete = 49,
+  BindComplete = 50,
+  CloseComplete = 51,
+  CommandComplete = 67,
+  ReadyForQuery = 90,
+  NoData = 110,
+  NotificationResponse = 65,
+  AuthenticationResponse = 82,
+  ParameterStatus = 83,
+  BackendKeyData = 75,
+  ErrorMessage = 69,
+  NoticeMessage = 78,
+  RowDescriptionMessage = 84,
+  ParameterDescriptionMessage = 116,
+  PortalSuspended = 115,
+  ReplicationStart = 87,
+  EmptyQuery = 73,
+  CopyIn = 71,
+  CopyOut = 72,
+  CopyDone = 99,
+  CopyData = 100,
+}
