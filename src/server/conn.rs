@@ -298,12 +298,12 @@ async fn drive(
 ) -> CloseReason {
     let deadline = Instant::now() + auth_timeout;
     loop {
-        let step = session.poll();
-        shared.out.write_owned(session.take_output());
-        shared.publish(session);
+        // Requests first: after a hook called detach(), the bytes behind the message it
+        // handled belong to the detached stream and must not be parsed.
         match take_request(session, shared) {
             Some(Request::Close(reason)) => return reason,
             Some(Request::Detach) => {
+                shared.out.write_owned(session.take_output());
                 let leftover = session.take_unprocessed_input();
                 *shared.detached.lock().await = Some(DetachedRead { leftover, reader });
                 let _ = shared.detached_ready.send(true);
@@ -311,6 +311,9 @@ async fn drive(
             }
             None => {}
         }
+        let step = session.poll();
+        shared.out.write_owned(session.take_output());
+        shared.publish(session);
         if shared.out.is_dead() {
             return CloseReason::Error;
         }
