@@ -212,9 +212,8 @@ pub fn adopt_socket(
     let hooks = Arc::new(JsHooks::new(&dispatch)?);
     let initial = initial.as_deref().unwrap_or_default().to_vec();
     let id = crate::server::next_connection_id();
-    let shared = napi::bindgen_prelude::within_runtime_if_available(|| {
-        crate::server::adopt(id, fd, &initial, settings, hooks)
-    })
-    .map_err(|err| Error::new(Status::GenericFailure, format!("cannot take over the socket: {err}")))?;
+    let shared =
+        napi::bindgen_prelude::within_runtime_if_available(|| crate::server::adopt(id, fd, &initial, settings, hooks))
+            .map_err(|err| Error::new(Status::GenericFailure, format!("cannot take over the socket: {err}")))?;
     Ok(NativeConnection::new(shared))
 }

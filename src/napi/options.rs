@@ -48,7 +48,8 @@ pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
         limits.large = (max as usize).clamp(crate::protocol::frame::SMALL_MESSAGE_LIMIT, limits.large);
     }
     let defaults = SessionConfig::default();
-    let mut server_parameters: Vec<(String, String)> = options.server_parameters.unwrap_or_default().into_iter().collect();
+    let mut server_parameters: Vec<(String, String)> =
+        options.server_parameters.unwrap_or_default().into_iter().collect();
     server_parameters.sort();
     let session = SessionConfig {
         auth_mode,

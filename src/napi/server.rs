@@ -29,11 +29,7 @@ pub struct AddressInfo {
 impl NativeServer {
     #[napi(constructor)]
     pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
-        Ok(Self {
-            settings: settings(options)?,
-            hooks: Arc::new(JsHooks::new(&dispatch)?),
-            listener: Arc::default(),
-        })
+        Ok(Self { settings: settings(options)?, hooks: Arc::new(JsHooks::new(&dispatch)?), listener: Arc::default() })
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts accepting.

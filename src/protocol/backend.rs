@@ -92,7 +92,9 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, version: i32, unrecognized
 pub fn error_response(out: &mut BytesMut, err: &PgError) {
     let tag = if matches!(err.severity, Severity::Error | Severity::Fatal | Severity::Panic) { b'E' } else { b'N' };
     message(out, tag, |b| {
-        for (field, value) in [(b'S', err.severity.as_str()), (b'V', err.severity.as_str()), (b'C', &err.code), (b'M', &err.message)] {
+        for (field, value) in
+            [(b'S', err.severity.as_str()), (b'V', err.severity.as_str()), (b'C', &err.code), (b'M', &err.message)]
+        {
             b.put_u8(field);
             cstr(b, value);
         }
@@ -126,9 +128,15 @@ mod tests {
     fn golden_bytes() {
         assert_eq!(bytes(authentication_ok), b"R\x00\x00\x00\x08\x00\x00\x00\x00");
         assert_eq!(bytes(authentication_cleartext_password), b"R\x00\x00\x00\x08\x00\x00\x00\x03");
-        assert_eq!(bytes(|o| authentication_md5_password(o, [1, 2, 3, 4])), b"R\x00\x00\x00\x0c\x00\x00\x00\x05\x01\x02\x03\x04");
+        assert_eq!(
+            bytes(|o| authentication_md5_password(o, [1, 2, 3, 4])),
+            b"R\x00\x00\x00\x0c\x00\x00\x00\x05\x01\x02\x03\x04"
+        );
         assert_eq!(bytes(|o| parameter_status(o, "a", "b")), b"S\x00\x00\x00\x08a\x00b\x00");
-        assert_eq!(bytes(|o| backend_key_data(o, 7, &[9, 9, 9, 9])), b"K\x00\x00\x00\x0c\x00\x00\x00\x07\x09\x09\x09\x09");
+        assert_eq!(
+            bytes(|o| backend_key_data(o, 7, &[9, 9, 9, 9])),
+            b"K\x00\x00\x00\x0c\x00\x00\x00\x07\x09\x09\x09\x09"
+        );
         assert_eq!(bytes(|o| ready_for_query(o, TransactionStatus::Idle)), b"Z\x00\x00\x00\x05I");
         assert_eq!(bytes(|o| ready_for_query(o, TransactionStatus::Failed)), b"Z\x00\x00\x00\x05E");
         assert_eq!(

@@ -136,7 +136,11 @@ impl fmt::Display for DecodeError {
             Self::MissingTerminator { what } => write!(f, "invalid string in message: {what} is not terminated"),
             Self::InvalidUtf8 { what } => write!(f, "invalid string in message: {what} is not valid UTF-8"),
             Self::TrailingBytes { tag, extra } => {
-                write!(f, "invalid message format: {extra} unexpected bytes at the end of message type {}", tag_name(*tag))
+                write!(
+                    f,
+                    "invalid message format: {extra} unexpected bytes at the end of message type {}",
+                    tag_name(*tag)
+                )
             }
             Self::InvalidField { what, value } => write!(f, "invalid {what}: {value}"),
             Self::StartupLayout => write!(f, "invalid startup packet layout: expected terminator as last byte"),

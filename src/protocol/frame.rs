@@ -107,10 +107,16 @@ mod tests {
     fn hostile_lengths_are_rejected_from_the_header_alone() {
         assert!(matches!(startup_frame_len(&[0x7f, 0xff, 0xff, 0xff]), Err(DecodeError::StartupPacketLength { .. })));
         assert!(matches!(startup_frame_len(&[0, 0, 0, 3]), Err(DecodeError::StartupPacketLength { len: 3, .. })));
-        assert!(matches!(startup_frame_len(&[0xff, 0xff, 0xff, 0xff]), Err(DecodeError::StartupPacketLength { len: -1, .. })));
+        assert!(matches!(
+            startup_frame_len(&[0xff, 0xff, 0xff, 0xff]),
+            Err(DecodeError::StartupPacketLength { len: -1, .. })
+        ));
         assert!(startup_frame_len(&10_001i32.to_be_bytes()).is_err());
         assert_eq!(startup_frame_len(&10_000i32.to_be_bytes()), Ok(None));
-        assert!(matches!(typed_frame_len(&[b'Q', 0, 0, 0, 3], |_| 100), Err(DecodeError::MessageLength { len: 3, .. })));
+        assert!(matches!(
+            typed_frame_len(&[b'Q', 0, 0, 0, 3], |_| 100),
+            Err(DecodeError::MessageLength { len: 3, .. })
+        ));
         assert!(matches!(typed_frame_len(&[b'Q', 0x80, 0, 0, 0], |_| 100), Err(DecodeError::MessageLength { .. })));
         assert!(typed_frame_len(&[b'Q', 0, 0, 0, 101], |_| 100).is_err());
     }

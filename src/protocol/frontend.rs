@@ -15,8 +15,14 @@ pub enum Target {
 /// One frontend message, borrowed from its frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrontendMessage<'a> {
-    Query { sql: &'a str },
-    Parse { name: &'a str, sql: &'a str, param_types: Vec<i32> },
+    Query {
+        sql: &'a str,
+    },
+    Parse {
+        name: &'a str,
+        sql: &'a str,
+        param_types: Vec<i32>,
+    },
     Bind {
         portal: &'a str,
         statement: &'a str,
@@ -24,21 +30,43 @@ pub enum FrontendMessage<'a> {
         params: Vec<Option<&'a [u8]>>,
         result_formats: Vec<i16>,
     },
-    Describe { target: Target, name: &'a str },
-    Execute { portal: &'a str, max_rows: i32 },
-    Close { target: Target, name: &'a str },
+    Describe {
+        target: Target,
+        name: &'a str,
+    },
+    Execute {
+        portal: &'a str,
+        max_rows: i32,
+    },
+    Close {
+        target: Target,
+        name: &'a str,
+    },
     Sync,
     Flush,
     Terminate,
     /// `p`: PasswordMessage, SASLInitialResponse, SASLResponse and GSSResponse share the tag;
     /// which one it is depends on the authentication exchange in progress.
-    PasswordLike { body: &'a [u8] },
-    CopyData { data: &'a [u8] },
+    PasswordLike {
+        body: &'a [u8],
+    },
+    CopyData {
+        data: &'a [u8],
+    },
     CopyDone,
-    CopyFail { message: &'a str },
-    FunctionCall { oid: i32, arg_formats: Vec<i16>, args: Vec<Option<&'a [u8]>>, result_format: i16 },
+    CopyFail {
+        message: &'a str,
+    },
+    FunctionCall {
+        oid: i32,
+        arg_formats: Vec<i16>,
+        args: Vec<Option<&'a [u8]>>,
+        result_format: i16,
+    },
     /// A type byte this protocol version does not define.
-    Unknown { tag: u8 },
+    Unknown {
+        tag: u8,
+    },
 }
 
 impl<'a> FrontendMessage<'a> {
@@ -176,7 +204,10 @@ mod tests {
 
     #[test]
     fn decodes_simple_messages() {
-        assert_eq!(FrontendMessage::decode(b"Q\x00\x00\x00\x0dselect 1\x00"), Ok(FrontendMessage::Query { sql: "select 1" }));
+        assert_eq!(
+            FrontendMessage::decode(b"Q\x00\x00\x00\x0dselect 1\x00"),
+            Ok(FrontendMessage::Query { sql: "select 1" })
+        );
         assert_eq!(FrontendMessage::decode(b"X\x00\x00\x00\x04"), Ok(FrontendMessage::Terminate));
         assert_eq!(FrontendMessage::decode(b"H\x00\x00\x00\x04"), Ok(FrontendMessage::Flush));
         assert_eq!(FrontendMessage::decode(b"c\x00\x00\x00\x04"), Ok(FrontendMessage::CopyDone));
@@ -185,21 +216,30 @@ mod tests {
             FrontendMessage::decode(b"C\x00\x00\x00\x08Sab\x00"),
             Ok(FrontendMessage::Close { target: Target::Statement, name: "ab" })
         );
-        let FrontendMessage::PasswordLike { body } = FrontendMessage::decode(b"p\x00\x00\x00\x08pw1\x00").unwrap() else {
+        let FrontendMessage::PasswordLike { body } = FrontendMessage::decode(b"p\x00\x00\x00\x08pw1\x00").unwrap()
+        else {
             panic!()
         };
         assert_eq!(password(body), Ok("pw1"));
         let call = b"F\x00\x00\x00\x16\x00\x00\x04\xd2\x00\x00\x00\x01\x00\x00\x00\x02ab\x00\x01";
         assert_eq!(
             FrontendMessage::decode(call),
-            Ok(FrontendMessage::FunctionCall { oid: 1234, arg_formats: vec![], args: vec![Some(b"ab")], result_format: 1 })
+            Ok(FrontendMessage::FunctionCall {
+                oid: 1234,
+                arg_formats: vec![],
+                args: vec![Some(b"ab")],
+                result_format: 1
+            })
         );
     }
 
     #[test]
     fn rejects_malformed_bodies_without_panicking() {
         // Query without its terminator.
-        assert!(matches!(FrontendMessage::decode(b"Q\x00\x00\x00\x08abcd"), Err(DecodeError::MissingTerminator { .. })));
+        assert!(matches!(
+            FrontendMessage::decode(b"Q\x00\x00\x00\x08abcd"),
+            Err(DecodeError::MissingTerminator { .. })
+        ));
         // Sync with a stray byte.
         assert!(matches!(FrontendMessage::decode(b"S\x00\x00\x00\x05x"), Err(DecodeError::TrailingBytes { .. })));
         // Bind claiming 30000 parameters in a 20-byte body: refused before allocating.

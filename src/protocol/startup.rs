@@ -22,7 +22,10 @@ pub enum StartupPacket<'a> {
     GssEncRequest,
     /// Sent on a new connection to cancel a query on another one. The secret key is 4 bytes in
     /// protocol 3.0 and 4 to 256 bytes in 3.2.
-    CancelRequest { process_id: i32, secret_key: &'a [u8] },
+    CancelRequest {
+        process_id: i32,
+        secret_key: &'a [u8],
+    },
     Startup(StartupMessage),
 }
 
@@ -150,7 +153,8 @@ mod tests {
 
     #[test]
     fn keeps_the_requested_minor_version() {
-        let StartupPacket::Startup(msg) = StartupPacket::decode(b"\x00\x00\x00\x09\x00\x03\x00\x02\x00").unwrap() else {
+        let StartupPacket::Startup(msg) = StartupPacket::decode(b"\x00\x00\x00\x09\x00\x03\x00\x02\x00").unwrap()
+        else {
             panic!()
         };
         assert_eq!((msg.major, msg.minor), (3, 2));

@@ -238,10 +238,9 @@ impl Session {
                 self.client_ended = true;
                 self.phase = Phase::Closed;
             }
-            FrontendMessage::PasswordLike { .. } | FrontendMessage::Unknown { .. } => self.fail(PgError::fatal(
-                SqlState::PROTOCOL_VIOLATION,
-                format!("invalid frontend message type {tag}"),
-            )),
+            FrontendMessage::PasswordLike { .. } | FrontendMessage::Unknown { .. } => {
+                self.fail(PgError::fatal(SqlState::PROTOCOL_VIOLATION, format!("invalid frontend message type {tag}")))
+            }
         }
     }
 }

@@ -116,9 +116,17 @@ fn auth_none_sends_the_full_postgres_greeting() {
         .filter(|(t, _)| *t == b'S')
         .map(|(_, b)| String::from_utf8_lossy(b).split('\0').take(2).collect::<Vec<_>>().join("="))
         .collect();
-    for expected in ["server_version=16.3 (pg-gateway-native)", "client_encoding=UTF8", "DateStyle=ISO, MDY", "integer_datetimes=on",
-        "standard_conforming_strings=on", "application_name=psql", "session_authorization=alice", "TimeZone=UTC", "server_encoding=UTF8"]
-    {
+    for expected in [
+        "server_version=16.3 (pg-gateway-native)",
+        "client_encoding=UTF8",
+        "DateStyle=ISO, MDY",
+        "integer_datetimes=on",
+        "standard_conforming_strings=on",
+        "application_name=psql",
+        "session_authorization=alice",
+        "TimeZone=UTC",
+        "server_encoding=UTF8",
+    ] {
         assert!(params.contains(&expected.to_string()), "{expected} in {params:?}");
     }
     let (tag, key) = &msgs[msgs.len() - 2];

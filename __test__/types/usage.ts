@@ -1,0 +1,47 @@
+// Compiled with `tsc --noEmit` by types.test.mjs. Correct use must compile; each
+// `@ts-expect-error` line is misuse the typings must reject (an unused directive fails).
+import net from 'node:net';
+import {
+  PostgresConnection, createServer, hashMd5Password, createStartupMessage, FrontendMessageCode,
+  type Credentials, type State, type BackendError,
+} from 'pg-gateway-native';
+
+net.createServer({ pauseOnConnect: true }, (socket) => {
+  const connection = new PostgresConnection(socket, {
+    serverVersion: '16.3',
+    authMode: 'md5Password',
+    async validateCredentials(credentials: Credentials, state: State) {
+      if (credentials.authMode === 'md5Password') {
+        const expected = await hashMd5Password(credentials.user, 'pw', credentials.salt);
+        return credentials.hash === expected;
+      }
+      // @ts-expect-error: `hash` exists only on md5 credentials
+      credentials.hash;
+      return credentials.password === 'pw' && state.hasStarted;
+    },
+    onMessage(data, { isAuthenticated }) {
+      if (!isAuthenticated) return false;
+      connection.sendData(data);
+      return data[0] === FrontendMessageCode.Query;
+    },
+  });
+  connection.sendReadyForQuery('transaction');
+  // @ts-expect-error: not a transaction status
+  connection.sendReadyForQuery('busy');
+  const err: BackendError = { severity: 'ERROR', code: '22012', message: 'division by zero', hint: 'no' };
+  connection.sendError(err);
+  // @ts-expect-error: severity must be ERROR, FATAL or PANIC
+  connection.sendError({ severity: 'OOPS', code: 'XX000', message: 'x' });
+  const detached = connection.detach();
+  detached.pipe(net.connect(5432));
+  console.log(connection.state.clientInfo?.parameters.user);
+});
+
+// @ts-expect-error: not an auth mode
+createServer({ authMode: 'scram' });
+// @ts-expect-error: onStartup must return a boolean (or a promise of one) or nothing
+createServer({ onStartup: () => 'yes' });
+
+const server = createServer({ authMode: 'none', serverParameters: { TimeZone: 'UTC' }, authTimeout: 5000 });
+server.listen({ port: 0, host: '127.0.0.1' }).then(({ port }) => port.toFixed());
+createStartupMessage({ majorVersion: 3, minorVersion: 0, parameters: { user: 'u' } });
