@@ -404,3 +404,113 @@ fn terminate_from_outside_sends_the_error() {
     assert_eq!(error_code(&out), "57P01");
     let _ = backend::TransactionStatus::Idle;
 }
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Hostile input, as a fuzzer would send it: valid conversations with bytes flipped, cut,
+/// duplicated or inserted, and pure noise, split into reads at random points, with hooks
+/// answering at random. The session must never panic, must come to rest (NeedInput or Close)
+/// after every read, and a FATAL must always end the session.
+#[test]
+fn hostile_input_never_panics_or_loops() {
+    let valid: Vec<Vec<u8>> = vec![
+        [
+            startup(&[("user", "a"), ("database", "b")]),
+            typed(b'p', b"md5abcdef\0"),
+            typed(b'Q', b"select 1\0"),
+            typed(b'P', b"s1\0select $1\0\0\x01\0\0\0\x17"),
+            typed(b'B', b"\0s1\0\0\x01\0\0\0\x01\0\0\0\x011\0\x01\0\x01"),
+            typed(b'D', b"P\0"),
+            typed(b'E', b"\0\0\0\0\x0a"),
+            typed(b'S', b""),
+            typed(b'F', b"\0\0\x04\xd2\0\0\0\x01\0\0\0\x02ab\0\x01"),
+            typed(b'd', b"copy"),
+            typed(b'X', b""),
+        ]
+        .concat(),
+        [b"\x00\x00\x00\x08\x04\xd2\x16\x2f".to_vec(), startup_version(3, 2, &[("user", "u"), ("_pq_.x", "y")])]
+            .concat(),
+        b"\x00\x00\x00\x10\x04\xd2\x16\x2e\x00\x00\x00\x07\x01\x02\x03\x04".to_vec(),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..3000 {
+        let mut bytes = valid[round % valid.len()].clone();
+        for _ in 0..rng.below(6) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.below(bytes.len());
+            match rng.below(5) {
+                0 => bytes[at] = rng.next() as u8,
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, rng.next() as u8),
+                3 => {
+                    let end = (at + rng.below(16)).min(bytes.len());
+                    let chunk = bytes[at..end].to_vec();
+                    bytes.splice(at..at, chunk);
+                }
+                _ => bytes[at] ^= 0x80,
+            }
+        }
+        if round % 10 == 0 {
+            bytes = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
+        }
+        let auth_mode = [AuthMode::None, AuthMode::CleartextPassword, AuthMode::Md5Password][round % 3];
+        let hooks = HookSet {
+            on_message: round % 2 == 0,
+            on_startup: round % 5 == 0,
+            validate_credentials: round % 3 != 0,
+            on_authenticated: round % 7 == 0,
+        };
+        let seed = rng.next();
+        let mut hook_rng = Rng(seed | 1);
+        let mut h = Harness::new(config(auth_mode, hooks), move |req| match req {
+            HookRequest::Messages { ends, .. } => match hook_rng.below(4) {
+                0 => HookResult::Messages { handled: hook_rng.below(ends.len() + 2), error: None },
+                1 => HookResult::Messages {
+                    handled: hook_rng.below(ends.len() + 1),
+                    error: Some(PgError::error(SqlState::INTERNAL_ERROR, "x")),
+                },
+                _ => HookResult::Messages { handled: 0, error: None },
+            },
+            HookRequest::Startup | HookRequest::ValidateCredentials(_) => match hook_rng.below(3) {
+                0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
+                n => HookResult::Bool(n == 1),
+            },
+            HookRequest::Authenticated => HookResult::Done,
+        });
+        let mut rest = &bytes[..];
+        let mut out = Vec::new();
+        let mut closed = false;
+        while !rest.is_empty() && !closed {
+            let n = 1 + rng.below(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let (o, c) = h.send(chunk);
+            out.extend(o);
+            closed = c;
+        }
+        if !closed {
+            let (o, c) = h.eof();
+            out.extend(o);
+            assert!(c, "round {round}: EOF must close the session");
+        }
+        if out.windows(6).any(|w| w == b"FATAL\0") {
+            assert!(h.session.is_closed(), "round {round}: a FATAL error must end the session");
+        }
+    }
+}
