@@ -169,6 +169,13 @@ function credentials(event) {
   return { authMode: 'cleartextPassword', user: event.user, password: event.secret };
 }
 
+/** The address fields of `net.Socket`, read once from the native connection. */
+function copyAddresses(target, native) {
+  for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) {
+    target[name] = native[name] ?? undefined;
+  }
+}
+
 /**
  * What `connection.socket` is: the parts of a `net.Socket` a pg-gateway user touches, backed
  * by the native connection. Emits 'end' (the client closed) and 'close'.
@@ -177,11 +184,7 @@ class ConnectionSocket extends EventEmitter {
   constructor(native) {
     super();
     this._native = native;
-    this.remoteAddress = native.remoteAddress ?? undefined;
-    this.remotePort = native.remotePort ?? undefined;
-    this.remoteFamily = native.remoteFamily ?? undefined;
-    this.localAddress = native.localAddress ?? undefined;
-    this.localPort = native.localPort ?? undefined;
+    copyAddresses(this, native);
     this.destroyed = false;
     this.encrypted = false;
   }
@@ -231,11 +234,7 @@ class DetachedSocket extends Duplex {
     super({ allowHalfOpen: true });
     this._native = native;
     this._reading = false;
-    this.remoteAddress = native.remoteAddress ?? undefined;
-    this.remotePort = native.remotePort ?? undefined;
-    this.remoteFamily = native.remoteFamily ?? undefined;
-    this.localAddress = native.localAddress ?? undefined;
-    this.localPort = native.localPort ?? undefined;
+    copyAddresses(this, native);
     this.encrypted = false;
   }
 

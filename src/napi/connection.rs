@@ -20,6 +20,13 @@ impl NativeConnection {
     pub fn new(shared: Arc<ConnShared>) -> Self {
         Self { shared }
     }
+
+    /// Encodes one backend message and queues it; false if the connection cannot send.
+    fn send(&self, encode: impl FnOnce(&mut bytes::BytesMut)) -> bool {
+        let mut out = bytes::BytesMut::new();
+        encode(&mut out);
+        self.shared.out.write(&out)
+    }
 }
 
 /// pg-gateway's `State`, as plain data; `index.js` turns `parameters` (name, value, name,
@@ -53,9 +60,7 @@ impl NativeConnection {
     #[napi]
     pub fn send_error(&self, error: BackendErrorInput) -> bool {
         let err = error.into_pg_error(Severity::Error);
-        let mut out = bytes::BytesMut::new();
-        backend::error_response(&mut out, &err);
-        self.shared.out.write(&out)
+        self.send(|out| backend::error_response(out, &err))
     }
 
     /// `'I'`, `'T'` or `'E'`, already checked by `index.js`.
@@ -66,23 +71,17 @@ impl NativeConnection {
             "E" => backend::TransactionStatus::Failed,
             _ => backend::TransactionStatus::Idle,
         };
-        let mut out = bytes::BytesMut::new();
-        backend::ready_for_query(&mut out, status);
-        self.shared.out.write(&out)
+        self.send(|out| backend::ready_for_query(out, status))
     }
 
     #[napi]
     pub fn send_parameter_status(&self, name: String, value: String) -> bool {
-        let mut out = bytes::BytesMut::new();
-        backend::parameter_status(&mut out, &name, &value);
-        self.shared.out.write(&out)
+        self.send(|out| backend::parameter_status(out, &name, &value))
     }
 
     #[napi]
     pub fn send_authentication_ok(&self) -> bool {
-        let mut out = bytes::BytesMut::new();
-        backend::authentication_ok(&mut out);
-        self.shared.out.write(&out)
+        self.send(backend::authentication_ok)
     }
 
     #[napi]

@@ -74,6 +74,8 @@ pub struct ConnShared {
     wake_driver: Notify,
     /// Set once any hook ran, so JS knows this connection and must hear that it closed.
     seen_by_js: AtomicBool,
+    /// Watch channels keep no receiver of their own: always update them with `send_replace`,
+    /// which stores the value even when nobody is subscribed yet (`send` would drop it).
     finished: watch::Sender<Option<CloseReason>>,
     /// After `detach()`: the read side and the bytes read but not processed.
     detached: tokio::sync::Mutex<Option<DetachedRead>>,
@@ -196,7 +198,7 @@ impl ConnShared {
         if let Ok(mut guard) = self.detached.try_lock() {
             guard.take();
         }
-        let _ = self.detached_ready.send(true);
+        self.detached_ready.send_replace(true);
     }
 }
 
@@ -306,7 +308,7 @@ async fn drive(
                 shared.out.write_owned(session.take_output());
                 let leftover = session.take_unprocessed_input();
                 *shared.detached.lock().await = Some(DetachedRead { leftover, reader });
-                let _ = shared.detached_ready.send(true);
+                shared.detached_ready.send_replace(true);
                 return CloseReason::Detached;
             }
             None => {}
@@ -398,5 +400,47 @@ fn take_request(session: &mut Session, shared: &ConnShared) -> Option<Request> {
         Some(Request::Close(CloseReason::Closed))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{HookRequest, HookResult, HookSet};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// Detaches from inside the first `onMessage` call and reports the message handled.
+    struct DetachOnFirstMessage;
+
+    impl Hooks for DetachOnFirstMessage {
+        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest) -> super::super::HookFuture {
+            conn.detach();
+            Box::pin(async { HookResult::Messages { handled: 1, error: None } })
+        }
+
+        fn closed(&self, _: &Arc<ConnShared>, _: CloseReason) {}
+    }
+
+    #[tokio::test]
+    async fn detach_hands_over_unprocessed_bytes_even_to_a_late_reader() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let session =
+            SessionConfig { hooks: HookSet { on_message: true, ..HookSet::default() }, ..SessionConfig::default() };
+        let settings = ConnectionSettings { session: Arc::new(session), auth_timeout: Duration::from_secs(5) };
+        let conn = spawn_connection(1, stream, &[], settings, Arc::new(DetachOnFirstMessage), |_| {});
+        client.write_all(b"\x00\x00\x00\x10\x00\x03\x00\x00user\x00u\x00\x00raw bytes").await.unwrap();
+        assert_eq!(conn.wait_finished().await, CloseReason::Detached);
+        // The reader arrives only after the driver signalled that the stream is ready.
+        let mut received = Vec::new();
+        while received.len() < b"raw bytes".len() {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), conn.read_detached(1024)).await;
+            received.extend(chunk.expect("a late reader must not wait forever").unwrap().unwrap());
+        }
+        assert_eq!(received, b"raw bytes");
+        client.shutdown().await.unwrap();
+        assert_eq!(conn.read_detached(1024).await.unwrap(), None, "EOF after the client closed");
     }
 }
