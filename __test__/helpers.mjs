@@ -13,8 +13,9 @@ export const gateway = require('../index.js');
 export const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
- * Starts a server with `options` on a free loopback port, either by handing `node:net` sockets
- * to `new PostgresConnection` ('adopted') or on the Rust listener ('native').
+ * Starts a server with `options` on a free loopback port: `node:net` sockets handed to
+ * `new PostgresConnection` on the default JS-thread driver ('js') or with Rust taking the
+ * socket over (`driver: 'native'`, 'adopted'), or the Rust listener ('native').
  * `onConnection(connection)` sees each PostgresConnection created for adopted sockets.
  */
 export async function startServer(mode, makeOptions, { pauseOnConnect = true, onConnection } = {}) {
@@ -26,7 +27,7 @@ export async function startServer(mode, makeOptions, { pauseOnConnect = true, on
   }
   const sockets = new Set();
   const server = net.createServer({ pauseOnConnect }, (socket) => {
-    const connection = new gateway.PostgresConnection(socket, options());
+    const connection = new gateway.PostgresConnection(socket, mode === 'adopted' ? { ...options(), driver: 'native' } : options());
     sockets.add(connection);
     connection.socket.on('close', () => sockets.delete(connection));
     onConnection?.(connection);
@@ -43,7 +44,7 @@ export async function startServer(mode, makeOptions, { pauseOnConnect = true, on
   };
 }
 
-export const MODES = ['adopted', 'native'];
+export const MODES = ['js', 'adopted', 'native'];
 
 /** Backend message builders for hand-written responses. */
 export function message(type, body = Buffer.alloc(0)) {

@@ -228,29 +228,50 @@ for (const mode of MODES) {
   });
 }
 
-test('adopted: sockets created without pauseOnConnect work too', async (t) => {
-  const server = await startServer('adopted', () => answerQueries(), { pauseOnConnect: false });
-  t.after(() => server.close());
-  const result = await psql(server.port, ['-Atc', 'select 1']);
-  assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout.trim(), '1');
-});
+for (const mode of ['js', 'adopted']) {
+  test(`${mode}: sockets created without pauseOnConnect work too`, async (t) => {
+    const server = await startServer(mode, () => answerQueries(), { pauseOnConnect: false });
+    t.after(() => server.close());
+    const result = await psql(server.port, ['-Atc', 'select 1']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), '1');
+  });
 
-test('adopted: bytes Node read before the connection was created are not lost', async (t) => {
+  test(`${mode}: bytes Node read before the connection was created are not lost`, async (t) => {
+    const net = await import('node:net');
+    const server = net.createServer((socket) => {
+      // Create the connection only after the client's startup packet has been read by Node.
+      socket.once('data', (chunk) => {
+        socket.pause();
+        socket.unshift(chunk);
+        new gateway.PostgresConnection(socket, { ...answerQueries(), driver: mode === 'adopted' ? 'native' : 'js' });
+      });
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const result = await psql(server.address().port, ['-Atc', 'select 1']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), '1');
+  });
+}
+
+test('js: connection.socket is the socket passed in, and detach() returns it, as in 0.2.4', async (t) => {
   const net = await import('node:net');
+  let same;
   const server = net.createServer((socket) => {
-    // Create the connection only after the client's startup packet has been read by Node.
-    socket.once('data', (chunk) => {
-      socket.pause();
-      socket.unshift(chunk);
-      new gateway.PostgresConnection(socket, answerQueries());
+    const connection = new gateway.PostgresConnection(socket, {
+      authMode: 'none',
+      onStartup() {
+        same = connection.socket === socket && connection.detach() === socket;
+        socket.end();
+        return true;
+      },
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
-  const result = await psql(server.address().port, ['-Atc', 'select 1']);
-  assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stdout.trim(), '1');
+  await psql(server.address().port, ['-c', 'select 1']);
+  assert.equal(same, true);
 });
 
 test('adopted: the original socket hears "end" when the client disconnects', async (t) => {

@@ -43,6 +43,22 @@ pub struct StateSnapshot {
     pub sni_server_name: Option<String>,
 }
 
+impl StateSnapshot {
+    pub fn new(version: u32, state: &crate::session::State) -> Self {
+        let info = state.client_info.as_ref();
+        Self {
+            version,
+            has_started: state.has_started,
+            is_authenticated: state.is_authenticated,
+            client_major_version: info.map(|i| u32::from(i.major_version)),
+            client_minor_version: info.map(|i| u32::from(i.minor_version)),
+            client_parameters: info.map(|i| i.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
+            tls: state.tls_info.is_some(),
+            sni_server_name: state.tls_info.as_ref().and_then(|t| t.sni_server_name.clone()),
+        }
+    }
+}
+
 #[napi]
 impl NativeConnection {
     #[napi(getter)]
@@ -87,17 +103,7 @@ impl NativeConnection {
     #[napi]
     pub fn state(&self) -> StateSnapshot {
         let (version, state) = self.shared.state();
-        let info = state.client_info.as_ref();
-        StateSnapshot {
-            version,
-            has_started: state.has_started,
-            is_authenticated: state.is_authenticated,
-            client_major_version: info.map(|i| u32::from(i.major_version)),
-            client_minor_version: info.map(|i| u32::from(i.minor_version)),
-            client_parameters: info.map(|i| i.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
-            tls: state.tls_info.is_some(),
-            sni_server_name: state.tls_info.and_then(|t| t.sni_server_name),
-        }
+        StateSnapshot::new(version, &state)
     }
 
     #[napi(getter)]

@@ -6,4 +6,5 @@ mod errors;
 mod hooks;
 mod options;
 mod server;
+mod session_handle;
 mod util;

@@ -203,7 +203,7 @@ impl ConnShared {
 }
 
 /// Random md5 salt, process id and cancel key from the OS's CSPRNG.
-fn secrets() -> Secrets {
+pub fn secrets() -> Secrets {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 12];
     if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {

@@ -8,7 +8,7 @@ mod hooks;
 mod listener;
 mod outbound;
 
-pub use conn::{adopt, spawn_connection, CloseReason, ConnShared, ConnectionSettings};
+pub use conn::{adopt, secrets, spawn_connection, CloseReason, ConnShared, ConnectionSettings};
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};
 pub use outbound::Outbound;

@@ -178,9 +178,11 @@ impl Session {
     }
 
     /// Bytes received but not processed; the session is finished with the connection after
-    /// this (used by `detach()`).
+    /// this (used by `detach()`). A hook result that arrives afterwards is ignored.
     pub fn take_unprocessed_input(&mut self) -> BytesMut {
         self.phase = Phase::Closed;
+        self.pending = None;
+        self.queued = None;
         self.input.split()
     }
 
@@ -328,7 +330,9 @@ impl Session {
             }
         }
         if consumed > 0 {
-            self.input.advance(start_of(consumed));
+            // Clamped: a detach() during the hook may already have taken the input.
+            let consumed_bytes = start_of(consumed).min(self.input.len());
+            self.input.advance(consumed_bytes);
         }
         if handled < ends.len() && error.is_none() {
             self.front_offered = true;

@@ -1,0 +1,181 @@
+'use strict';
+// PostgresConnection: pg-gateway 0.2.4's class. Two drivers run the same Rust session:
+// - 'js' (default): Node keeps the socket; each read is fed to the session on the JS thread
+//   and hooks are called directly. `connection.socket` is your socket, as in 0.2.4.
+// - 'native': Rust takes the socket's file descriptor over and drives it on tokio threads;
+//   hooks are called through a thread-safe function. `connection.socket` is a stand-in.
+
+const binding = require('./binding.js');
+const { nativeOptions, normalizeError, toBytes, toState } = require('./values.js');
+const { JsDriver } = require('./js-driver.js');
+const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
+
+const READY_STATUS = { idle: 'I', transaction: 'T', error: 'E' };
+
+/** Connections of the native driver created with `new PostgresConnection`, by native id. */
+const adopted = new Map();
+const adoptedDispatch = createDispatcher((event) => adopted.get(event.conn));
+
+/** One backend message, for the small encoders below. */
+function backendMessage(type, body) {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type.charCodeAt(0);
+  out.writeInt32BE(body.length + 4, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+class PostgresConnection {
+  constructor(socket, options = {}) {
+    const native = nativeOptions(options);
+    // pg-gateway 0.2.4 writes its default into the caller's options object; users may read it.
+    if (!options.authMode) options.authMode = 'md5Password';
+    this.options = options;
+    this._detached = false;
+    this._stateVersion = -1;
+    this._stateCache = undefined;
+    if ((options.driver ?? 'js') === 'native') {
+      this._adopt(socket, native);
+    } else {
+      if (!socket || typeof socket.on !== 'function' || typeof socket.write !== 'function') {
+        throw new TypeError('PostgresConnection needs a connected socket (a node:net Socket or another Duplex)');
+      }
+      this.socket = socket;
+      this._driver = new JsDriver(this, socket, new binding.NativeConfig(native));
+      this._handle = this._driver.handle;
+    }
+  }
+
+  /** The native driver: Rust duplicates the descriptor and Node closes its own handle. */
+  _adopt(socket, native) {
+    const fd = socket && socket._handle && typeof socket._handle.fd === 'number' ? socket._handle.fd : -1;
+    if (fd < 0) {
+      throw new TypeError(
+        "driver 'native' needs a connected node:net TCP socket with a file descriptor; use the default driver or createServer()",
+      );
+    }
+    // Bytes Node already read (no pauseOnConnect) belong to the protocol: hand them over.
+    socket.pause();
+    const initial = socket.readableLength > 0 ? socket.read() : null;
+    const handle = binding.adoptSocket(fd, initial ? toBytes(initial) : null, native, adoptedDispatch);
+    // Only now may Node close its descriptor. destroy(), never end(): end() would send FIN on
+    // the connection Rust now serves.
+    socket.destroy();
+    this._initNative(handle, socket);
+    adopted.set(handle.id, this);
+    handle.closed().then((reason) => this._onClose(reason));
+  }
+
+  /** A connection of the Rust listener (`createServer`). */
+  static _fromNative(handle, options) {
+    const connection = Object.create(PostgresConnection.prototype);
+    connection.options = options;
+    connection._detached = false;
+    connection._stateVersion = -1;
+    connection._stateCache = undefined;
+    connection._initNative(handle, null);
+    return connection;
+  }
+
+  _initNative(handle, originalSocket) {
+    this._native = handle;
+    this._handle = handle;
+    this._originalSocket = originalSocket;
+    this._closed = false;
+    this.socket = new ConnectionSocket(handle);
+  }
+
+  _stateFor(version) {
+    if (version !== this._stateVersion) {
+      this._stateCache = toState(this._handle.state());
+      this._stateVersion = version;
+    }
+    return this._stateCache;
+  }
+
+  /** Native driver: the Rust side has finished with the connection. */
+  _onClose(reason) {
+    if (this._closed) return;
+    this._closed = true;
+    adopted.delete(this._native.id);
+    if (reason === 'detached') return;
+    this.socket.destroyed = true;
+    if (reason === 'end') {
+      this.socket.emit('end');
+      if (this._originalSocket) this._originalSocket.emit('end');
+    }
+    this.socket.emit('close', reason === 'error');
+  }
+
+  /** A fresh snapshot of the connection state, as in pg-gateway. */
+  get state() {
+    return toState(this._handle.state());
+  }
+
+  get hasStarted() { return this.state.hasStarted; }
+  get isAuthenticated() { return this.state.isAuthenticated; }
+  get clientInfo() { return this.state.clientInfo; }
+  get tlsInfo() { return this.state.tlsInfo; }
+
+  /** Queues raw protocol bytes for the client, in order with everything else we send. */
+  sendData(data) {
+    const bytes = toBytes(data);
+    return this._driver ? this._driver.write(bytes) : this._native.sendData(bytes);
+  }
+
+  /** ErrorResponse with `S` and `V` plus every optional field given. */
+  sendError(error) {
+    const err = normalizeError(error);
+    return this._driver ? this._driver.write(binding.encodeErrorResponse(err)) : this._native.sendError(err);
+  }
+
+  sendReadyForQuery(status = 'idle') {
+    const byte = READY_STATUS[status];
+    if (!byte) throw new Error(`Unknown transaction status '${status}'`);
+    return this._driver ? this._driver.write(backendMessage('Z', Buffer.from(byte))) : this._native.sendReadyForQuery(byte);
+  }
+
+  sendAuthenticationOk() {
+    return this._driver ? this._driver.write(backendMessage('R', Buffer.alloc(4))) : this._native.sendAuthenticationOk();
+  }
+
+  sendParameterStatus(name, value) {
+    if (this._driver) {
+      return this._driver.write(backendMessage('S', Buffer.from(`${String(name).split('\0')[0]}\0${String(value).split('\0')[0]}\0`)));
+    }
+    return this._native.sendParameterStatus(String(name), String(value));
+  }
+
+  /** FATAL 28P01 with PostgreSQL's wording. Like pg-gateway, does not close the socket. */
+  sendAuthenticationFailedError() {
+    const user = this.state.clientInfo?.parameters.user;
+    return this.sendError({
+      severity: 'FATAL',
+      code: '28P01',
+      message: user ? `password authentication failed for user "${user}"` : 'password authentication failed',
+    });
+  }
+
+  /**
+   * Stops protocol processing and returns the client connection, with any bytes read but not
+   * yet processed delivered first: your own socket on the 'js' driver (as in 0.2.4), a
+   * `stream.Duplex` on the native one.
+   */
+  detach() {
+    if (this._driver) {
+      if (!this._detached) {
+        this._detached = true;
+        this._driver.requestDetach();
+      }
+      return this.socket;
+    }
+    if (!this._detached) {
+      this._detached = true;
+      this._native.detach();
+      this._detachedSocket = new DetachedSocket(this._native);
+    }
+    return this._detachedSocket;
+  }
+}
+
+module.exports = { PostgresConnection };

@@ -1,0 +1,211 @@
+'use strict';
+// The JS-thread driver: Node reads and writes the socket; the Rust session (framing, limits,
+// startup, auth, built-in answers) runs synchronously inside each 'data' event; user hooks are
+// called directly. No thread hop per hook, which is what a request/response workload through
+// `onMessage` pays for on the tokio driver.
+
+const binding = require('./binding.js');
+const { normalizeError, credentials, settle } = require('./values.js');
+
+const STEP_NEED_INPUT = 0;
+const STEP_HOOK = 1;
+const STEP_CLOSE = 2;
+const STEP_MASK = 3;
+const HAS_OUTPUT = 4;
+
+class JsDriver {
+  /**
+   * @param connection the PostgresConnection whose hooks run here
+   * @param socket a connected duplex (normally a `net.Socket`)
+   * @param config a binding.NativeConfig
+   */
+  constructor(connection, socket, config) {
+    this.connection = connection;
+    this.socket = socket;
+    this.handle = new binding.SessionHandle(config);
+    this.busy = false;
+    this.detached = false;
+    this.waitingForDrain = false;
+    this.onData = (chunk) => {
+      this.handle.receive(chunk);
+      this.pump();
+    };
+    this.onEnd = () => {
+      this.handle.receiveEof();
+      this.pump();
+    };
+    // A client that resets the connection must end that connection only: without an 'error'
+    // listener Node would throw and take the process down (pg-gateway 0.2.4 does).
+    this.onError = () => this.socket.destroy();
+    this.onClose = () => this.stopTimer();
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+    // PostgreSQL's authentication_timeout: a startup that stalls is closed without a word.
+    this.timer = setTimeout(() => {
+      if (!this.handle.isAuthenticated && !this.detached) socket.destroy();
+    }, config.authTimeout);
+    this.timer.unref?.();
+    // A socket from `pauseOnConnect` stays paused until told otherwise.
+    socket.resume();
+  }
+
+  stopTimer() {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  /** Sends bytes; when the client stops reading, stop reading from it until it catches up. */
+  write(bytes) {
+    if (this.socket.destroyed) return false;
+    const ok = this.socket.write(bytes);
+    if (!ok && !this.waitingForDrain) {
+      this.waitingForDrain = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.waitingForDrain = false;
+        if (!this.detached) this.socket.resume();
+      });
+    }
+    return ok;
+  }
+
+  /** Runs the session until it needs input, closes, or waits for an async hook. */
+  pump() {
+    if (this.busy || this.detached) return;
+    this.busy = true;
+    for (;;) {
+      const step = this.handle.poll();
+      if (step & HAS_OUTPUT) this.write(this.handle.takeOutput());
+      const kind = step & STEP_MASK;
+      if (kind === STEP_NEED_INPUT) break;
+      if (kind === STEP_CLOSE) {
+        this.stopTimer();
+        this.socket.end();
+        break;
+      }
+      if (kind === STEP_HOOK) {
+        const pending = this.runHook();
+        if (pending) {
+          pending.then(() => this.resume());
+          return; // still busy: nothing else runs until the hook has settled
+        }
+        if (this.detached) return this.finishDetach();
+      }
+    }
+    if (this.timer && this.handle.isAuthenticated) this.stopTimer();
+    this.busy = false;
+  }
+
+  resume() {
+    this.busy = false;
+    if (this.detached) return this.finishDetach();
+    this.pump();
+  }
+
+  /** Calls the hook the session asked for; returns a promise only if the hook is async. */
+  runHook() {
+    const handle = this.handle;
+    const event = handle.hook();
+    const options = this.connection.options;
+    const connection = this.connection;
+    switch (event.kind) {
+      case 'message':
+        return this.deliverMessages(event);
+      case 'startup': {
+        const state = connection._stateFor(event.stateVersion);
+        return settle(() => options.onStartup(state, connection), (value, error) => handle.boolDone(Boolean(value), error));
+      }
+      case 'validate': {
+        const state = connection._stateFor(event.stateVersion);
+        return settle(
+          () => options.validateCredentials(credentials(event), state, connection),
+          (value, error) => handle.boolDone(Boolean(value), error),
+        );
+      }
+      case 'authenticated': {
+        const state = connection._stateFor(event.stateVersion);
+        return settle(() => options.onAuthenticated(state, connection), (_, error) => handle.voidDone(error));
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Offers each message of the batch to `onMessage`, in order, stopping at the first one it
+   * does not handle (the built-ins answer that one). Synchronous hooks run back to back;
+   * the first promise makes the rest wait for it.
+   */
+  deliverMessages(event) {
+    const { data, ends } = event;
+    const handle = this.handle;
+    const connection = this.connection;
+    const onMessage = connection.options.onMessage;
+    const state = connection._stateFor(event.stateVersion);
+    let index = 0;
+    let start = 0;
+    // Records one answer; returns true to go on with the next message.
+    const accept = (handled) => {
+      if (!handled) {
+        handle.messagesDone(index, undefined);
+        return false;
+      }
+      start = ends[index];
+      index += 1;
+      if (index === ends.length || connection._detached) {
+        handle.messagesDone(index, undefined);
+        return false;
+      }
+      return true;
+    };
+    const fail = (err) => handle.messagesDone(index, normalizeError(err));
+    const next = () => {
+      for (;;) {
+        let result;
+        try {
+          result = onMessage(data.subarray(start, ends[index]), state, connection);
+        } catch (err) {
+          fail(err);
+          return undefined;
+        }
+        if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+          return Promise.resolve(result).then((handled) => (accept(handled) ? next() : undefined), fail);
+        }
+        if (!accept(result)) return undefined;
+      }
+    };
+    return next();
+  }
+
+  /** `detach()` was called: stop listening and hand back what was read but not processed. */
+  requestDetach() {
+    this.detached = true;
+    this.stopTimer();
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.pause();
+    // Outside a hook, nothing is in flight: hand over now. Inside one, after it has settled.
+    if (!this.busy) this.finishDetach();
+  }
+
+  finishDetach() {
+    if (this.handedOver) return;
+    this.handedOver = true;
+    this.busy = false;
+    const leftover = this.handle.takeUnprocessedInput();
+    if (leftover.length > 0) this.socket.unshift(leftover);
+    // The user pipes or listens; a paused socket with 'data' listeners must flow again.
+    process.nextTick(() => {
+      if (!this.socket.destroyed && this.socket.listenerCount('data') > 0 && !this.socket.readableFlowing) {
+        this.socket.resume();
+      }
+    });
+  }
+}
+
+module.exports = { JsDriver };

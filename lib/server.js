@@ -1,0 +1,66 @@
+'use strict';
+// createServer(): the Rust listener. Accept, framing and authentication never touch the JS
+// thread; hooks are called through one dispatch function and receive the connection last.
+
+const { EventEmitter } = require('node:events');
+const binding = require('./binding.js');
+const { nativeOptions } = require('./values.js');
+const { createDispatcher } = require('./native-driver.js');
+const { PostgresConnection } = require('./connection.js');
+
+class PostgresServer extends EventEmitter {
+  constructor(options = {}) {
+    super();
+    const native = nativeOptions(options);
+    if (!options.authMode) options.authMode = 'md5Password';
+    this.options = options;
+    this._connections = new Map();
+    this._native = new binding.NativeServer(native, createDispatcher((event) => this._connectionFor(event)));
+    this._address = null;
+  }
+
+  _connectionFor(event) {
+    let connection = this._connections.get(event.conn);
+    if (!connection) {
+      if (event.kind === 'close') return undefined;
+      const handle = this._native.connection(event.conn);
+      if (!handle) return undefined;
+      connection = PostgresConnection._fromNative(handle, this.options);
+      this._connections.set(event.conn, connection);
+    }
+    if (event.kind === 'close') this._connections.delete(event.conn);
+    return connection;
+  }
+
+  /** Binds and starts accepting. `host` defaults to 127.0.0.1, `port` to 5432 (0 = any free). */
+  async listen({ port = 5432, host = '127.0.0.1' } = {}) {
+    const address = await this._native.listen(host === 'localhost' ? '127.0.0.1' : host, port);
+    this._address = address;
+    // Pending while listening: keeps Node alive, as a listening net.Server does.
+    this._serving = this._native.serving();
+    this.emit('listening', address);
+    return address;
+  }
+
+  /** `{ address, family, port }` while listening, like `net.Server#address()`. */
+  address() {
+    return this._address;
+  }
+
+  get connectionCount() {
+    return this._native.connectionCount;
+  }
+
+  /** Stops accepting, ends open connections (FATAL 57P01), resolves when all are closed. */
+  async close() {
+    await this._native.close();
+    this._address = null;
+    this.emit('close');
+  }
+}
+
+function createServer(options) {
+  return new PostgresServer(options);
+}
+
+module.exports = { PostgresServer, createServer };

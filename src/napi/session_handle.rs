@@ -1,0 +1,191 @@
+//! The JS-thread driver's view of a session: `index.js` reads the Node socket, feeds the bytes
+//! in here, calls the user's hooks directly and writes what comes out. Framing, limits, the
+//! startup/auth state machine and the built-in answers are the same Rust code as on the tokio
+//! driver; only the thread hop per hook is gone. Every method is safe to call in any order.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::connection::StateSnapshot;
+use super::errors::BackendErrorInput;
+use super::hooks::HookEvent;
+use super::options::{settings, NativeOptions};
+use crate::protocol::Severity;
+use crate::server::ConnectionSettings;
+use crate::session::{Credentials, HookRequest, HookResult, Session, Step};
+
+/// `poll()` result: what to do next, plus [`HAS_OUTPUT`] when there are bytes to send first.
+pub const STEP_NEED_INPUT: u32 = 0;
+pub const STEP_HOOK: u32 = 1;
+pub const STEP_CLOSE: u32 = 2;
+pub const HAS_OUTPUT: u32 = 4;
+
+/// Parsed options, shared by every connection made with the same options object.
+#[napi]
+pub struct NativeConfig {
+    settings: ConnectionSettings,
+}
+
+#[napi]
+impl NativeConfig {
+    #[napi(constructor)]
+    pub fn new(options: NativeOptions) -> Result<Self> {
+        Ok(Self { settings: settings(options)? })
+    }
+
+    /// Milliseconds a client has to finish startup and authentication.
+    #[napi(getter)]
+    pub fn auth_timeout(&self) -> u32 {
+        self.settings.auth_timeout.as_millis().min(u128::from(u32::MAX)) as u32
+    }
+}
+
+#[napi]
+pub struct SessionHandle {
+    session: Session,
+    /// The hook `poll()` asked for, until JS fetches it with `hook()`.
+    request: Option<HookRequest>,
+}
+
+#[napi]
+impl SessionHandle {
+    #[napi(constructor)]
+    pub fn new(config: &NativeConfig) -> Self {
+        Self { session: Session::new(config.settings.session.clone(), crate::server::secrets()), request: None }
+    }
+
+    /// Bytes read from the client.
+    #[napi]
+    pub fn receive(&mut self, data: BufferSlice) {
+        self.session.receive(&data);
+    }
+
+    /// The client closed its side.
+    #[napi]
+    pub fn receive_eof(&mut self) {
+        self.session.receive_eof();
+    }
+
+    /// Advances the session: `STEP_NEED_INPUT`, `STEP_HOOK` (fetch it with `hook()`) or
+    /// `STEP_CLOSE`, with `HAS_OUTPUT` set when `takeOutput()` has bytes to send first.
+    #[napi]
+    pub fn poll(&mut self) -> u32 {
+        let step = match self.session.poll() {
+            Step::NeedInput => STEP_NEED_INPUT,
+            Step::Close => STEP_CLOSE,
+            Step::Hook(request) => {
+                self.request = Some(request);
+                STEP_HOOK
+            }
+        };
+        if self.session.has_output() {
+            step | HAS_OUTPUT
+        } else {
+            step
+        }
+    }
+
+    #[napi]
+    pub fn take_output(&mut self) -> Option<Buffer> {
+        self.session.has_output().then(|| self.session.take_output().to_vec().into())
+    }
+
+    /// The hook `poll()` asked for (`kind` is empty if there is none).
+    #[napi]
+    pub fn hook(&mut self) -> HookEvent {
+        let mut event = HookEvent {
+            conn: 0,
+            kind: String::new(),
+            state_version: self.session.state_version(),
+            data: None,
+            ends: None,
+            auth_mode: None,
+            user: None,
+            secret: None,
+            salt: None,
+            reason: None,
+        };
+        match self.request.take() {
+            Some(HookRequest::Messages { data, ends }) => {
+                event.kind = "message".into();
+                event.data = Some(data.into());
+                event.ends = Some(ends.into_iter().map(|end| end as u32).collect());
+            }
+            Some(HookRequest::Startup) => event.kind = "startup".into(),
+            Some(HookRequest::Authenticated) => event.kind = "authenticated".into(),
+            Some(HookRequest::ValidateCredentials(credentials)) => {
+                event.kind = "validate".into();
+                match credentials {
+                    Credentials::Cleartext { user, password } => {
+                        event.auth_mode = Some("cleartextPassword".into());
+                        event.user = Some(user);
+                        event.secret = Some(password);
+                    }
+                    Credentials::Md5 { user, hash, salt } => {
+                        event.auth_mode = Some("md5Password".into());
+                        event.user = Some(user);
+                        event.secret = Some(hash);
+                        event.salt = Some(salt.to_vec().into());
+                    }
+                }
+            }
+            None => {}
+        }
+        event
+    }
+
+    /// `onMessage` handled the first `handled` messages; `error` is what the next one threw.
+    #[napi]
+    pub fn messages_done(&mut self, handled: u32, error: Option<BackendErrorInput>) {
+        let error = error.map(|e| e.into_pg_error(Severity::Error));
+        self.session.hook_done(HookResult::Messages { handled: handled as usize, error });
+    }
+
+    /// A boolean hook (`onStartup`, `validateCredentials`) answered, or threw.
+    #[napi]
+    pub fn bool_done(&mut self, value: bool, error: Option<BackendErrorInput>) {
+        self.session.hook_done(match error {
+            Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
+            None => HookResult::Bool(value),
+        });
+    }
+
+    /// A hook whose value is ignored (`onAuthenticated`) finished, or threw.
+    #[napi]
+    pub fn void_done(&mut self, error: Option<BackendErrorInput>) {
+        self.session.hook_done(match error {
+            Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
+            None => HookResult::Done,
+        });
+    }
+
+    #[napi]
+    pub fn state(&self) -> StateSnapshot {
+        StateSnapshot::new(self.session.state_version(), self.session.state())
+    }
+
+    #[napi(getter)]
+    pub fn state_version(&self) -> u32 {
+        self.session.state_version()
+    }
+
+    #[napi(getter)]
+    pub fn is_authenticated(&self) -> bool {
+        self.session.state().is_authenticated
+    }
+
+    /// For `detach()`: what was received but not processed. The session is over afterwards.
+    #[napi]
+    pub fn take_unprocessed_input(&mut self) -> Buffer {
+        self.request = None;
+        self.session.take_unprocessed_input().to_vec().into()
+    }
+}
+
+/// Encoders for `sendError` and friends on connections whose socket JS owns.
+#[napi]
+pub fn encode_error_response(error: BackendErrorInput) -> Buffer {
+    let mut out = bytes::BytesMut::new();
+    crate::protocol::backend::error_response(&mut out, &error.into_pg_error(Severity::Error));
+    out.to_vec().into()
+}
