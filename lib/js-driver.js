@@ -110,76 +110,67 @@ class JsDriver {
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */
   runHook() {
     const handle = this.handle;
+    const messages = handle.takeMessages();
+    if (messages !== null) return this.offer(messages, 0, 0);
     const event = handle.hook();
     const options = this.connection.options;
     const connection = this.connection;
+    const state = connection._stateFor(event.stateVersion);
     switch (event.kind) {
-      case 'message':
-        return this.deliverMessages(event);
-      case 'startup': {
-        const state = connection._stateFor(event.stateVersion);
+      case 'startup':
         return settle(() => options.onStartup(state, connection), (value, error) => handle.boolDone(Boolean(value), error));
-      }
-      case 'validate': {
-        const state = connection._stateFor(event.stateVersion);
+      case 'validate':
         return settle(
           () => options.validateCredentials(credentials(event), state, connection),
           (value, error) => handle.boolDone(Boolean(value), error),
         );
-      }
-      case 'authenticated': {
-        const state = connection._stateFor(event.stateVersion);
+      case 'authenticated':
         return settle(() => options.onAuthenticated(state, connection), (_, error) => handle.voidDone(error));
-      }
       default:
         return undefined;
     }
   }
 
   /**
-   * Offers each message of the batch to `onMessage`, in order, stopping at the first one it
-   * does not handle (the built-ins answer that one). Synchronous hooks run back to back;
-   * the first promise makes the rest wait for it.
+   * Offers the messages in `data` from `start` on to `onMessage`, in order, stopping at the
+   * first one it does not handle (the built-ins answer that one); `handled` were handled
+   * before. Synchronous answers run back to back; the first promise makes the rest wait.
+   * The messages are whole frames, so their own length fields delimit them.
    */
-  deliverMessages(event) {
-    const { data, ends } = event;
+  offer(data, start, handled) {
     const handle = this.handle;
     const connection = this.connection;
     const onMessage = connection.options.onMessage;
-    const state = connection._stateFor(event.stateVersion);
-    let index = 0;
-    let start = 0;
-    // Records one answer; returns true to go on with the next message.
-    const accept = (handled) => {
-      if (!handled) {
-        handle.messagesDone(index, undefined);
-        return false;
+    const state = connection._stateFor(handle.stateVersion);
+    const typed = state.hasStarted;
+    while (start < data.length) {
+      const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
+      let result;
+      try {
+        result = onMessage(data.subarray(start, end), state, connection);
+      } catch (err) {
+        handle.messagesDone(handled, normalizeError(err));
+        return undefined;
       }
-      start = ends[index];
-      index += 1;
-      if (index === ends.length || connection._detached) {
-        handle.messagesDone(index, undefined);
-        return false;
+      if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+        return Promise.resolve(result).then(
+          (ok) => {
+            if (!ok || connection._detached || end >= data.length) {
+              handle.messagesDone(ok ? handled + 1 : handled);
+              return undefined;
+            }
+            return this.offer(data, end, handled + 1);
+          },
+          (err) => handle.messagesDone(handled, normalizeError(err)),
+        );
       }
-      return true;
-    };
-    const fail = (err) => handle.messagesDone(index, normalizeError(err));
-    const next = () => {
-      for (;;) {
-        let result;
-        try {
-          result = onMessage(data.subarray(start, ends[index]), state, connection);
-        } catch (err) {
-          fail(err);
-          return undefined;
-        }
-        if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-          return Promise.resolve(result).then((handled) => (accept(handled) ? next() : undefined), fail);
-        }
-        if (!accept(result)) return undefined;
-      }
-    };
-    return next();
+      if (!result) break;
+      handled += 1;
+      start = end;
+      if (connection._detached) break;
+    }
+    handle.messagesDone(handled);
+    return undefined;
   }
 
   /** `detach()` was called: stop listening and hand back what was read but not processed. */

@@ -85,9 +85,28 @@ impl SessionHandle {
         }
     }
 
+    /// The bytes to send, copied into a JS-owned Buffer (cheaper than an external buffer for
+    /// the small replies that make up most traffic).
     #[napi]
-    pub fn take_output(&mut self) -> Option<Buffer> {
-        self.session.has_output().then(|| self.session.take_output().to_vec().into())
+    pub fn take_output<'env>(&mut self, env: &'env Env) -> Result<Option<BufferSlice<'env>>> {
+        if !self.session.has_output() {
+            return Ok(None);
+        }
+        BufferSlice::copy_from(env, self.session.take_output()).map(Some)
+    }
+
+    /// The fast path for `onMessage`: when `poll()` asked for the message hook, the messages
+    /// themselves, back to back and whole (JS walks their length fields), or null if the
+    /// pending hook is another one (fetch it with `hook()`).
+    #[napi]
+    pub fn take_messages<'env>(&mut self, env: &'env Env) -> Result<Option<BufferSlice<'env>>> {
+        match self.request.take() {
+            Some(HookRequest::Messages { data, .. }) => BufferSlice::copy_from(env, data).map(Some),
+            other => {
+                self.request = other;
+                Ok(None)
+            }
+        }
     }
 
     /// The hook `poll()` asked for (`kind` is empty if there is none).
