@@ -105,6 +105,13 @@ export type PostgresConnectionOptions = {
   onQuery?(query: string, state: State): Uint8Array | Promise<Uint8Array>;
 
   // Additions of pg-gateway-native:
+  /**
+   * Who drives the socket of `new PostgresConnection(socket)`: 'js' (default) keeps it in
+   * Node and runs the Rust session on the JS thread, so hooks cost no thread hop and
+   * `connection.socket` is your socket; 'native' hands the file descriptor to Rust (tokio), and
+   * `connection.socket` becomes a stand-in. `createServer()` is always native.
+   */
+  driver?: 'js' | 'native';
   /** ParameterStatus values sent after authentication, replacing or adding to the defaults. */
   serverParameters?: Record<string, string>;
   /** Largest Query/Parse/Bind/CopyData/FunctionCall message, in bytes. Default 1 GiB - 2 (PostgreSQL's). */
@@ -150,7 +157,8 @@ export declare class PostgresConnection {
   /** Takes over a connected `node:net` socket (best with `net.createServer({ pauseOnConnect: true })`). */
   constructor(socket: Socket, options?: PostgresConnectionOptions);
   readonly options: PostgresConnectionOptions;
-  readonly socket: ConnectionSocket;
+  /** Your socket (driver 'js'), or a stand-in for it (driver 'native', createServer). */
+  readonly socket: Socket | ConnectionSocket;
   /** A fresh snapshot on every access. */
   readonly state: State;
   readonly hasStarted: boolean;
@@ -166,8 +174,11 @@ export declare class PostgresConnection {
   sendParameterStatus(name: string, value: string): boolean;
   /** FATAL 28P01 `password authentication failed for user "..."`; does not close. */
   sendAuthenticationFailedError(): boolean;
-  /** Stops protocol processing; the client connection as a Duplex, unprocessed bytes first. */
-  detach(): DetachedSocket;
+  /**
+   * Stops protocol processing and returns the client connection, unprocessed bytes first:
+   * your socket (driver 'js', as in 0.2.4) or a Duplex over the native connection.
+   */
+  detach(): Socket | DetachedSocket;
 }
 
 export type AddressInfo = { address: string; family: string; port: number };
