@@ -52,7 +52,9 @@ test('invalid options are refused at construction with a clear error', async () 
   assert.throws(() => gateway.createServer({ authMode: 'scram' }), /unknown authMode 'scram'/);
   assert.throws(() => gateway.createServer({ onMessage: 'yes' }), /onMessage must be a function/);
   assert.throws(() => gateway.createServer({ authTimeout: -1 }), /authTimeout must be a positive integer/);
-  assert.throws(() => gateway.createServer({ tls: { key: Buffer.alloc(0), cert: Buffer.alloc(0) } }), /tls option is not supported yet/);
+  assert.throws(() => gateway.createServer({ tls: { key: Buffer.alloc(0), cert: Buffer.alloc(0) } }), /tls.cert: no certificate found/);
+  assert.throws(() => gateway.createServer({ tls: { cert: Buffer.alloc(0) } }), /tls.key is required/);
+  assert.throws(() => gateway.createServer({ authMode: 'certificate' }), /authMode 'certificate' needs the tls option/);
   assert.throws(() => new gateway.PostgresConnection({}), /needs a connected socket/);
   assert.throws(() => new gateway.PostgresConnection({}, { driver: 'native' }), /needs a connected node:net TCP socket/);
   assert.throws(() => gateway.createServer({ driver: 'fast' }), /unknown driver 'fast'/);

@@ -165,9 +165,9 @@ class PostgresConnection {
     if (this._driver) {
       if (!this._detached) {
         this._detached = true;
-        this._driver.requestDetach();
+        this._detachedSocket = this._driver.requestDetach();
       }
-      return this.socket;
+      return this._detachedSocket;
     }
     if (!this._detached) {
       this._detached = true;

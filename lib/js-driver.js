@@ -5,7 +5,8 @@
 // `onMessage` pays for on the tokio driver.
 
 const binding = require('./binding.js');
-const { normalizeError, credentials, settle } = require('./values.js');
+const { Duplex } = require('node:stream');
+const { normalizeError, credentials, settle, chooseTls } = require('./values.js');
 
 const STEP_NEED_INPUT = 0;
 const STEP_HOOK = 1;
@@ -59,8 +60,13 @@ class JsDriver {
     }
   }
 
-  /** Sends bytes; when the client stops reading, stop reading from it until it catches up. */
+  /** Sends protocol bytes from the user, encrypted once TLS is up. */
   write(bytes) {
+    return this.writeWire(this.handle.isTls ? this.handle.seal(bytes) : bytes);
+  }
+
+  /** Sends wire bytes; when the client stops reading, stop reading from it until it catches up. */
+  writeWire(bytes) {
     if (this.socket.destroyed) return false;
     const ok = this.socket.write(bytes);
     if (!ok && !this.waitingForDrain) {
@@ -80,7 +86,7 @@ class JsDriver {
     this.busy = true;
     for (;;) {
       const step = this.handle.poll();
-      if (step & HAS_OUTPUT) this.write(this.handle.takeOutput());
+      if (step & HAS_OUTPUT) this.writeWire(this.handle.takeOutput());
       const kind = step & STEP_MASK;
       if (kind === STEP_NEED_INPUT) break;
       if (kind === STEP_CLOSE) {
@@ -126,6 +132,10 @@ class JsDriver {
         );
       case 'authenticated':
         return settle(() => options.onAuthenticated(state, connection), (_, error) => handle.voidDone(error));
+      case 'tls':
+        return chooseTls(options.tls, event.sniServerName, (tls, error) => handle.tlsDone(tls, error));
+      case 'tlsUpgrade':
+        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => handle.voidDone(error));
       default:
         return undefined;
     }
@@ -173,15 +183,20 @@ class JsDriver {
     return undefined;
   }
 
-  /** `detach()` was called: stop listening and hand back what was read but not processed. */
+  /**
+   * `detach()` was called: stop listening and hand back what was read but not processed.
+   * Returns what the user gets: the socket itself, or, after TLS, a Duplex that decrypts it.
+   */
   requestDetach() {
     this.detached = true;
     this.stopTimer();
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
     this.socket.pause();
+    if (this.handle.isTls) this.tlsStream = new TlsDetachedSocket(this);
     // Outside a hook, nothing is in flight: hand over now. Inside one, after it has settled.
     if (!this.busy) this.finishDetach();
+    return this.tlsStream ?? this.socket;
   }
 
   finishDetach() {
@@ -189,6 +204,10 @@ class JsDriver {
     this.handedOver = true;
     this.busy = false;
     const leftover = this.handle.takeUnprocessedInput();
+    if (this.tlsStream) {
+      this.tlsStream.start(leftover);
+      return;
+    }
     if (leftover.length > 0) this.socket.unshift(leftover);
     // The user pipes or listens; a paused socket with 'data' listeners must flow again.
     process.nextTick(() => {
@@ -197,6 +216,56 @@ class JsDriver {
       }
     });
   }
+}
+
+/**
+ * After TLS, `detach()` returns this: the plaintext conversation as a Duplex, decrypted and
+ * encrypted by the session's TLS connection, over the socket that carries the records.
+ */
+class TlsDetachedSocket extends Duplex {
+  constructor(driver) {
+    super({ allowHalfOpen: true });
+    this.driver = driver;
+    const socket = driver.socket;
+    for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) this[name] = socket[name];
+    this.encrypted = true;
+  }
+
+  /** Starts the flow once the session has let go: the unprocessed plaintext first. */
+  start(leftover) {
+    const { socket, handle } = this.driver;
+    if (leftover.length > 0) this.push(leftover);
+    socket.on('data', (chunk) => {
+      const plaintext = handle.open(chunk);
+      if (plaintext === null) this.push(null);
+      else if (plaintext.length > 0 && !this.push(plaintext)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('close', () => this.destroy());
+    socket.on('error', (err) => this.destroy(err));
+    socket.resume();
+  }
+
+  _read() {
+    if (this.driver.handedOver) this.driver.socket.resume();
+  }
+
+  _write(chunk, encoding, callback) {
+    this.driver.socket.write(this.driver.handle.seal(chunk), callback);
+  }
+
+  _final(callback) {
+    this.driver.socket.end(this.driver.handle.sealClose(), callback);
+  }
+
+  _destroy(err, callback) {
+    this.driver.socket.destroy();
+    callback(err);
+  }
+
+  setNoDelay() { return this; }
+  setKeepAlive() { return this; }
+  setTimeout() { return this; }
 }
 
 module.exports = { JsDriver };

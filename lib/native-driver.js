@@ -5,7 +5,7 @@
 
 const { EventEmitter } = require('node:events');
 const { Duplex } = require('node:stream');
-const { normalizeError, toBytes, credentials } = require('./values.js');
+const { normalizeError, toBytes, credentials, chooseTls } = require('./values.js');
 
 /**
  * Calls the user's hooks for one native event and always resolves to `{ value, error? }`:
@@ -34,6 +34,13 @@ function createDispatcher(lookup) {
         case 'authenticated':
           await options.onAuthenticated(state, connection);
           return { value: 0 };
+        case 'tlsUpgrade':
+          await options.onTlsUpgrade(state, connection);
+          return { value: 0 };
+        case 'tls':
+          return await new Promise((resolve) => {
+            chooseTls(options.tls, event.sniServerName, (tls, error) => resolve({ value: 0, tls, error }));
+          });
         default:
           return { value: 0 };
       }

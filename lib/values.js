@@ -1,7 +1,7 @@
 'use strict';
 // Conversions between what users pass (pg-gateway's shapes) and what the binding takes.
 
-const HOOK_NAMES = ['onMessage', 'onStartup', 'validateCredentials', 'onAuthenticated'];
+const HOOK_NAMES = ['onMessage', 'onStartup', 'validateCredentials', 'onAuthenticated', 'onTlsUpgrade'];
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'certificate'];
 const DRIVERS = ['js', 'native'];
 const ERROR_FIELDS = [
@@ -18,7 +18,7 @@ function nativeOptions(options) {
   if (!AUTH_MODES.includes(authMode)) {
     throw new TypeError(`unknown authMode '${authMode}': expected one of ${AUTH_MODES.map((m) => `'${m}'`).join(', ')}`);
   }
-  for (const name of [...HOOK_NAMES, 'onTlsUpgrade']) {
+  for (const name of HOOK_NAMES) {
     if (options[name] !== undefined && typeof options[name] !== 'function') {
       throw new TypeError(`option ${name} must be a function`);
     }
@@ -29,8 +29,14 @@ function nativeOptions(options) {
   if (options.driver !== undefined && !DRIVERS.includes(options.driver)) {
     throw new TypeError(`unknown driver '${options.driver}': expected 'js' or 'native'`);
   }
-  if (options.tls !== undefined) {
-    throw new Error('pg-gateway-native: the tls option is not supported yet; TLS arrives in the next release');
+  let tls;
+  let tlsCallback = false;
+  if (options.tls !== undefined && options.tls !== null) {
+    if (typeof options.tls === 'function') tlsCallback = true;
+    else tls = tlsOptions(options.tls, 'tls');
+  }
+  if (authMode === 'certificate' && !tls && !tlsCallback) {
+    throw new TypeError("authMode 'certificate' needs the tls option (with tls.ca, the CA that signs client certificates)");
   }
   for (const name of ['maxMessageSize', 'authTimeout']) {
     const value = options[name];
@@ -45,7 +51,31 @@ function nativeOptions(options) {
     hooks: HOOK_NAMES.filter((name) => typeof options[name] === 'function'),
     maxMessageSize: options.maxMessageSize,
     authTimeout: options.authTimeout,
+    tls,
+    tlsCallback,
   };
+}
+
+const PEM_FIELDS = ['key', 'cert', 'ca'];
+
+/** pg-gateway's TlsOptions (PEM Buffers) as the binding takes them; `where` names the source. */
+function tlsOptions(value, where) {
+  if (value === null || typeof value !== 'object') {
+    throw new TypeError(`${where} must be an object { key, cert, ca?, passphrase? } of PEM Buffers`);
+  }
+  const out = {};
+  for (const field of PEM_FIELDS) {
+    const pem = value[field];
+    if (pem === undefined || pem === null) {
+      if (field !== 'ca') throw new TypeError(`${where}.${field} is required (a PEM Buffer)`);
+      continue;
+    }
+    if (typeof pem === 'string') out[field] = Buffer.from(pem);
+    else if (ArrayBuffer.isView(pem)) out[field] = Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength);
+    else throw new TypeError(`${where}.${field} must be a Buffer or string in PEM format`);
+  }
+  if (value.passphrase !== undefined) out.passphrase = String(value.passphrase);
+  return out;
 }
 
 /** pg-gateway's BackendError with every field a string, from whatever a user passed or threw. */
@@ -78,7 +108,12 @@ function toState(snapshot) {
     for (let i = 0; i + 1 < flat.length; i += 2) parameters[flat[i]] = flat[i + 1];
     clientInfo = { majorVersion: snapshot.clientMajorVersion, minorVersion: snapshot.clientMinorVersion, parameters };
   }
-  const tlsInfo = snapshot.tls ? { sniServerName: snapshot.sniServerName ?? undefined } : undefined;
+  let tlsInfo;
+  if (snapshot.tls) {
+    tlsInfo = { sniServerName: snapshot.sniServerName ?? undefined };
+    if (snapshot.alpnProtocol) tlsInfo.alpnProtocol = snapshot.alpnProtocol;
+    if (snapshot.clientCertificate) tlsInfo.clientCertificate = new Uint8Array(snapshot.clientCertificate);
+  }
   return { hasStarted: snapshot.hasStarted, isAuthenticated: snapshot.isAuthenticated, clientInfo, tlsInfo };
 }
 
@@ -108,4 +143,21 @@ function settle(fn, done) {
   return undefined;
 }
 
-module.exports = { nativeOptions, normalizeError, toBytes, toState, credentials, settle, HOOK_NAMES };
+/**
+ * Calls the user's `tls` callback for a server name and hands `done(options, error)` the
+ * result in the binding's shape (see `settle`).
+ */
+function chooseTls(callback, sniServerName, done) {
+  return settle(() => callback({ sniServerName: sniServerName ?? undefined }), (value, error) => {
+    if (error) return done(undefined, error);
+    let options;
+    try {
+      options = tlsOptions(value, 'the tls callback result');
+    } catch (err) {
+      return done(undefined, normalizeError(err, 'FATAL'));
+    }
+    return done(options, undefined);
+  });
+}
+
+module.exports = { nativeOptions, normalizeError, toBytes, toState, credentials, settle, chooseTls, HOOK_NAMES };

@@ -6,6 +6,7 @@
 //! - [`session`]: one connection's state machine, sans-IO: bytes and hook results in,
 //!   bytes and hook requests out.
 //! - [`auth`]: authentication helpers (md5).
+//! - [`tls`]: rustls configurations from PEM options, and certificate facts (sans-IO).
 //! - [`protocol`]: the pure codec: framing, startup packets, frontend decode, backend encode.
 
 pub mod auth;
@@ -15,3 +16,4 @@ pub mod napi;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod tls;

@@ -25,7 +25,7 @@ impl NativeConnection {
     fn send(&self, encode: impl FnOnce(&mut bytes::BytesMut)) -> bool {
         let mut out = bytes::BytesMut::new();
         encode(&mut out);
-        self.shared.out.write(&out)
+        self.shared.write_from_js(&out)
     }
 }
 
@@ -41,6 +41,8 @@ pub struct StateSnapshot {
     pub client_parameters: Option<Vec<String>>,
     pub tls: bool,
     pub sni_server_name: Option<String>,
+    pub alpn_protocol: Option<String>,
+    pub client_certificate: Option<Buffer>,
 }
 
 impl StateSnapshot {
@@ -55,6 +57,8 @@ impl StateSnapshot {
             client_parameters: info.map(|i| i.parameters.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
             tls: state.tls_info.is_some(),
             sni_server_name: state.tls_info.as_ref().and_then(|t| t.sni_server_name.clone()),
+            alpn_protocol: state.tls_info.as_ref().and_then(|t| t.alpn_protocol.clone()),
+            client_certificate: state.tls_info.as_ref().and_then(|t| t.client_certificate.clone()).map(Buffer::from),
         }
     }
 }
@@ -70,7 +74,7 @@ impl NativeConnection {
     /// more than the high-water mark is buffered (wait for `drained()` then).
     #[napi]
     pub fn send_data(&self, data: BufferSlice) -> bool {
-        self.shared.out.write(&data) && !self.shared.out.over_high_water()
+        self.shared.write_from_js(&data) && !self.shared.out.over_high_water()
     }
 
     #[napi]
@@ -155,8 +159,15 @@ impl NativeConnection {
 
     /// Stop processing protocol messages; read the client's bytes with `read()` from now on.
     #[napi]
-    pub fn detach(&self) {
+    pub fn detach(&self) -> Result<()> {
+        if self.shared.is_encrypted() {
+            return Err(Error::new(
+                Status::GenericFailure,
+                "detach() of a TLS connection is not supported on the native driver yet; use the default 'js' driver",
+            ));
+        }
         self.shared.detach();
+        Ok(())
     }
 
     /// After `detach()`: the next chunk from the client, `null` at EOF.
@@ -213,8 +224,9 @@ pub fn adopt_socket(
     options: NativeOptions,
     dispatch: Function<HookEvent, Promise<HookReply>>,
 ) -> Result<NativeConnection> {
+    let request_client_certificate = options.auth_mode == "certificate";
     let settings = settings(options)?;
-    let hooks = Arc::new(JsHooks::new(&dispatch)?);
+    let hooks = Arc::new(JsHooks::new(&dispatch, request_client_certificate)?);
     let initial = initial.as_deref().unwrap_or_default().to_vec();
     let id = crate::server::next_connection_id();
     let shared =

@@ -32,6 +32,8 @@ pub struct HookEvent {
     pub salt: Option<Buffer>,
     /// For `close`.
     pub reason: Option<String>,
+    /// For `tls`: the server name the client asked for (SNI).
+    pub sni_server_name: Option<String>,
 }
 
 /// What the JS dispatcher resolves to.
@@ -40,18 +42,22 @@ pub struct HookReply {
     /// Messages handled (for `message`), or 1/0 for the boolean hooks.
     pub value: u32,
     pub error: Option<BackendErrorInput>,
+    /// For `tls`: the options the callback chose.
+    pub tls: Option<super::tls::TlsOptionsInput>,
 }
 
 pub type DispatchFn = ThreadsafeFunction<HookEvent, Promise<HookReply>, HookEvent, Status, false, true>;
 
 pub struct JsHooks {
     dispatch: Arc<DispatchFn>,
+    /// `certificate` authentication: configurations from the `tls` callback request one.
+    request_client_certificate: bool,
 }
 
 impl JsHooks {
-    pub fn new(dispatch: &Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
+    pub fn new(dispatch: &Function<HookEvent, Promise<HookReply>>, request_client_certificate: bool) -> Result<Self> {
         let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
-        Ok(Self { dispatch: Arc::new(tsfn) })
+        Ok(Self { dispatch: Arc::new(tsfn), request_client_certificate })
     }
 }
 
@@ -67,6 +73,7 @@ fn event(conn: &ConnShared, kind: &str) -> HookEvent {
         secret: None,
         salt: None,
         reason: None,
+        sni_server_name: None,
     }
 }
 
@@ -75,6 +82,7 @@ enum Kind {
     Messages,
     Bool,
     Void,
+    Tls { request_client_certificate: bool },
 }
 
 impl Hooks for JsHooks {
@@ -105,6 +113,12 @@ impl Hooks for JsHooks {
                 (e, Kind::Bool)
             }
             HookRequest::Authenticated => (event(conn, "authenticated"), Kind::Void),
+            HookRequest::TlsUpgrade => (event(conn, "tlsUpgrade"), Kind::Void),
+            HookRequest::TlsConfig { sni_server_name } => {
+                let mut e = event(conn, "tls");
+                e.sni_server_name = sni_server_name;
+                (e, Kind::Tls { request_client_certificate: self.request_client_certificate })
+            }
         };
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
@@ -137,5 +151,17 @@ fn to_result(kind: Kind, reply: HookReply) -> HookResult {
         (_, Some(error)) => HookResult::Failed(error),
         (Kind::Bool, None) => HookResult::Bool(reply.value != 0),
         (Kind::Void, None) => HookResult::Done,
+        (Kind::Tls { request_client_certificate }, None) => tls_result(reply.tls.as_ref(), request_client_certificate),
+    }
+}
+
+/// The `tls` callback's options as a configuration, or why they cannot be one.
+pub fn tls_result(options: Option<&super::tls::TlsOptionsInput>, request_client_certificate: bool) -> HookResult {
+    let Some(options) = options else {
+        return HookResult::Failed(PgError::fatal(SqlState::INTERNAL_ERROR, "the tls callback returned no options"));
+    };
+    match super::tls::tls_server(options, request_client_certificate) {
+        Ok(server) => HookResult::Tls(server),
+        Err(err) => HookResult::Failed(PgError::fatal(SqlState::INTERNAL_ERROR, err.reason)),
     }
 }

@@ -7,4 +7,5 @@ mod hooks;
 mod options;
 mod server;
 mod session_handle;
+mod tls;
 mod util;

@@ -11,7 +11,9 @@ use napi_derive::napi;
 use crate::auth::AuthMode;
 use crate::protocol::FrameLimits;
 use crate::server::ConnectionSettings;
-use crate::session::{HookSet, SessionConfig};
+use crate::session::{HookSet, SessionConfig, TlsSettings};
+
+use super::tls::{tls_server, TlsOptionsInput};
 
 #[napi(object)]
 pub struct NativeOptions {
@@ -24,6 +26,10 @@ pub struct NativeOptions {
     pub max_message_size: Option<u32>,
     /// PostgreSQL's `authentication_timeout`, in milliseconds.
     pub auth_timeout: Option<u32>,
+    /// Fixed TLS options (`tls: { key, cert, ca?, passphrase? }`).
+    pub tls: Option<TlsOptionsInput>,
+    /// True when `tls` is a callback that chooses options per server name.
+    pub tls_callback: Option<bool>,
 }
 
 pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
@@ -42,6 +48,13 @@ pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
         on_startup: has("onStartup"),
         validate_credentials: has("validateCredentials"),
         on_authenticated: has("onAuthenticated"),
+        on_tls_upgrade: has("onTlsUpgrade"),
+    };
+    let request_client_certificate = auth_mode == AuthMode::Certificate;
+    let tls = match (&options.tls, options.tls_callback.unwrap_or(false)) {
+        (Some(fixed), _) => Some(TlsSettings { fixed: Some(tls_server(fixed, request_client_certificate)?) }),
+        (None, true) => Some(TlsSettings { fixed: None }),
+        (None, false) => None,
     };
     let mut limits = FrameLimits::default();
     if let Some(max) = options.max_message_size {
@@ -57,6 +70,7 @@ pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
         server_parameters,
         hooks,
         limits,
+        tls,
     };
     let auth_timeout = Duration::from_millis(u64::from(options.auth_timeout.unwrap_or(60_000).max(1)));
     Ok(ConnectionSettings { session: Arc::new(session), auth_timeout })

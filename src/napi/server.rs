@@ -29,7 +29,12 @@ pub struct AddressInfo {
 impl NativeServer {
     #[napi(constructor)]
     pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
-        Ok(Self { settings: settings(options)?, hooks: Arc::new(JsHooks::new(&dispatch)?), listener: Arc::default() })
+        let request_client_certificate = options.auth_mode == "certificate";
+        Ok(Self {
+            settings: settings(options)?,
+            hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?),
+            listener: Arc::default(),
+        })
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts accepting.

@@ -10,6 +10,7 @@ use super::connection::StateSnapshot;
 use super::errors::BackendErrorInput;
 use super::hooks::HookEvent;
 use super::options::{settings, NativeOptions};
+use super::tls::TlsOptionsInput;
 use crate::protocol::Severity;
 use crate::server::ConnectionSettings;
 use crate::session::{Credentials, HookRequest, HookResult, Session, Step};
@@ -24,13 +25,15 @@ pub const HAS_OUTPUT: u32 = 4;
 #[napi]
 pub struct NativeConfig {
     settings: ConnectionSettings,
+    request_client_certificate: bool,
 }
 
 #[napi]
 impl NativeConfig {
     #[napi(constructor)]
     pub fn new(options: NativeOptions) -> Result<Self> {
-        Ok(Self { settings: settings(options)? })
+        let request_client_certificate = options.auth_mode == "certificate";
+        Ok(Self { settings: settings(options)?, request_client_certificate })
     }
 
     /// Milliseconds a client has to finish startup and authentication.
@@ -43,6 +46,7 @@ impl NativeConfig {
 #[napi]
 pub struct SessionHandle {
     session: Session,
+    request_client_certificate: bool,
     /// The hook `poll()` asked for, until JS fetches it with `hook()`.
     request: Option<HookRequest>,
 }
@@ -51,7 +55,11 @@ pub struct SessionHandle {
 impl SessionHandle {
     #[napi(constructor)]
     pub fn new(config: &NativeConfig) -> Self {
-        Self { session: Session::new(config.settings.session.clone(), crate::server::secrets()), request: None }
+        Self {
+            session: Session::new(config.settings.session.clone(), crate::server::secrets()),
+            request_client_certificate: config.request_client_certificate,
+            request: None,
+        }
     }
 
     /// Bytes read from the client.
@@ -123,6 +131,7 @@ impl SessionHandle {
             secret: None,
             salt: None,
             reason: None,
+            sni_server_name: None,
         };
         match self.request.take() {
             Some(HookRequest::Messages { data, ends }) => {
@@ -132,6 +141,11 @@ impl SessionHandle {
             }
             Some(HookRequest::Startup) => event.kind = "startup".into(),
             Some(HookRequest::Authenticated) => event.kind = "authenticated".into(),
+            Some(HookRequest::TlsUpgrade) => event.kind = "tlsUpgrade".into(),
+            Some(HookRequest::TlsConfig { sni_server_name }) => {
+                event.kind = "tls".into();
+                event.sni_server_name = sni_server_name;
+            }
             Some(HookRequest::ValidateCredentials(credentials)) => {
                 event.kind = "validate".into();
                 match credentials {
@@ -176,6 +190,45 @@ impl SessionHandle {
             Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
             None => HookResult::Done,
         });
+    }
+
+    /// The `tls` callback returned options (or threw).
+    #[napi]
+    pub fn tls_done(&mut self, options: Option<TlsOptionsInput>, error: Option<BackendErrorInput>) {
+        self.session.hook_done(match error {
+            Some(e) => HookResult::Failed(e.into_pg_error(Severity::Fatal)),
+            None => super::hooks::tls_result(options.as_ref(), self.request_client_certificate),
+        });
+    }
+
+    /// Whether the connection is encrypted (TLS is up or being negotiated).
+    #[napi(getter)]
+    pub fn is_tls(&self) -> bool {
+        self.session.is_tls()
+    }
+
+    /// After `detach()` on a TLS connection: plaintext for the client, as TLS records.
+    #[napi]
+    pub fn seal<'env>(&mut self, env: &'env Env, plaintext: BufferSlice) -> Result<BufferSlice<'env>> {
+        let wire = self.session.seal(&plaintext);
+        BufferSlice::copy_from(env, wire)
+    }
+
+    /// After `detach()` on a TLS connection: what the client sent, decrypted; null once the
+    /// TLS connection has ended or failed.
+    #[napi]
+    pub fn open<'env>(&mut self, env: &'env Env, wire: BufferSlice) -> Result<Option<BufferSlice<'env>>> {
+        match self.session.open(&wire) {
+            Some(plaintext) => BufferSlice::copy_from(env, plaintext).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// After `detach()` on a TLS connection: close_notify (and anything still pending).
+    #[napi]
+    pub fn seal_close<'env>(&mut self, env: &'env Env) -> Result<BufferSlice<'env>> {
+        let wire = self.session.seal_close();
+        BufferSlice::copy_from(env, wire)
     }
 
     #[napi]

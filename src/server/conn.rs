@@ -53,6 +53,8 @@ const REQ_END: u8 = 1;
 const REQ_DESTROY: u8 = 2;
 const REQ_DETACH: u8 = 4;
 const REQ_SHUTDOWN: u8 = 8;
+/// JS wrote to an encrypted connection: the driver must seal the bytes.
+const REQ_FLUSH: u8 = 16;
 
 /// Per-connection settings the listener or the adopting call chooses.
 #[derive(Clone, Debug)]
@@ -80,6 +82,9 @@ pub struct ConnShared {
     /// After `detach()`: the read side and the bytes read but not processed.
     detached: tokio::sync::Mutex<Option<DetachedRead>>,
     detached_ready: watch::Sender<bool>,
+    /// Once TLS is up, JS writes wait here as plaintext until the driver seals them, in order.
+    encrypted: AtomicBool,
+    plain_out: Mutex<BytesMut>,
 }
 
 /// The read side of a detached connection.
@@ -102,6 +107,8 @@ impl ConnShared {
             finished: watch::channel(None).0,
             detached: tokio::sync::Mutex::new(None),
             detached_ready: watch::channel(false).0,
+            encrypted: AtomicBool::new(false),
+            plain_out: Mutex::new(BytesMut::new()),
         })
     }
 
@@ -119,6 +126,33 @@ impl ConnShared {
         if guard.0 != session.state_version() {
             *guard = (session.state_version(), session.state().clone());
         }
+    }
+
+    /// Queues protocol bytes from JS. False once the connection cannot send any more.
+    pub fn write_from_js(&self, data: &[u8]) -> bool {
+        if !self.encrypted.load(Ordering::Acquire) {
+            return self.out.write(data);
+        }
+        if self.out.is_dead() || self.finished().is_some() {
+            return false;
+        }
+        self.plain_out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
+        self.request(REQ_FLUSH);
+        true
+    }
+
+    /// Whether the connection is encrypted (TLS negotiated or under way).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted.load(Ordering::Acquire)
+    }
+
+    /// Moves JS writes into the session (which encrypts them) and the result to the socket.
+    fn flush_js_writes(&self, session: &mut Session) {
+        let plain = std::mem::take(&mut *self.plain_out.lock().unwrap_or_else(|p| p.into_inner()));
+        if !plain.is_empty() {
+            session.send(&plain);
+        }
+        self.out.write_owned(session.take_output());
     }
 
     pub fn mark_seen_by_js(&self) {
@@ -313,8 +347,10 @@ async fn drive(
             }
             None => {}
         }
+        shared.flush_js_writes(session);
         let step = session.poll();
         shared.out.write_owned(session.take_output());
+        shared.encrypted.store(session.is_tls(), Ordering::Release);
         shared.publish(session);
         if shared.out.is_dead() {
             return CloseReason::Error;
@@ -327,14 +363,19 @@ async fn drive(
             }
             Step::Hook(request) => {
                 shared.mark_seen_by_js();
-                let call = hooks.call(shared, request);
-                let result = if authenticating {
-                    match tokio::time::timeout_at(deadline, call).await {
-                        Ok(result) => result,
-                        Err(_) => return timed_out(shared),
+                let mut call = hooks.call(shared, request);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut call => break result,
+                        // Writes JS makes while its hook runs go out now, sealed if encrypted;
+                        // other requests stay flagged for after the hook.
+                        _ = shared.wake_driver.notified() => {
+                            if shared.requests.fetch_and(!REQ_FLUSH, Ordering::AcqRel) & REQ_FLUSH != 0 {
+                                shared.flush_js_writes(session);
+                            }
+                        }
+                        _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
                     }
-                } else {
-                    call.await
                 };
                 session.hook_done(result);
             }

@@ -32,10 +32,14 @@ impl Session {
         };
         match packet {
             StartupPacket::SslRequest if !self.ssl_tried => {
-                // TLS is not configured on this connection: 'N', and the client may go on in
-                // plaintext (or give up, if it requires TLS).
                 self.ssl_tried = true;
-                backend::encryption_response(&mut self.output, false);
+                let accept = self.config.tls.is_some();
+                backend::encryption_response(&mut self.output, accept);
+                if accept {
+                    self.start_tls(false);
+                }
+                // Without TLS configured: 'N', and the client may go on in plaintext (or give
+                // up, if it requires TLS).
             }
             StartupPacket::GssEncRequest if !self.gss_tried => {
                 self.gss_tried = true;
@@ -54,6 +58,13 @@ impl Session {
             StartupPacket::Startup(message) => {
                 if message.major != 3 {
                     return self.fail(unsupported_version(message.major, message.minor));
+                }
+                if self.config.tls.is_some() && self.tls_is_plain() {
+                    // pg-gateway's README promises this; 0.2.4 did not do it.
+                    return self.fail(
+                        PgError::fatal(SqlState::PROTOCOL_VIOLATION, "SSL connection is required")
+                            .with_hint("Connect with sslmode=require (or stronger)."),
+                    );
                 }
                 let (options, parameters): (Vec<_>, Vec<_>) =
                     message.parameters.into_iter().partition(|(name, _)| name.starts_with("_pq_."));
@@ -87,10 +98,35 @@ impl Session {
             AuthMode::None => self.complete_auth(),
             AuthMode::CleartextPassword => backend::authentication_cleartext_password(&mut self.output),
             AuthMode::Md5Password => backend::authentication_md5_password(&mut self.output, self.secrets.md5_salt),
-            AuthMode::Certificate => self.fail(PgError::fatal(
+            AuthMode::Certificate => self.certificate_auth(),
+        }
+    }
+
+    /// `certificate`: a client certificate that the CA vouches for, whose CN is the user.
+    /// The failure answers and texts are pg-gateway 0.2.4's.
+    fn certificate_auth(&mut self) {
+        if self.tls_is_plain() {
+            return self.fail(PgError::fatal(
                 SqlState::CONNECTION_EXCEPTION,
                 "ssl connection required when auth mode is 'certificate'",
-            )),
+            ));
+        }
+        let common_name = match self.verify_client_certificate() {
+            Ok(common_name) => common_name,
+            Err(reason) => {
+                return self.fail(
+                    PgError::fatal(SqlState::CONNECTION_EXCEPTION, "client certificate is invalid").with_detail(reason),
+                )
+            }
+        };
+        let user = self.state.client_info.as_ref().and_then(|i| i.parameter("user")).unwrap_or_default();
+        match common_name {
+            Some(cn) if cn == user => self.complete_auth(),
+            cn => {
+                let message =
+                    format!("client certificate CN '{}' does not match user '{user}'", cn.unwrap_or_default());
+                self.fail(PgError::fatal(SqlState::CONNECTION_EXCEPTION, message))
+            }
         }
     }
 

@@ -10,6 +10,16 @@ pub struct HookSet {
     pub on_startup: bool,
     pub validate_credentials: bool,
     pub on_authenticated: bool,
+    pub on_tls_upgrade: bool,
+}
+
+/// TLS for the sessions of a server: with it, SSLRequest gets 'S', direct TLS is accepted, and
+/// plaintext startups are refused.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// A configuration fixed in advance (`tls: { key, cert }`); `None` means the `tls`
+    /// callback chooses one per connection, once the ClientHello's server name is known.
+    pub fixed: Option<std::sync::Arc<crate::tls::TlsServer>>,
 }
 
 /// Per-server settings shared by all its sessions.
@@ -22,6 +32,7 @@ pub struct SessionConfig {
     pub server_parameters: Vec<(String, String)>,
     pub hooks: HookSet,
     pub limits: FrameLimits,
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for SessionConfig {
@@ -32,6 +43,7 @@ impl Default for SessionConfig {
             server_parameters: Vec::new(),
             hooks: HookSet::default(),
             limits: FrameLimits::default(),
+            tls: None,
         }
     }
 }

@@ -10,13 +10,16 @@
 
 mod builtins;
 mod config;
+mod encryption;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use bytes::{Buf, BytesMut};
 
-pub use config::{HookSet, Secrets, SessionConfig};
+pub use config::{HookSet, Secrets, SessionConfig, TlsSettings};
 pub use state::{ClientInfo, State, TlsInfo};
 
 use crate::auth::AuthMode;
@@ -47,6 +50,10 @@ pub enum HookRequest {
     ValidateCredentials(Credentials),
     /// `onAuthenticated(state)`.
     Authenticated,
+    /// The `tls` callback: choose a configuration for this server name.
+    TlsConfig { sni_server_name: Option<String> },
+    /// `onTlsUpgrade(state)`, after the handshake and before the StartupMessage.
+    TlsUpgrade,
 }
 
 /// Credentials as pg-gateway's `validateCredentials` receives them.
@@ -57,7 +64,7 @@ pub enum Credentials {
 }
 
 /// What a hook answered.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum HookResult {
     /// For `Messages`: how many leading messages were handled, and the error of the message
     /// after them if its hook threw (that message then counts as consumed).
@@ -66,6 +73,8 @@ pub enum HookResult {
     Bool(bool),
     /// For hooks whose value is ignored.
     Done,
+    /// For `TlsConfig`: the configuration to finish the handshake with.
+    Tls(std::sync::Arc<crate::tls::TlsServer>),
     /// The hook threw or rejected.
     Failed(PgError),
 }
@@ -88,6 +97,8 @@ enum Pending {
     Startup,
     Validate,
     Authenticated,
+    TlsConfig,
+    TlsUpgrade,
 }
 
 pub struct Session {
@@ -97,8 +108,19 @@ pub struct Session {
     state: State,
     /// Bumped whenever `state` changes, so drivers can publish it only then.
     state_version: u32,
+    /// Plaintext received and not yet processed.
     input: BytesMut,
+    /// Plaintext to send.
     output: BytesMut,
+    /// Wire bytes received that TLS has not consumed yet.
+    raw_in: BytesMut,
+    /// Wire bytes ready for the socket.
+    wire_out: BytesMut,
+    tls: encryption::TlsState,
+    /// The server name of the ClientHello, once read.
+    tls_sni: Option<String>,
+    /// `detach()` took the connection over: the session only seals and opens TLS records now.
+    detached: bool,
     eof: bool,
     /// The hook whose answer we are waiting for.
     pending: Option<Pending>,
@@ -124,6 +146,11 @@ impl Session {
             state_version: 0,
             input: BytesMut::with_capacity(8 * 1024),
             output: BytesMut::with_capacity(1024),
+            raw_in: BytesMut::new(),
+            wire_out: BytesMut::new(),
+            tls: encryption::TlsState::Plain,
+            tls_sni: None,
+            detached: false,
             eof: false,
             pending: None,
             queued: None,
@@ -135,14 +162,19 @@ impl Session {
         }
     }
 
-    /// Where the driver puts received bytes.
+    /// Where the driver puts bytes received from the wire.
     pub fn input_mut(&mut self) -> &mut BytesMut {
-        &mut self.input
+        if self.tls_is_plain() {
+            &mut self.input
+        } else {
+            &mut self.raw_in
+        }
     }
 
-    /// Appends received bytes (for drivers that do not read into [`Self::input_mut`]).
+    /// Appends bytes received from the wire (for drivers that do not read into
+    /// [`Self::input_mut`]).
     pub fn receive(&mut self, bytes: &[u8]) {
-        self.input.extend_from_slice(bytes);
+        self.input_mut().extend_from_slice(bytes);
     }
 
     /// The peer closed its side; whatever is incomplete will never arrive.
@@ -156,13 +188,19 @@ impl Session {
         self.client_ended
     }
 
-    /// Bytes to send, in order. The caller sends them before acting on the next [`Step`].
+    /// Wire bytes to send, in order. The caller sends them before acting on the next [`Step`].
     pub fn take_output(&mut self) -> BytesMut {
-        self.output.split()
+        self.seal_output();
+        self.wire_out.split()
     }
 
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty()
+        !self.wire_out.is_empty() || (!self.output.is_empty() && !self.detached) || self.tls_wants_write()
+    }
+
+    /// Queues plaintext from JS (`sendData`), in order with the session's own output.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
     }
 
     pub fn state(&self) -> &State {
@@ -180,6 +218,8 @@ impl Session {
     /// Bytes received but not processed; the session is finished with the connection after
     /// this (used by `detach()`). A hook result that arrives afterwards is ignored.
     pub fn take_unprocessed_input(&mut self) -> BytesMut {
+        self.seal_output();
+        self.detached = true;
         self.phase = Phase::Closed;
         self.pending = None;
         self.queued = None;
@@ -208,6 +248,12 @@ impl Session {
             if matches!(self.phase, Phase::Closed) {
                 return Step::Close;
             }
+            if let Some(step) = self.pump_tls() {
+                return step;
+            }
+            if self.queued.is_some() {
+                continue;
+            }
             let step = if self.state.has_started { self.next_typed() } else { self.next_startup_packet() };
             if let Some(step) = step {
                 return step;
@@ -231,7 +277,15 @@ impl Session {
                     self.auth_failed();
                 }
             }
-            (Pending::Authenticated, HookResult::Done | HookResult::Bool(_)) => {}
+            (Pending::Authenticated | Pending::TlsUpgrade, HookResult::Done | HookResult::Bool(_)) => {}
+            (Pending::TlsConfig, HookResult::Tls(server)) => self.tls_configured(server),
+            (Pending::TlsConfig, HookResult::Failed(err)) => {
+                // No configuration: the handshake cannot finish, and nothing can be said in
+                // the clear to a client that is speaking TLS.
+                let _ = err;
+                self.tls = encryption::TlsState::Failed;
+                self.phase = Phase::Closed;
+            }
             (Pending::Messages { ends }, HookResult::Failed(err)) => self.messages_done(&ends, 0, Some(err)),
             (_, HookResult::Failed(err)) => self.fail(fatal(err)),
             (_, other) => self.fail(PgError::fatal(
@@ -247,6 +301,8 @@ impl Session {
             HookRequest::Startup => Pending::Startup,
             HookRequest::ValidateCredentials(_) => Pending::Validate,
             HookRequest::Authenticated => Pending::Authenticated,
+            HookRequest::TlsConfig { .. } => Pending::TlsConfig,
+            HookRequest::TlsUpgrade => Pending::TlsUpgrade,
         });
         Step::Hook(request)
     }
@@ -268,6 +324,12 @@ impl Session {
     }
 
     fn next_startup_packet(&mut self) -> Option<Step> {
+        // Direct TLS (PostgreSQL 17 `sslnegotiation=direct`): a ClientHello (0x16) instead of
+        // a startup packet, whose first byte would be the top of a length and so always 0.
+        if self.config.tls.is_some() && self.tls_is_plain() && !self.ssl_tried && self.input.first() == Some(&0x16) {
+            self.start_tls(true);
+            return None;
+        }
         let len = match frame::startup_frame_len(&self.input) {
             Err(err) => return self.fail_decode(err),
             Ok(None) => return Some(self.need_input()),

@@ -19,6 +19,10 @@ impl ClientInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsInfo {
     pub sni_server_name: Option<String>,
+    /// The negotiated ALPN protocol (`postgresql` for libpq 17 and later).
+    pub alpn_protocol: Option<String>,
+    /// The client's certificate (DER), when one was requested and sent.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -475,6 +475,7 @@ fn hostile_input_never_panics_or_loops() {
             on_startup: round % 5 == 0,
             validate_credentials: round % 3 != 0,
             on_authenticated: round % 7 == 0,
+            on_tls_upgrade: false,
         };
         let seed = rng.next();
         let mut hook_rng = Rng(seed | 1);
@@ -491,7 +492,8 @@ fn hostile_input_never_panics_or_loops() {
                 0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 n => HookResult::Bool(n == 1),
             },
-            HookRequest::Authenticated => HookResult::Done,
+            HookRequest::Authenticated | HookRequest::TlsUpgrade => HookResult::Done,
+            HookRequest::TlsConfig { .. } => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "no tls")),
         });
         let mut rest = &bytes[..];
         let mut out = Vec::new();

@@ -1,0 +1,274 @@
+//! TLS inside the session. Wire bytes go into `raw_in`; rustls turns them into the plaintext
+//! `input` the protocol reads; plaintext `output` becomes TLS records in `wire_out`. The
+//! handshake itself is a short state machine: read the ClientHello (SNI known), get a
+//! configuration (fixed, or from the `tls` callback hook), finish the handshake, then
+//! `onTlsUpgrade`. See "SSL Session Encryption" in
+//! <https://www.postgresql.org/docs/current/protocol-flow.html>.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+use rustls::server::{Accepted, Acceptor};
+use rustls::ServerConnection;
+
+use super::{HookRequest, Phase, Session, Step, TlsInfo};
+use crate::protocol::{PgError, SqlState};
+use crate::tls::{TlsServer, POSTGRESQL_ALPN};
+
+pub(super) enum TlsState {
+    /// No TLS (yet).
+    Plain,
+    /// Reading the ClientHello. `direct`: the client started TLS without an SSLRequest.
+    Accepting {
+        acceptor: Box<Acceptor>,
+        direct: bool,
+    },
+    /// ClientHello read; waiting for the `tls` callback to choose a configuration.
+    AwaitingConfig {
+        accepted: Box<Accepted>,
+        direct: bool,
+    },
+    Active {
+        connection: Box<ServerConnection>,
+        server: Arc<TlsServer>,
+        direct: bool,
+        handshake_done: bool,
+    },
+    /// The TLS connection failed; nothing more can be sent or read.
+    Failed,
+}
+
+impl Session {
+    pub(super) fn tls_is_plain(&self) -> bool {
+        matches!(self.tls, TlsState::Plain)
+    }
+
+    /// Switches to TLS after an SSLRequest was answered 'S' (or at once for direct TLS). Any
+    /// plaintext already received behind the SSLRequest is an attack (CVE-2021-23214), not data.
+    pub(super) fn start_tls(&mut self, direct: bool) {
+        if !direct && !self.input.is_empty() {
+            return self.fail(
+                PgError::fatal(SqlState::PROTOCOL_VIOLATION, "received unencrypted data after SSL request")
+                    .with_detail(
+                    "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.",
+                ),
+            );
+        }
+        self.ssl_tried = true;
+        // The 'S' goes out in plaintext, before any TLS record.
+        let answered = self.output.split();
+        self.wire_out.put_slice(&answered);
+        // Direct TLS: the bytes already received are the ClientHello.
+        let received = self.input.split();
+        self.raw_in.put_slice(&received);
+        self.tls = TlsState::Accepting { acceptor: Box::default(), direct };
+    }
+
+    /// The `tls` callback chose a configuration.
+    pub(super) fn tls_configured(&mut self, server: Arc<TlsServer>) {
+        match std::mem::replace(&mut self.tls, TlsState::Failed) {
+            TlsState::AwaitingConfig { accepted, direct } => self.begin_handshake(*accepted, server, direct),
+            other => self.tls = other,
+        }
+    }
+
+    fn begin_handshake(&mut self, accepted: Accepted, server: Arc<TlsServer>, direct: bool) {
+        match accepted.into_connection(server.config.clone()) {
+            Ok(connection) => {
+                self.tls = TlsState::Active { connection: Box::new(connection), server, direct, handshake_done: false };
+            }
+            Err((_, mut alert)) => {
+                let _ = alert.write_all(&mut (&mut self.wire_out).writer());
+                self.close_tls_failed();
+            }
+        }
+    }
+
+    fn close_tls_failed(&mut self) {
+        self.tls = TlsState::Failed;
+        self.output.clear();
+        self.phase = Phase::Closed;
+    }
+
+    /// Moves TLS forward with the bytes received. Returns a step when the driver must act
+    /// (more input, a hook, close) before the protocol can go on.
+    pub(super) fn pump_tls(&mut self) -> Option<Step> {
+        match std::mem::replace(&mut self.tls, TlsState::Failed) {
+            TlsState::Plain => {
+                self.tls = TlsState::Plain;
+                None
+            }
+            TlsState::Failed => {
+                self.phase = Phase::Closed;
+                Some(Step::Close)
+            }
+            TlsState::Accepting { mut acceptor, direct } => {
+                while !self.raw_in.is_empty() {
+                    match acceptor.read_tls(&mut (&self.raw_in[..])) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.raw_in.advance(n),
+                    }
+                }
+                match acceptor.accept() {
+                    Ok(None) => {
+                        self.tls = TlsState::Accepting { acceptor, direct };
+                        Some(self.need_input())
+                    }
+                    Ok(Some(accepted)) => {
+                        let hello = accepted.client_hello();
+                        let offers_postgresql = hello.alpn().is_some_and(|mut a| a.any(|p| p == POSTGRESQL_ALPN));
+                        if direct && !offers_postgresql {
+                            // PostgreSQL: "received direct SSL connection request without ALPN
+                            // protocol negotiation extension"; nothing can be sent in the clear.
+                            self.tls = TlsState::Failed;
+                            self.phase = Phase::Closed;
+                            return Some(Step::Close);
+                        }
+                        self.tls_sni = hello.server_name().map(str::to_owned);
+                        let fixed = self.config.tls.as_ref().and_then(|t| t.fixed.clone());
+                        match fixed {
+                            Some(server) => self.begin_handshake(accepted, server, direct),
+                            None => {
+                                self.tls = TlsState::AwaitingConfig { accepted: Box::new(accepted), direct };
+                                self.queued = Some(HookRequest::TlsConfig { sni_server_name: self.tls_sni.clone() });
+                            }
+                        }
+                        None
+                    }
+                    Err((_, mut alert)) => {
+                        let _ = alert.write_all(&mut (&mut self.wire_out).writer());
+                        self.close_tls_failed();
+                        Some(Step::Close)
+                    }
+                }
+            }
+            state @ TlsState::AwaitingConfig { .. } => {
+                self.tls = state;
+                None
+            }
+            TlsState::Active { mut connection, server, direct, mut handshake_done } => {
+                while !self.raw_in.is_empty() {
+                    match connection.read_tls(&mut (&self.raw_in[..])) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.raw_in.advance(n),
+                    }
+                    if connection.process_new_packets().is_err() {
+                        // rustls queued an alert; send it and give up on this connection.
+                        let _ = connection.write_tls(&mut (&mut self.wire_out).writer());
+                        self.close_tls_failed();
+                        return Some(Step::Close);
+                    }
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    match connection.reader().read(&mut chunk) {
+                        Ok(0) => {
+                            self.eof = true; // close_notify: the client ended the conversation
+                            self.client_ended = true;
+                            break;
+                        }
+                        Ok(n) => self.input.put_slice(&chunk[..n]),
+                        Err(_) => break, // WouldBlock: no more plaintext for now
+                    }
+                }
+                if !handshake_done && !connection.is_handshaking() {
+                    handshake_done = true;
+                    let alpn = connection.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+                    let client_certificate = connection.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                    self.state.tls_info = Some(TlsInfo {
+                        sni_server_name: self.tls_sni.clone(),
+                        alpn_protocol: alpn,
+                        client_certificate,
+                    });
+                    self.state_version += 1;
+                    if self.config.hooks.on_tls_upgrade {
+                        self.queued = Some(HookRequest::TlsUpgrade);
+                    }
+                }
+                let _ = direct;
+                self.tls = TlsState::Active { connection, server, direct, handshake_done };
+                None
+            }
+        }
+    }
+
+    /// Turns pending plaintext output into wire bytes.
+    pub(super) fn seal_output(&mut self) {
+        match &mut self.tls {
+            TlsState::Active { connection, .. } => {
+                if !self.output.is_empty() {
+                    let _ = connection.writer().write_all(&self.output);
+                    self.output.clear();
+                }
+                if matches!(self.phase, Phase::Closed) && !self.detached {
+                    connection.send_close_notify();
+                }
+                while connection.wants_write() {
+                    if connection.write_tls(&mut (&mut self.wire_out).writer()).is_err() {
+                        break;
+                    }
+                }
+            }
+            TlsState::Plain => {
+                let plain = self.output.split();
+                if self.wire_out.is_empty() {
+                    self.wire_out = plain;
+                } else {
+                    self.wire_out.put_slice(&plain);
+                }
+            }
+            // Mid-handshake, nothing of the protocol may be sent; after a failure, nothing at all.
+            TlsState::Accepting { .. } | TlsState::AwaitingConfig { .. } | TlsState::Failed => {}
+        }
+    }
+
+    pub(super) fn tls_wants_write(&self) -> bool {
+        matches!(&self.tls, TlsState::Active { connection, .. } if connection.wants_write())
+    }
+
+    /// The verifier-backed facts of the client certificate, for `certificate` authentication.
+    pub(super) fn verify_client_certificate(&self) -> Result<Option<String>, String> {
+        let TlsState::Active { connection, server, .. } = &self.tls else {
+            return Err("not a TLS connection".into());
+        };
+        let chain = connection.peer_certificates().unwrap_or_default();
+        server.verify_client_certificate(chain)?;
+        Ok(chain.first().and_then(|c| crate::tls::subject_common_name(c)))
+    }
+
+    /// For `detach()` after TLS: encrypts plaintext for the client.
+    pub fn seal(&mut self, plaintext: &[u8]) -> BytesMut {
+        self.output.put_slice(plaintext);
+        self.seal_output();
+        self.wire_out.split()
+    }
+
+    /// For `detach()` after TLS: decrypts what the client sent; `None` once the TLS
+    /// connection failed or the client closed it.
+    pub fn open(&mut self, wire: &[u8]) -> Option<BytesMut> {
+        if self.tls_is_plain() {
+            return Some(BytesMut::from(wire));
+        }
+        self.raw_in.put_slice(wire);
+        let step = self.pump_tls();
+        let plaintext = self.input.split();
+        if plaintext.is_empty() && (step.is_some() || self.eof) {
+            return None;
+        }
+        Some(plaintext)
+    }
+
+    /// For `detach()` after TLS: close_notify, when the detached stream ends.
+    pub fn seal_close(&mut self) -> BytesMut {
+        if let TlsState::Active { connection, .. } = &mut self.tls {
+            connection.send_close_notify();
+        }
+        self.seal_output();
+        self.wire_out.split()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        !self.tls_is_plain()
+    }
+}

@@ -1,0 +1,156 @@
+//! TLS conversations with the session, in memory: a rustls client on one side, the session on
+//! the other, bytes shuttled by hand.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::*;
+use crate::protocol::startup::StartupMessage;
+use crate::tls::{TlsMaterial, TlsServer};
+
+const CA: &[u8] = include_bytes!("../tls/testdata/ca-cert.pem");
+const CERT: &[u8] = include_bytes!("../tls/testdata/server-cert.pem");
+const KEY: &[u8] = include_bytes!("../tls/testdata/server-key.pem");
+const SSL_REQUEST: &[u8] = b"\x00\x00\x00\x08\x04\xd2\x16\x2f";
+
+fn tls_session(hooks: HookSet) -> Session {
+    let material = TlsMaterial { key: KEY.to_vec(), cert: CERT.to_vec(), ca: None, passphrase: None };
+    let server = Arc::new(TlsServer::new(&material, false).expect("test certificate"));
+    let config = SessionConfig {
+        auth_mode: AuthMode::None,
+        hooks,
+        tls: Some(TlsSettings { fixed: Some(server) }),
+        ..SessionConfig::default()
+    };
+    Session::new(Arc::new(config), Secrets { md5_salt: [1, 2, 3, 4], process_id: 1, secret_key: [0; 4] })
+}
+
+fn client(alpn: &[&[u8]]) -> ClientConnection {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(CA) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+}
+
+/// Shuttles bytes between client and session until neither has anything to say; returns the
+/// plaintext the client received and whether the session closed.
+fn shuttle(client: &mut ClientConnection, session: &mut Session) -> (Vec<u8>, bool) {
+    let mut plaintext = Vec::new();
+    let mut closed = false;
+    for _ in 0..50 {
+        let mut to_server = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut to_server).unwrap();
+        }
+        session.receive(&to_server);
+        let step = session.poll();
+        let to_client = session.take_output();
+        if let Step::Hook(_) = step {
+            session.hook_done(HookResult::Done);
+        }
+        closed |= step == Step::Close;
+        let mut wire = &to_client[..];
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+        }
+        if client.process_new_packets().is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = client.reader().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            plaintext.extend_from_slice(&buf[..n]);
+        }
+        if to_server.is_empty() && to_client.is_empty() {
+            break;
+        }
+    }
+    (plaintext, closed)
+}
+
+fn startup_bytes(user: &str) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    StartupMessage { major: 3, minor: 0, parameters: vec![("user".into(), user.into())] }.encode(&mut out);
+    out.to_vec()
+}
+
+#[test]
+fn ssl_request_then_handshake_then_the_whole_startup_inside_tls() {
+    let hooks = HookSet { on_tls_upgrade: true, ..HookSet::default() };
+    let mut session = tls_session(hooks);
+    session.receive(SSL_REQUEST);
+    assert_eq!(session.poll(), Step::NeedInput);
+    assert_eq!(&session.take_output()[..], b"S");
+    let mut client = client(&[b"postgresql"]);
+    shuttle(&mut client, &mut session);
+    assert!(!client.is_handshaking());
+    let info = session.state().tls_info.clone().expect("tls info after the handshake");
+    assert_eq!(info.sni_server_name.as_deref(), Some("localhost"));
+    assert_eq!(info.alpn_protocol.as_deref(), Some("postgresql"));
+    client.writer().write_all(&startup_bytes("alice")).unwrap();
+    let (plaintext, closed) = shuttle(&mut client, &mut session);
+    assert!(!closed);
+    assert_eq!(plaintext[0], b'R');
+    assert_eq!(&plaintext[plaintext.len() - 6..], b"Z\x00\x00\x00\x05I");
+    assert!(session.state().is_authenticated);
+}
+
+#[test]
+fn plaintext_behind_the_ssl_request_is_refused() {
+    let mut session = tls_session(HookSet::default());
+    session.receive(&[SSL_REQUEST, &startup_bytes("mallory")].concat());
+    assert_eq!(session.poll(), Step::Close);
+    let out = session.take_output();
+    assert_eq!(out[0], b'S');
+    assert!(String::from_utf8_lossy(&out).contains("received unencrypted data after SSL request"));
+}
+
+#[test]
+fn a_plaintext_startup_is_refused_when_tls_is_configured() {
+    let mut session = tls_session(HookSet::default());
+    session.receive(&startup_bytes("bob"));
+    assert_eq!(session.poll(), Step::Close);
+    assert!(String::from_utf8_lossy(&session.take_output()).contains("SSL connection is required"));
+}
+
+#[test]
+fn direct_tls_needs_alpn_postgresql() {
+    let mut session = tls_session(HookSet::default());
+    let mut with_alpn = client(&[b"postgresql"]);
+    shuttle(&mut with_alpn, &mut session);
+    assert!(!with_alpn.is_handshaking(), "direct TLS with ALPN postgresql completes");
+
+    let mut session = tls_session(HookSet::default());
+    let mut without = client(&[]);
+    let (_, closed) = shuttle(&mut without, &mut session);
+    assert!(closed, "direct TLS without ALPN is refused");
+}
+
+#[test]
+fn garbage_after_s_closes_without_panicking() {
+    for garbage in [&b"\x16\x03\x01\x00\x05hello"[..], b"GET / HTTP/1.1\r\n\r\n", &[0x16; 64], &[0xff; 3]] {
+        let mut session = tls_session(HookSet::default());
+        session.receive(SSL_REQUEST);
+        session.poll();
+        session.take_output();
+        session.receive(garbage);
+        let step = session.poll();
+        session.receive_eof();
+        let after_eof = session.poll();
+        assert!(step == Step::Close || after_eof == Step::Close, "{garbage:?}");
+    }
+}
