@@ -36,6 +36,7 @@ export function makeCertificates() {
   leaf(dir, 'ca', 'localhost', 'localhost', ['localhost']);
   leaf(dir, 'ca', 'alpha', 'alpha.db.test', ['alpha.db.test']);
   leaf(dir, 'ca', 'beta', 'beta.db.test', ['beta.db.test']);
+  leaf(dir, 'ca', 'wildcard', '*.db.example.com', ['*.db.example.com']);
   leaf(dir, 'ca', 'alice', 'alice');
   leaf(dir, 'rogue-ca', 'rogue-alice', 'alice');
   const read = (name) => readFileSync(path.join(dir, name));
@@ -47,5 +48,6 @@ export function makeCertificates() {
     localhost: pair('localhost'),
     alpha: pair('alpha'),
     beta: pair('beta'),
+    wildcard: pair('wildcard'),
   };
 }

@@ -180,10 +180,11 @@ export function psql(port, args, { user = 'postgres', password, database = 'post
 }
 
 /** Starts `node examples/<name> --port 0 ...` and waits for its "listening on host:port" line. */
-export async function startExample(name, args = []) {
-  const child = spawn(process.execPath, [path.join(root, 'examples', name), '--port', '0', ...args], {
+export async function startExample(name, args = ['--port', '0'], env = {}) {
+  const child = spawn(process.execPath, [path.join(root, 'examples', name), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let output = '';
   const port = await new Promise((resolve, reject) => {

@@ -148,28 +148,40 @@ impl Session {
                 None
             }
             TlsState::Active { mut connection, server, direct, mut handshake_done } => {
-                while !self.raw_in.is_empty() {
-                    match connection.read_tls(&mut (&self.raw_in[..])) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => self.raw_in.advance(n),
-                    }
-                    if connection.process_new_packets().is_err() {
-                        // rustls queued an alert; send it and give up on this connection.
-                        let _ = connection.write_tls(&mut (&mut self.wire_out).writer());
-                        self.close_tls_failed();
-                        return Some(Step::Close);
-                    }
-                }
+                // Feed records and drain plaintext in turn: rustls stops accepting records while
+                // its plaintext buffer is full, and ciphertext left unread here would wait for a
+                // next read from the client that may never come.
                 let mut chunk = [0u8; 16 * 1024];
                 loop {
-                    match connection.reader().read(&mut chunk) {
-                        Ok(0) => {
-                            self.eof = true; // close_notify: the client ended the conversation
-                            self.client_ended = true;
-                            break;
+                    let mut progressed = false;
+                    if !self.raw_in.is_empty() {
+                        if let Ok(n) = connection.read_tls(&mut (&self.raw_in[..])) {
+                            self.raw_in.advance(n);
+                            progressed = n > 0;
                         }
-                        Ok(n) => self.input.put_slice(&chunk[..n]),
-                        Err(_) => break, // WouldBlock: no more plaintext for now
+                        if connection.process_new_packets().is_err() {
+                            // rustls queued an alert; send it and give up on this connection.
+                            let _ = connection.write_tls(&mut (&mut self.wire_out).writer());
+                            self.close_tls_failed();
+                            return Some(Step::Close);
+                        }
+                    }
+                    loop {
+                        match connection.reader().read(&mut chunk) {
+                            Ok(0) => {
+                                self.eof = true; // close_notify: the client ended the conversation
+                                self.client_ended = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                self.input.put_slice(&chunk[..n]);
+                                progressed = true;
+                            }
+                            Err(_) => break, // WouldBlock: no more plaintext for now
+                        }
+                    }
+                    if !progressed || self.raw_in.is_empty() {
+                        break;
                     }
                 }
                 if !handshake_done && !connection.is_handshaking() {

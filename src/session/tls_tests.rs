@@ -154,3 +154,38 @@ fn garbage_after_s_closes_without_panicking() {
         assert!(step == Step::Close || after_eof == Step::Close, "{garbage:?}");
     }
 }
+
+#[test]
+fn a_burst_larger_than_the_tls_plaintext_buffer_is_read_in_one_go() {
+    let mut session = tls_session(HookSet::default());
+    let mut client = client(&[b"postgresql"]);
+    shuttle(&mut client, &mut session);
+    client.writer().write_all(&startup_bytes("alice")).unwrap();
+    shuttle(&mut client, &mut session);
+    assert!(session.state().is_authenticated);
+    // A 200 KB query: far more than rustls buffers as plaintext. All of it arrives in one
+    // read; the answer must come without waiting for more input.
+    let sql = "x".repeat(200 * 1024);
+    let mut query = vec![b'Q'];
+    query.extend(((sql.len() + 5) as i32).to_be_bytes());
+    query.extend(sql.as_bytes());
+    query.push(0);
+    client.set_buffer_limit(None);
+    client.writer().write_all(&query).unwrap();
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    session.receive(&wire);
+    assert_eq!(session.poll(), Step::NeedInput);
+    let reply = session.take_output();
+    let mut reply = &reply[..];
+    while !reply.is_empty() {
+        client.read_tls(&mut reply).unwrap();
+    }
+    client.process_new_packets().unwrap();
+    let mut plaintext = Vec::new();
+    let _ = client.reader().read_to_end(&mut plaintext);
+    assert_eq!(plaintext.first(), Some(&b'E'), "the built-in answer to the whole query");
+    assert_eq!(&plaintext[plaintext.len() - 6..], b"Z\x00\x00\x00\x05I");
+}
