@@ -179,6 +179,15 @@ export declare class PostgresConnection {
    * your socket (driver 'js', as in 0.2.4) or a Duplex over the native connection.
    */
   detach(): Socket | DetachedSocket;
+  /**
+   * Sends the connection to another PostgreSQL server and copies both directions: in Rust on
+   * the native driver and createServer (no payload crosses into JS), with Node streams on the
+   * 'js' driver. Unprocessed bytes go first; `startup: true` replays the client's
+   * StartupMessage before them. Returns at once; the switch happens when the current hook
+   * returns (do not wait for it inside a hook). An unreachable upstream gives the client
+   * `FATAL 08006 could not connect to upstream server ...`.
+   */
+  proxy(target: { host?: string; port: number; startup?: boolean }): void;
 }
 
 export type AddressInfo = { address: string; family: string; port: number };

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeCertificates } from './certs.mjs';
 import { startPostgres } from './postgres.mjs';
-import { psql, run, startExample } from './helpers.mjs';
+import { MODES, psql, run, startExample, startServer } from './helpers.mjs';
 
 const certs = makeCertificates();
 
@@ -61,3 +61,48 @@ test('examples/reverse-proxy-sni.mjs proxies psql and pgbench to a real PostgreS
     }
   });
 });
+
+for (const mode of MODES) {
+  test(`${mode}: connection.proxy() after TLS termination, chosen by SNI, to a real PostgreSQL`, { timeout: 300000 }, async (t) => {
+    const upstream = await startPostgres();
+    t.after(() => upstream.stop());
+    const routes = { alpha: upstream.port, closed: 1 };
+    const server = await startServer(mode, () => ({
+      tls: certs.wildcard,
+      onTlsUpgrade({ tlsInfo }, connection) {
+        const [id] = (tlsInfo.sniServerName ?? '').split('.');
+        connection.proxy({ host: '127.0.0.1', port: routes[id] ?? routes.closed });
+      },
+    }));
+    t.after(() => server.close());
+    const env = { PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'verify-full', PGSSLROOTCERT: certs.file('ca-cert.pem'), PGPASSWORD: 'postgres' };
+
+    const result = await psql(server.port, ['-h', 'alpha.db.example.com', '-Atc', "select current_setting('port')"], { password: 'postgres', env });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), String(upstream.port));
+
+    const bench = await run('pgbench', ['-h', 'alpha.db.example.com', '-p', String(server.port), '-U', 'postgres', '-i', '-q', 'postgres'], { env, timeout: 120000 });
+    assert.equal(bench.code, 0, bench.stderr);
+    const load = await run('pgbench', ['-h', 'alpha.db.example.com', '-p', String(server.port), '-U', 'postgres', '-T', '2', '-c', '4', '-j', '2', '-M', 'extended', 'postgres'], { env, timeout: 60000 });
+    assert.match(load.stdout, /number of failed transactions: 0 /, load.stderr);
+
+    const unreachable = await psql(server.port, ['-h', 'nowhere.db.example.com', '-c', 'select 1'], { password: 'postgres', env });
+    assert.match(unreachable.stderr, /could not connect to upstream server 127\.0\.0\.1:1/);
+  });
+
+  test(`${mode}: connection.proxy({ startup: true }) replays the StartupMessage the gateway consumed`, { timeout: 120000 }, async (t) => {
+    const upstream = await startPostgres();
+    t.after(() => upstream.stop());
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      onStartup(state, connection) {
+        connection.proxy({ host: '127.0.0.1', port: upstream.port, startup: true });
+        return true;
+      },
+    }));
+    t.after(() => server.close());
+    const result = await psql(server.port, ['-Atc', 'select current_user, current_database()'], { password: 'postgres', database: 'postgres' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), 'postgres|postgres');
+  });
+}

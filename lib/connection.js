@@ -5,7 +5,9 @@
 // - 'native': Rust takes the socket's file descriptor over and drives it on tokio threads;
 //   hooks are called through a thread-safe function. `connection.socket` is a stand-in.
 
+const net = require('node:net');
 const binding = require('./binding.js');
+const { createStartupMessage } = require('./helpers.js');
 const { nativeOptions, normalizeError, toBytes, toState } = require('./values.js');
 const { JsDriver } = require('./js-driver.js');
 const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
@@ -177,5 +179,46 @@ class PostgresConnection {
     return this._detachedSocket;
   }
 }
+
+/** The error a client gets when the upstream of `proxy()` cannot be reached. */
+function upstreamError(host, port, err) {
+  return binding.encodeErrorResponse({
+    severity: 'FATAL',
+    code: '08006',
+    message: `could not connect to upstream server ${host}:${port}: ${err.message}`,
+  });
+}
+
+/**
+ * Sends the connection to another PostgreSQL server and copies both directions: in Rust on the
+ * native driver and createServer (no payload crosses into JS), with Node streams on the 'js'
+ * driver. Bytes read but not processed go first; with `startup: true`, the client's
+ * StartupMessage (already consumed by the gateway) is replayed before them. Returns at once:
+ * the switch happens when the current hook returns, so never wait for it inside a hook.
+ */
+PostgresConnection.prototype.proxy = function proxy({ host = '127.0.0.1', port, startup = false } = {}) {
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError('proxy({ host, port }): port must be a TCP port');
+  if (this._detached) throw new Error('this connection was already detached or proxied');
+  if (!this._driver) {
+    this._detached = true;
+    this._native.proxy(String(host), port, Boolean(startup));
+    return;
+  }
+  const info = this.state.clientInfo;
+  const client = this.detach();
+  const upstream = net.connect({ host, port });
+  upstream.setNoDelay(true);
+  if (startup && info) upstream.write(createStartupMessage({ ...info, minorVersion: 0 }));
+  let connected = false;
+  upstream.once('connect', () => { connected = true; });
+  client.pipe(upstream);
+  upstream.pipe(client);
+  upstream.on('error', (err) => {
+    if (connected) client.destroy();
+    else client.end(upstreamError(host, port, err));
+  });
+  client.on('error', () => upstream.destroy());
+  client.on('close', () => upstream.destroy());
+};
 
 module.exports = { PostgresConnection };

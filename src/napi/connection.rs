@@ -170,6 +170,15 @@ impl NativeConnection {
         Ok(())
     }
 
+    /// Proxies the connection to `host:port` in Rust, after the current hook; with
+    /// `replay_startup`, the client's StartupMessage is sent upstream first.
+    #[napi]
+    pub fn proxy(&self, host: String, port: u32, replay_startup: bool) -> Result<()> {
+        let port = u16::try_from(port).map_err(|_| Error::new(Status::InvalidArg, format!("invalid port {port}")))?;
+        self.shared.proxy(crate::server::ProxyTarget { host, port, replay_startup });
+        Ok(())
+    }
+
     /// After `detach()`: the next chunk from the client, `null` at EOF.
     #[napi(ts_return_type = "Promise<Buffer | null>")]
     pub fn read(&self, env: &Env, max: u32) -> Result<AsyncBlock<Option<Buffer>>> {

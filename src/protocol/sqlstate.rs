@@ -9,6 +9,8 @@ pub struct SqlState(&'static str);
 impl SqlState {
     /// `08000`: pg-gateway 0.2.4 uses it for certificate and TLS failures.
     pub const CONNECTION_EXCEPTION: Self = Self("08000");
+    /// `08006`: the upstream server of a proxied connection cannot be reached.
+    pub const CONNECTION_FAILURE: Self = Self("08006");
     /// `08P01`: malformed or out-of-order protocol messages.
     pub const PROTOCOL_VIOLATION: Self = Self("08P01");
     /// `0A000`: an unsupported protocol version, or a message the built-ins cannot serve.

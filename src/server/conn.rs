@@ -55,6 +55,17 @@ const REQ_DETACH: u8 = 4;
 const REQ_SHUTDOWN: u8 = 8;
 /// JS wrote to an encrypted connection: the driver must seal the bytes.
 const REQ_FLUSH: u8 = 16;
+/// JS asked for the connection to be proxied to an upstream server.
+const REQ_PROXY: u8 = 32;
+
+/// Where `proxy()` sends a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyTarget {
+    pub host: String,
+    pub port: u16,
+    /// Send the client's StartupMessage first (when the gateway already consumed it).
+    pub replay_startup: bool,
+}
 
 /// Per-connection settings the listener or the adopting call chooses.
 #[derive(Clone, Debug)]
@@ -73,7 +84,7 @@ pub struct ConnShared {
     pub out: Outbound,
     state: Mutex<(u32, State)>,
     requests: AtomicU8,
-    wake_driver: Notify,
+    pub(super) wake_driver: Notify,
     /// Set once any hook ran, so JS knows this connection and must hear that it closed.
     seen_by_js: AtomicBool,
     /// Watch channels keep no receiver of their own: always update them with `send_replace`,
@@ -85,6 +96,7 @@ pub struct ConnShared {
     /// Once TLS is up, JS writes wait here as plaintext until the driver seals them, in order.
     encrypted: AtomicBool,
     plain_out: Mutex<BytesMut>,
+    proxy_target: Mutex<Option<ProxyTarget>>,
 }
 
 /// The read side of a detached connection.
@@ -109,6 +121,7 @@ impl ConnShared {
             detached_ready: watch::channel(false).0,
             encrypted: AtomicBool::new(false),
             plain_out: Mutex::new(BytesMut::new()),
+            proxy_target: Mutex::new(None),
         })
     }
 
@@ -159,6 +172,11 @@ impl ConnShared {
         self.seen_by_js.store(true, Ordering::Relaxed);
     }
 
+    /// Whether JS asked for the connection to be closed at once.
+    pub(super) fn destroy_requested(&self) -> bool {
+        self.requests.load(Ordering::Acquire) & REQ_DESTROY != 0
+    }
+
     fn request(&self, flag: u8) {
         self.requests.fetch_or(flag, Ordering::AcqRel);
         self.wake_driver.notify_one();
@@ -180,6 +198,13 @@ impl ConnShared {
     /// Stop processing protocol messages; the read side goes to [`Self::read_detached`].
     pub fn detach(&self) {
         self.request(REQ_DETACH);
+    }
+
+    /// Stop processing protocol messages and copy both directions between the client and
+    /// `target`, in Rust (after the current hook, if one is running).
+    pub fn proxy(&self, target: ProxyTarget) {
+        *self.proxy_target.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+        self.request(REQ_PROXY);
     }
 
     /// Server shutdown: FATAL 57P01 to a connection that is still a session.
@@ -338,6 +363,7 @@ async fn drive(
         // handled belong to the detached stream and must not be parsed.
         match take_request(session, shared) {
             Some(Request::Close(reason)) => return reason,
+            Some(Request::Proxy(target)) => return super::proxy::run(session, reader, shared, target).await,
             Some(Request::Detach) => {
                 shared.out.write_owned(session.take_output());
                 let leftover = session.take_unprocessed_input();
@@ -418,6 +444,7 @@ fn timed_out(shared: &ConnShared) -> CloseReason {
 enum Request {
     Close(CloseReason),
     Detach,
+    Proxy(ProxyTarget),
 }
 
 /// Acts on what JS or the server asked for since the last step.
@@ -426,6 +453,8 @@ fn take_request(session: &mut Session, shared: &ConnShared) -> Option<Request> {
     if requests & REQ_DESTROY != 0 {
         shared.out.abort();
         Some(Request::Close(CloseReason::Error))
+    } else if requests & REQ_PROXY != 0 {
+        shared.proxy_target.lock().unwrap_or_else(|p| p.into_inner()).take().map(Request::Proxy)
     } else if requests & REQ_DETACH != 0 {
         Some(Request::Detach)
     } else if requests & REQ_SHUTDOWN != 0 {

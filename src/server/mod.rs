@@ -7,8 +7,9 @@ mod conn;
 mod hooks;
 mod listener;
 mod outbound;
+mod proxy;
 
-pub use conn::{adopt, secrets, spawn_connection, CloseReason, ConnShared, ConnectionSettings};
+pub use conn::{adopt, secrets, spawn_connection, CloseReason, ConnShared, ConnectionSettings, ProxyTarget};
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};
 pub use outbound::Outbound;
