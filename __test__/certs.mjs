@@ -39,6 +39,7 @@ export function makeCertificates() {
   leaf(dir, 'ca', 'wildcard', '*.db.example.com', ['*.db.example.com']);
   leaf(dir, 'ca', 'alice', 'alice');
   leaf(dir, 'rogue-ca', 'rogue-alice', 'alice');
+  openssl(['pkey', '-in', 'localhost-key.pem', '-aes256', '-passout', 'pass:open sesame', '-out', 'localhost-key-encrypted.pem'], dir);
   const read = (name) => readFileSync(path.join(dir, name));
   const pair = (name) => ({ key: read(`${name}-key.pem`), cert: read(`${name}-cert.pem`) });
   return {
@@ -49,5 +50,6 @@ export function makeCertificates() {
     alpha: pair('alpha'),
     beta: pair('beta'),
     wildcard: pair('wildcard'),
+    encryptedKey: read('localhost-key-encrypted.pem'),
   };
 }

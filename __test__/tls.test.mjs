@@ -143,13 +143,32 @@ for (const mode of MODES) {
     assert.equal(ok.code, 0, ok.stderr);
   });
 
+  test(`${mode}: an encrypted key opens with tls.passphrase`, async (t) => {
+    const server = await startServer(mode, tlsFacts({ tls: { key: certs.encryptedKey, cert: certs.localhost.cert, passphrase: 'open sesame' } }));
+    t.after(() => server.close());
+    const result = await psqlTls(server.port, ['-Atc', 'select 1']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.throws(() => gateway.createServer({ tls: { key: certs.encryptedKey, cert: certs.localhost.cert, passphrase: 'wrong' } }),
+      /cannot decrypt the private key: wrong tls.passphrase/);
+    assert.throws(() => gateway.createServer({ tls: { key: certs.encryptedKey, cert: certs.localhost.cert } }),
+      /tls.key is encrypted: tls.passphrase is required/);
+    assert.throws(() => gateway.createServer({ tls: { key: Buffer.from('-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n'), cert: certs.localhost.cert } }),
+      /tls\.key(: cannot read the PEM private key| does not match tls\.cert, or is unusable)/);
+  });
+
   test(`${mode}: certificate authentication: CN must match the user, the CA must vouch`, async (t) => {
-    const server = await startServer(mode, tlsFacts({ authMode: 'certificate', tls: { ...certs.localhost, ca: certs.ca } }));
+    const seen = [];
+    const server = await startServer(mode, tlsFacts({
+      authMode: 'certificate',
+      tls: { ...certs.localhost, ca: certs.ca },
+      onAuthenticated(state) { seen.push(state.tlsInfo.clientCertificate); },
+    }));
     t.after(() => server.close());
     const withCert = (name) => ({ PGSSLCERT: certs.file(`${name}-cert.pem`), PGSSLKEY: certs.file(`${name}-key.pem`) });
     const ok = await psqlTls(server.port, ['-Atc', 'select 1'], { user: 'alice', env: withCert('alice') });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout.trim(), 'localhost|-|alice');
+    assert.ok(seen[0] instanceof Uint8Array && seen[0][0] === 0x30, 'tlsInfo.clientCertificate is the DER certificate');
     const wrongUser = await psqlTls(server.port, ['-c', 'select 1'], { user: 'bob', env: withCert('alice') });
     assert.match(wrongUser.stderr, /FATAL: {2}client certificate CN 'alice' does not match user 'bob'/);
     const untrusted = await psqlTls(server.port, ['-c', 'select 1'], { user: 'alice', env: withCert('rogue-alice') });

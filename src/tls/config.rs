@@ -88,15 +88,35 @@ impl TlsServer {
 }
 
 fn private_key(material: &TlsMaterial) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let text = String::from_utf8_lossy(&material.key);
-    if text.contains("ENCRYPTED") {
-        let _ = &material.passphrase;
+    if String::from_utf8_lossy(&material.key).contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        return encrypted_private_key(material);
+    }
+    if String::from_utf8_lossy(&material.key).contains("Proc-Type: 4,ENCRYPTED") {
         return Err(TlsError(
-            "tls.key is encrypted; encrypted keys (tls.passphrase) are not supported yet: decrypt it with `openssl pkey`".into(),
+            "tls.key is encrypted in the legacy OpenSSL format; convert it to PKCS#8: `openssl pkcs8 -topk8 -v2 aes-256-cbc`".into(),
         ));
     }
     PrivateKeyDer::from_pem_slice(&material.key)
         .map_err(|err| TlsError(format!("tls.key: cannot read the PEM private key (PKCS#8, PKCS#1 or SEC1): {err}")))
+}
+
+/// An encrypted PKCS#8 key (PBES2, as `openssl pkey -aes256` writes it), opened with
+/// `tls.passphrase`.
+fn encrypted_private_key(material: &TlsMaterial) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use pkcs8::der::{Decode, SecretDocument};
+    let passphrase = material
+        .passphrase
+        .as_deref()
+        .ok_or_else(|| TlsError("tls.key is encrypted: tls.passphrase is required".into()))?;
+    let text = std::str::from_utf8(&material.key).map_err(|_| TlsError("tls.key: not a PEM text".into()))?;
+    let (_, document) = SecretDocument::from_pem(text.trim())
+        .map_err(|err| TlsError(format!("tls.key: cannot read the encrypted PEM private key: {err}")))?;
+    let info = pkcs8::EncryptedPrivateKeyInfoOwned::from_der(document.as_bytes())
+        .map_err(|err| TlsError(format!("tls.key: not an encrypted PKCS#8 key: {err}")))?;
+    let key = info
+        .decrypt(passphrase)
+        .map_err(|_| TlsError("tls.key: cannot decrypt the private key: wrong tls.passphrase?".into()))?;
+    Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()))
 }
 
 fn client_verifier(
