@@ -106,3 +106,34 @@ for (const mode of MODES) {
     assert.equal(result.stdout.trim(), 'postgres|postgres');
   });
 }
+
+for (const mode of MODES) {
+  test(`${mode}: detach() after TLS gives a plaintext Duplex (encrypted: true) that pipes to a real PostgreSQL`, { timeout: 120000 }, async (t) => {
+    const upstream = await startPostgres();
+    t.after(() => upstream.stop());
+    const net = await import('node:net');
+    let encrypted;
+    const server = await startServer(mode, () => ({
+      tls: certs.wildcard,
+      onTlsUpgrade(state, connection) {
+        const socket = connection.detach();
+        encrypted = socket.encrypted;
+        const proxySocket = net.connect({ host: '127.0.0.1', port: upstream.port });
+        proxySocket.pipe(socket);
+        socket.pipe(proxySocket);
+        proxySocket.on('close', () => socket.destroy());
+        socket.on('close', () => proxySocket.destroy());
+        proxySocket.on('error', () => socket.destroy());
+        socket.on('error', () => proxySocket.destroy());
+      },
+    }));
+    t.after(() => server.close());
+    const env = { PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'verify-full', PGSSLROOTCERT: certs.file('ca-cert.pem'), PGPASSWORD: 'postgres' };
+    const result = await psql(server.port, ['-h', 'x.db.example.com', '-Atc', "select current_setting('port'), repeat('ab', 100000) = repeat('ab', 100000)"], { password: 'postgres', env });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), `${upstream.port}|t`);
+    assert.equal(encrypted, true);
+    const load = await run('pgbench', ['-h', 'x.db.example.com', '-p', String(server.port), '-U', 'postgres', '-i', '-q', 'postgres'], { env, timeout: 120000 });
+    assert.equal(load.code, 0, load.stderr);
+  });
+}

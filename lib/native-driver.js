@@ -136,7 +136,7 @@ class DetachedSocket extends Duplex {
     this._native = native;
     this._reading = false;
     copyAddresses(this, native);
-    this.encrypted = false;
+    this.encrypted = native.encrypted;
   }
 
   _read(size) {

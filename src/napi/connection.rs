@@ -159,15 +159,14 @@ impl NativeConnection {
 
     /// Stop processing protocol messages; read the client's bytes with `read()` from now on.
     #[napi]
-    pub fn detach(&self) -> Result<()> {
-        if self.shared.is_encrypted() {
-            return Err(Error::new(
-                Status::GenericFailure,
-                "detach() of a TLS connection is not supported on the native driver yet; use the default 'js' driver",
-            ));
-        }
+    pub fn detach(&self) {
         self.shared.detach();
-        Ok(())
+    }
+
+    /// Whether the connection is encrypted (for `detach()`'s `encrypted` flag).
+    #[napi(getter)]
+    pub fn encrypted(&self) -> bool {
+        self.shared.is_encrypted()
     }
 
     /// Proxies the connection to `host:port` in Rust, after the current hook; with

@@ -100,9 +100,11 @@ pub struct ConnShared {
 }
 
 /// The read side of a detached connection.
-pub struct DetachedRead {
-    pub leftover: BytesMut,
-    pub reader: OwnedReadHalf,
+pub enum DetachedRead {
+    /// Plaintext: the socket itself, after the bytes read but not processed.
+    Raw { leftover: BytesMut, reader: OwnedReadHalf },
+    /// After TLS: plaintext the driver decrypts (`None` at the end).
+    Decrypted { leftover: BytesMut, chunks: tokio::sync::mpsc::Receiver<Vec<u8>> },
 }
 
 impl ConnShared {
@@ -146,7 +148,7 @@ impl ConnShared {
         if !self.encrypted.load(Ordering::Acquire) {
             return self.out.write(data);
         }
-        if self.out.is_dead() || self.finished().is_some() {
+        if self.out.is_dead() {
             return false;
         }
         self.plain_out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
@@ -239,17 +241,24 @@ impl ConnShared {
             }
         }
         let mut guard = self.detached.lock().await;
-        let Some(read) = guard.as_mut() else { return Ok(None) };
-        if !read.leftover.is_empty() {
-            return Ok(Some(read.leftover.split().to_vec()));
+        match guard.as_mut() {
+            None => Ok(None),
+            Some(DetachedRead::Raw { leftover, .. } | DetachedRead::Decrypted { leftover, .. })
+                if !leftover.is_empty() =>
+            {
+                Ok(Some(leftover.split().to_vec()))
+            }
+            Some(DetachedRead::Decrypted { chunks, .. }) => Ok(chunks.recv().await),
+            Some(DetachedRead::Raw { reader, .. }) => {
+                let mut buf = vec![0u8; max.clamp(1, 1 << 20)];
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                Ok(Some(buf))
+            }
         }
-        let mut buf = vec![0u8; max.clamp(1, 1 << 20)];
-        let n = read.reader.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some(buf))
     }
 
     /// Drops the detached read side (JS destroyed the detached stream).
@@ -367,7 +376,10 @@ async fn drive(
             Some(Request::Detach) => {
                 shared.out.write_owned(session.take_output());
                 let leftover = session.take_unprocessed_input();
-                *shared.detached.lock().await = Some(DetachedRead { leftover, reader });
+                if session.is_tls() {
+                    return detached_tls(session, reader, shared, leftover).await;
+                }
+                *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
                 shared.detached_ready.send_replace(true);
                 return CloseReason::Detached;
             }
@@ -430,6 +442,55 @@ async fn drive(
                     _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
                 }
             }
+        }
+    }
+}
+
+/// After `detach()` on a TLS connection, the driver stays on as the TLS layer of the detached
+/// stream: it decrypts what the client sends for `read_detached()` and seals what JS writes.
+async fn detached_tls(
+    session: &mut Session,
+    mut reader: OwnedReadHalf,
+    shared: &Arc<ConnShared>,
+    leftover: BytesMut,
+) -> CloseReason {
+    // A few chunks in flight at most: a stream that JS does not read stops the socket reads.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    *shared.detached.lock().await = Some(DetachedRead::Decrypted { leftover, chunks: receiver });
+    shared.detached_ready.send_replace(true);
+    shared.finished.send_replace(Some(CloseReason::Detached));
+    // Dropping the sender is how the detached reader learns that the client's stream ended.
+    let mut chunks = Some(sender);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let requests = shared.requests.swap(0, Ordering::AcqRel);
+        if requests & REQ_DESTROY != 0 || shared.out.is_dead() {
+            shared.out.abort();
+            return CloseReason::Detached;
+        }
+        shared.flush_js_writes(session);
+        if requests & REQ_END != 0 {
+            shared.out.write_owned(session.seal_close());
+            shared.out.end();
+        }
+        tokio::select! {
+            read = reader.read(&mut buf), if chunks.is_some() => {
+                let plaintext = match read {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => session.open(&buf[..n]),
+                };
+                match (plaintext, &chunks) {
+                    (Some(bytes), _) if bytes.is_empty() => {}
+                    (Some(bytes), Some(sender)) => {
+                        if sender.send(bytes.to_vec()).await.is_err() {
+                            chunks = None;
+                        }
+                    }
+                    _ => chunks = None,
+                }
+            }
+            _ = shared.wake_driver.notified() => {}
+            _ = shared.out.stopped(), if chunks.is_none() => return CloseReason::Detached,
         }
     }
 }
