@@ -43,15 +43,24 @@ export type Md5PasswordCredentials = {
 /** Narrow on `authMode` before reading mode-specific fields. */
 export type Credentials = CleartextPasswordCredentials | Md5PasswordCredentials;
 
+/** PEM Buffers (strings are accepted too). */
 export type TlsOptions = {
-  key: Buffer;
-  cert: Buffer;
-  ca?: Buffer;
+  /** Private key; an encrypted PKCS#8 key needs `passphrase`. */
+  key: Buffer | string;
+  /** Certificate chain, leaf first. */
+  cert: Buffer | string;
+  /** CA for client certificates (`certificate` auth). */
+  ca?: Buffer | string;
   passphrase?: string;
 };
 
 export type TlsInfo = {
+  /** The server name the client asked for (SNI); undefined when it sent none. */
   sniServerName?: string;
+  /** The negotiated ALPN protocol ('postgresql' for libpq 17 and later). */
+  alpnProtocol?: string;
+  /** The client's certificate (DER), when one was requested (certificate auth) and sent. */
+  clientCertificate?: Uint8Array;
 };
 
 export type TlsOptionsCallback = (tlsInfo: TlsInfo) => TlsOptions | Promise<TlsOptions>;
@@ -83,14 +92,17 @@ export type PostgresConnectionOptions = {
   serverVersion?: string;
   /** Default `'md5Password'` (as pg-gateway 0.2.4; without `validateCredentials` nobody gets in). */
   authMode?: AuthMode;
-  /** Not supported yet: passing it throws. */
+  /**
+   * TLS: SSLRequest is answered 'S' and plaintext startups are refused. Fixed options, or a
+   * callback that chooses them per server name (called once per connection, SNI known).
+   */
   tls?: TlsOptions | TlsOptionsCallback;
   /**
    * Checks a password. Return true to let the client in. Without this hook, every
    * password-based login fails with 28P01.
    */
   validateCredentials?(credentials: Credentials, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
-  /** Not called yet (TLS is not supported yet). */
+  /** After the TLS handshake, before the StartupMessage; `state.tlsInfo` is set. */
   onTlsUpgrade?(state: State, connection: PostgresConnection): void | Promise<void>;
   /** After the StartupMessage, before authentication. Return true if you answered it yourself. */
   onStartup?(state: State, connection: PostgresConnection): boolean | Promise<boolean>;
@@ -148,6 +160,7 @@ export interface ConnectionSocket extends EventEmitter {
 export interface DetachedSocket extends Duplex {
   readonly remoteAddress?: string;
   readonly remotePort?: number;
+  /** True after TLS termination: the stream is the decrypted conversation. */
   readonly encrypted: boolean;
   setNoDelay(noDelay?: boolean): this;
   setKeepAlive(enable?: boolean, initialDelay?: number): this;

@@ -45,3 +45,18 @@ createServer({ onStartup: () => 'yes' });
 const server = createServer({ authMode: 'none', serverParameters: { TimeZone: 'UTC' }, authTimeout: 5000 });
 server.listen({ port: 0, host: '127.0.0.1' }).then(({ port }) => port.toFixed());
 createStartupMessage({ majorVersion: 3, minorVersion: 0, parameters: { user: 'u' } });
+
+createServer({
+  tls: async ({ sniServerName }) => ({ key: Buffer.from(''), cert: Buffer.from(sniServerName ?? '') }),
+  onTlsUpgrade({ tlsInfo }, connection) {
+    const name: string | undefined = tlsInfo?.sniServerName;
+    const der: Uint8Array | undefined = tlsInfo?.clientCertificate;
+    connection.proxy({ host: '127.0.0.1', port: 5433 });
+    // @ts-expect-error: proxy needs a port
+    connection.proxy({ host: '127.0.0.1' });
+    void name;
+    void der;
+  },
+});
+// @ts-expect-error: tls options need a key and a cert
+createServer({ tls: { cert: Buffer.from('') } });
