@@ -37,7 +37,10 @@ function asServerUser(command, args) {
   });
 }
 
-export async function startPostgres({ password = 'postgres' } = {}) {
+/**
+ * `ssl: { cert, key }` (PEM Buffers) turns TLS on; `settings` are extra `-c` settings.
+ */
+export async function startPostgres({ password = 'postgres', ssl, settings = {} } = {}) {
   const bin = findBin();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-pg-'));
   const data = path.join(dir, 'data');
@@ -51,11 +54,23 @@ export async function startPostgres({ password = 'postgres' } = {}) {
   }
   await asServerUser(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
-  const options = `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=off -c max_connections=200`;
+  let options = `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=off -c max_connections=1100`;
+  if (ssl) {
+    writeFileSync(path.join(dir, 'server.crt'), ssl.cert);
+    writeFileSync(path.join(dir, 'server.key'), ssl.key, { mode: 0o600 });
+    if (process.getuid?.() === 0) {
+      const { uid, gid } = await import('node:fs').then((fs) => fs.statSync('/var/lib/postgresql'));
+      chownSync(path.join(dir, 'server.crt'), uid, gid);
+      chownSync(path.join(dir, 'server.key'), uid, gid);
+    }
+    options += ` -c ssl=on -c ssl_cert_file=${dir}/server.crt -c ssl_key_file=${dir}/server.key`;
+  }
+  for (const [name, value] of Object.entries(settings)) options += ` -c ${name}=${value}`;
   await asServerUser(path.join(bin, 'pg_ctl'), ['-D', data, '-l', path.join(dir, 'log'), '-o', options, '-w', 'start']);
   return {
     port,
     password,
+    dir,
     async stop() {
       await asServerUser(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
       rmSync(dir, { recursive: true, force: true });

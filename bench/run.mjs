@@ -1,0 +1,361 @@
+#!/usr/bin/env node
+// The benchmark: pg-gateway-native against pg-gateway 0.2.4 (and direct PostgreSQL and
+// PgBouncer for the proxy rows), each server in its own process, load from pgbench. Variants
+// of a point run interleaved (A B C, A B C, ...) and ratios are computed within the run:
+// absolute numbers are noise on a shared 2-core machine, ratios measured side by side are not.
+//
+//   npm run bench                      # everything (about 10 minutes)
+//   npm run bench -- --quick           # shorter runs, one round
+//   npm run bench -- --only fixed,memory --duration 10 --rounds 3
+
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, chownSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startPostgres } from '../__test__/postgres.mjs';
+import { makeCertificates } from '../__test__/certs.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '..');
+const require = createRequire(import.meta.url);
+const OURS = path.join(root, 'index.js');
+const THEIRS = require.resolve('pg-gateway');
+const SCENARIOS = ['fixed', 'setup', 'pglite', 'proxy', 'tls-proxy', 'memory'];
+
+const HELP = `Benchmark pg-gateway-native against pg-gateway 0.2.4 (same run, interleaved, ratios).
+
+Usage: npm run bench -- [options]
+
+  --only <list>      scenarios, comma-separated: ${SCENARIOS.join(', ')} (default: all)
+  --duration <s>     seconds per pgbench run (default 5; --quick: 2)
+  --rounds <n>       interleaved rounds per point (default 2; --quick: 1)
+  --quick            short runs for a smoke check
+  -h, --help         this help
+
+Needs pgbench and PostgreSQL's server binaries (apt-get install postgresql), and PgBouncer for
+its row (apt-get install pgbouncer; the row is skipped with a note when it is missing).
+Results are printed as tables and written to bench/results/<date>.json.`;
+
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const only = new Set((args.only ?? SCENARIOS.join(',')).split(',').map((s) => s.trim()));
+for (const name of only) {
+  if (!SCENARIOS.includes(name)) {
+    console.error(`unknown scenario '${name}'\n\n${HELP}`);
+    process.exit(2);
+  }
+}
+const DURATION = Number(args.duration ?? (args.quick ? 2 : 5));
+const ROUNDS = Number(args.rounds ?? (args.quick ? 1 : 2));
+const started = Date.now();
+const log = (line) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'pggn-bench-'));
+const selectOne = path.join(scratch, 'select1.sql');
+writeFileSync(selectOne, 'SELECT 1;\n');
+const children = new Set();
+const cleanups = [];
+process.on('exit', () => { for (const child of children) child.kill('SIGKILL'); });
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a benchmark server process and waits for its "ready". */
+async function startServer(script, argv, env = {}) {
+  const child = spawn(process.execPath, [path.join(here, 'servers', script), ...argv], {
+    stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env },
+  });
+  children.add(child);
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
+    child.on('exit', (code) => reject(new Error(`${script} ${argv.join(' ')} exited with ${code}`)));
+  });
+  return { pid: child.pid, stop: () => { child.kill('SIGKILL'); children.delete(child); } };
+}
+
+function run(command, argv, env = {}, timeoutMs = (DURATION + 15) * 1000) {
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr: signal === 'SIGKILL' ? `hung: no answer, killed after ${timeoutMs / 1000} s` : stderr });
+    });
+  });
+}
+
+/** One pgbench run; TPS, or null with the reason when it failed. */
+async function pgbench(target, { clients, mode = 'simple', connect = false }) {
+  const argv = ['-n', '-f', selectOne, '-T', String(DURATION), '-c', String(clients), '-j', String(Math.min(clients, 2)),
+    '-M', mode, '-h', target.host ?? '127.0.0.1', '-p', String(target.port), '-U', target.user ?? 'postgres'];
+  if (connect) argv.push('-C');
+  argv.push('postgres');
+  const result = await run('pgbench', argv, { PGPASSWORD: target.password ?? 'postgres', PGSSLMODE: 'disable', ...target.env });
+  const tps = /tps = ([\d.]+)/.exec(result.stdout);
+  const failed = /number of failed transactions: (\d+)/.exec(result.stdout);
+  if (result.code !== 0 || !tps || (failed && Number(failed[1]) > 0)) {
+    return { tps: null, error: (result.stderr.trim().split('\n').pop() || `exit ${result.code}`).slice(0, 80) };
+  }
+  return { tps: Number(tps[1]) };
+}
+
+const results = [];
+
+/**
+ * Measures one point: every variant once per round, rounds interleaved; mean TPS per variant.
+ * `variants` maps a name to a pgbench target; `baseline` names the denominator of ratios.
+ */
+async function point(scenario, label, variants, options, baseline) {
+  const samples = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
+  const errors = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, target] of Object.entries(variants)) {
+      if (errors[name]) continue; // failed once: not again in later rounds
+      const { tps, error } = await pgbench(target, options);
+      if (tps === null) errors[name] = error;
+      else samples[name].push(tps);
+    }
+  }
+  const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const row = { scenario, point: label, tps: {}, ratio: {}, errors };
+  for (const name of Object.keys(variants)) row.tps[name] = mean(samples[name]);
+  const base = row.tps[baseline];
+  for (const name of Object.keys(variants)) {
+    row.ratio[name] = base && row.tps[name] ? row.tps[name] / base : null;
+  }
+  results.push(row);
+  const shown = Object.keys(variants).map((name) => `${name} ${fmt(row.tps[name])}${row.ratio[name] && name !== baseline ? ` (${row.ratio[name].toFixed(2)}x)` : ''}`);
+  log(`${scenario} ${label}: ${shown.join(', ')}${Object.keys(errors).length ? `  errors: ${JSON.stringify(errors)}` : ''}`);
+  return row;
+}
+
+const fmt = (tps) => (tps === null || tps === undefined ? 'failed' : `${Math.round(tps)}`);
+
+function rssKiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+}
+
+/** Connects `count` authenticated idle clients; returns the server's RSS growth per client. */
+async function idleMemory(server, port, count, ssl) {
+  const before = rssKiB(server.pid);
+  const clients = [];
+  for (let i = 0; i < count; i += 50) {
+    const batch = Array.from({ length: Math.min(50, count - i) }, () => new pg.Client({
+      host: '127.0.0.1', port, user: 'bench', password: 'bench', ssl,
+    }));
+    await Promise.all(batch.map((c) => c.connect()));
+    clients.push(...batch);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = rssKiB(server.pid);
+  await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  return (after - before) / count;
+}
+
+const certs = makeCertificates();
+const certDir = path.join(scratch, 'certs');
+mkdirSync(certDir);
+copyFileSync(certs.file('wildcard-key.pem'), path.join(certDir, 'server-key.pem'));
+copyFileSync(certs.file('wildcard-cert.pem'), path.join(certDir, 'server-cert.pem'));
+const tlsClientEnv = { PGSSLMODE: 'require', PGHOSTADDR: '127.0.0.1' };
+const fixedBench = { user: 'bench', password: 'bench' };
+
+console.error(`pg-gateway-native benchmark: ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ` +
+  `${DURATION} s per run, ${ROUNDS} round(s), scenarios: ${[...only].join(', ')}`);
+
+if (only.has('fixed') || only.has('setup')) {
+  const ports = { theirs: await freePort(), ours: await freePort(), listener: await freePort(), oursTls: await freePort(), theirsTls: await freePort() };
+  const servers = [
+    await startServer('fixed.mjs', [THEIRS, ports.theirs]),
+    await startServer('fixed.mjs', [OURS, ports.ours]),
+    await startServer('fixed.mjs', [OURS, ports.listener, 'listener']),
+    await startServer('fixed.mjs', [OURS, ports.oursTls], { CERT_DIR: certDir }),
+    await startServer('fixed.mjs', [THEIRS, ports.theirsTls], { CERT_DIR: certDir }),
+  ];
+  const variants = {
+    'pg-gateway': { port: ports.theirs, ...fixedBench },
+    native: { port: ports.ours, ...fixedBench },
+    'native listener': { port: ports.listener, ...fixedBench },
+  };
+  if (only.has('fixed')) {
+    for (const clients of [1, 8, 32]) await point('fixed result, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
+    for (const clients of [1, 8, 32]) await point('fixed result, extended', `c=${clients}`, variants, { clients, mode: 'extended' }, 'pg-gateway');
+  }
+  if (only.has('setup')) {
+    await point('connection setup (-C), md5', 'c=8', variants, { clients: 8, connect: true }, 'pg-gateway');
+    await point('connection setup (-C), md5 + TLS', 'c=8', {
+      'pg-gateway': { port: ports.theirsTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
+      native: { port: ports.oursTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
+    }, { clients: 8, connect: true }, 'pg-gateway');
+  }
+  for (const server of servers) server.stop();
+}
+
+if (only.has('memory')) {
+  for (const [label, ssl, env] of [['plain', undefined, {}], ['TLS', { rejectUnauthorized: false }, { CERT_DIR: certDir }]]) {
+    for (const count of [100, 1000]) {
+      const perConnection = {};
+      for (const [name, modulePath, entry] of [['pg-gateway', THEIRS], ['native', OURS], ['native listener', OURS, 'listener']]) {
+        if (name === 'native listener' && label === 'TLS') continue;
+        const port = await freePort();
+        const server = await startServer('fixed.mjs', [modulePath, port, ...(entry ? [entry] : [])], env);
+        try {
+          perConnection[name] = await idleMemory(server, port, count, ssl);
+        } catch (err) {
+          perConnection[name] = null;
+          log(`memory ${name} ${label} ${count}: ${err.message}`);
+        }
+        server.stop();
+      }
+      const base = perConnection['pg-gateway'];
+      const row = { scenario: `RSS per idle connection (KiB), ${label}`, point: `${count} connections`, kib: perConnection, ratio: {} };
+      for (const [name, kib] of Object.entries(perConnection)) row.ratio[name] = base && kib !== null ? kib / base : null;
+      results.push(row);
+      log(`memory ${label} ${count}: ${Object.entries(perConnection).map(([n, k]) => `${n} ${k === null ? 'failed' : k.toFixed(1)} KiB`).join(', ')}`);
+    }
+  }
+}
+
+if (only.has('pglite')) {
+  const ports = { theirs: await freePort(), ours: await freePort() };
+  const servers = [await startServer('pglite.mjs', [THEIRS, ports.theirs]), await startServer('pglite.mjs', [OURS, ports.ours])];
+  const variants = { 'pg-gateway': { port: ports.theirs }, native: { port: ports.ours } };
+  for (const clients of [1, 8]) await point('PGlite, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
+  await point('PGlite, extended', 'c=1', variants, { clients: 1, mode: 'extended' }, 'pg-gateway');
+  for (const server of servers) server.stop();
+}
+
+if (only.has('proxy') || only.has('tls-proxy')) {
+  const upstream = await startPostgres({ ssl: certs.wildcard, settings: { max_connections: 300 } });
+  cleanups.push(() => upstream.stop());
+  const bouncer = only.has('proxy') ? await startPgBouncer(upstream.port) : null;
+  if (bouncer) cleanups.push(() => bouncer.stop());
+  if (only.has('proxy')) {
+    const ports = { theirs: await freePort(), detach: await freePort(), native: await freePort() };
+    const servers = [
+      await startServer('proxy.mjs', [THEIRS, ports.theirs, upstream.port, 'detach']),
+      await startServer('proxy.mjs', [OURS, ports.detach, upstream.port, 'detach']),
+      await startServer('proxy.mjs', [OURS, ports.native, upstream.port, 'native-listener']),
+    ];
+    const variants = {
+      'pg-gateway detach': { port: ports.theirs },
+      'native detach': { port: ports.detach },
+      'native proxy()': { port: ports.native },
+      ...(bouncer ? { pgbouncer: { port: bouncer.port } } : {}),
+      'direct PostgreSQL': { port: upstream.port },
+    };
+    for (const clients of [1, 8, 32]) await point('proxy to PostgreSQL', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
+    for (const server of servers) server.stop();
+  }
+  if (only.has('tls-proxy')) {
+    const ports = { theirs: await freePort(), detach: await freePort(), native: await freePort() };
+    const servers = [
+      await startServer('proxy.mjs', [THEIRS, ports.theirs, upstream.port, 'detach', certDir]),
+      await startServer('proxy.mjs', [OURS, ports.detach, upstream.port, 'detach', certDir]),
+      await startServer('proxy.mjs', [OURS, ports.native, upstream.port, 'native-listener', certDir]),
+    ];
+    const tlsTarget = (port) => ({ port, host: 'a.db.example.com', env: tlsClientEnv });
+    const variants = {
+      'pg-gateway detach': tlsTarget(ports.theirs),
+      'native detach': tlsTarget(ports.detach),
+      'native proxy()': tlsTarget(ports.native),
+      'direct PostgreSQL (TLS)': tlsTarget(upstream.port),
+    };
+    for (const clients of [1, 8, 32]) await point('TLS-terminating SNI proxy', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
+    for (const server of servers) server.stop();
+  }
+}
+
+/** PgBouncer in session mode in front of `upstreamPort` (skipped if not installed). */
+async function startPgBouncer(upstreamPort) {
+  const binary = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer'].find((p) => { try { return statSync(p).isFile(); } catch { return false; } });
+  if (!binary) {
+    log('pgbouncer is not installed (apt-get install pgbouncer): its row is skipped');
+    return null;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-bouncer-'));
+  const port = await freePort();
+  writeFileSync(path.join(dir, 'userlist.txt'), '"postgres" "postgres"\n');
+  writeFileSync(path.join(dir, 'pgbouncer.ini'), [
+    '[databases]', `postgres = host=127.0.0.1 port=${upstreamPort} dbname=postgres`,
+    '[pgbouncer]', 'listen_addr = 127.0.0.1', `listen_port = ${port}`, 'unix_socket_dir =',
+    'auth_type = plain', `auth_file = ${dir}/userlist.txt`, 'pool_mode = session',
+    'max_client_conn = 500', 'default_pool_size = 100', `logfile = ${dir}/pgbouncer.log`, `pidfile = ${dir}/pgbouncer.pid`, '',
+  ].join('\n'));
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot) {
+    const { uid, gid } = statSync('/var/lib/postgresql');
+    for (const file of ['', 'userlist.txt', 'pgbouncer.ini']) chownSync(path.join(dir, file), uid, gid);
+  }
+  const [command, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', binary, path.join(dir, 'pgbouncer.ini')]] : [binary, [path.join(dir, 'pgbouncer.ini')]];
+  const child = spawn(command, argv, { stdio: 'ignore' });
+  children.add(child);
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); resolve(true); });
+      socket.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { port, stop: () => child.kill('SIGKILL') };
+}
+
+for (const cleanup of cleanups.reverse()) await cleanup();
+
+// The report: one table per scenario, ratios to pg-gateway 0.2.4 in the same run.
+const date = new Date().toISOString().slice(0, 10);
+console.log(`\npg-gateway-native benchmark, ${date}: ${os.cpus().length} CPUs, node ${process.version}, ${DURATION} s x ${ROUNDS} round(s) per point\n`);
+let lastScenario = '';
+for (const row of results) {
+  if (row.scenario !== lastScenario) {
+    lastScenario = row.scenario;
+    const names = Object.keys(row.tps ?? row.kib);
+    console.log(`\n${row.scenario}`);
+    console.log(`| point | ${names.join(' | ')} |`);
+    console.log(`| --- | ${names.map(() => '---').join(' | ')} |`);
+  }
+  const values = row.tps ?? row.kib;
+  const cells = Object.keys(values).map((name) => {
+    const value = values[name];
+    if (value === null || value === undefined) return `failed${row.errors?.[name] ? ` (${row.errors[name]})` : ''}`;
+    const shown = row.tps ? Math.round(value) : value.toFixed(1);
+    const ratio = row.ratio[name];
+    return ratio && Math.abs(ratio - 1) > 1e-9 ? `${shown} (${ratio.toFixed(2)}x)` : `${shown}`;
+  });
+  console.log(`| ${row.point} | ${cells.join(' | ')} |`);
+}
+mkdirSync(path.join(here, 'results'), { recursive: true });
+const file = path.join(here, 'results', `${date}.json`);
+writeFileSync(file, JSON.stringify({ date, cpus: os.cpus().length, node: process.version, duration: DURATION, rounds: ROUNDS, results }, null, 2));
+console.log(`\n(TPS from pgbench; ratio to the first column. Raw results: ${path.relative(root, file)})`);
+process.exit(0);
