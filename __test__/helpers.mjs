@@ -18,7 +18,7 @@ export const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
  * socket over (`driver: 'native'`, 'adopted'), or the Rust listener ('native').
  * `onConnection(connection)` sees each PostgresConnection created for adopted sockets.
  */
-export async function startServer(mode, makeOptions, { pauseOnConnect = true, onConnection } = {}) {
+export async function startServer(mode, makeOptions, { pauseOnConnect = true, allowHalfOpen = false, onConnection } = {}) {
   const options = typeof makeOptions === 'function' ? makeOptions : () => makeOptions;
   if (mode === 'native') {
     const server = gateway.createServer(options());
@@ -26,7 +26,7 @@ export async function startServer(mode, makeOptions, { pauseOnConnect = true, on
     return { port, server, close: () => server.close() };
   }
   const sockets = new Set();
-  const server = net.createServer({ pauseOnConnect }, (socket) => {
+  const server = net.createServer({ pauseOnConnect, allowHalfOpen }, (socket) => {
     const connection = new gateway.PostgresConnection(socket, mode === 'adopted' ? { ...options(), driver: 'native' } : options());
     sockets.add(connection);
     connection.socket.on('close', () => sockets.delete(connection));

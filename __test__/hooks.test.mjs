@@ -298,3 +298,30 @@ test('native: server.close() ends open sessions with FATAL 57P01', async () => {
   assert.equal(err.code, '57P01');
   assert.equal(server.server.connectionCount, 0);
 });
+
+for (const mode of MODES) {
+  test(`${mode}: a client that sends a query and closes while an async hook runs gets a clean end`, async (t) => {
+    let answered = 0;
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      async onMessage(data, { isAuthenticated }, connection) {
+        if (!isAuthenticated || data[0] !== 0x51) return false;
+        await new Promise((resolve) => setTimeout(resolve, 100)); // the FIN arrives meanwhile
+        connection.sendData(oneRowResult(['n'], ['1']));
+        answered += 1;
+        return true;
+      },
+    }), { allowHalfOpen: true }); // as PostgreSQL: a half-closed client still gets its answer
+    t.after(() => server.close());
+    const client = await rawClient(server.port);
+    client.send(frontend.startup({ user: 'u' }));
+    await client.waitFor((b) => parseMessages(b).some((m) => m.type === 'Z'));
+    const seen = client.received.length;
+    client.send(frontend.query('select 1'));
+    client.socket.end();
+    await client.waitClosed();
+    const reply = parseMessages(client.received.subarray(seen));
+    assert.equal(answered, 1);
+    assert.deepEqual(reply.map((m) => m.type).join(''), 'TDCZ', 'the answer, then a clean close');
+  });
+}

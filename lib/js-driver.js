@@ -11,8 +11,10 @@ const { normalizeError, credentials, settle, chooseTls } = require('./values.js'
 const STEP_NEED_INPUT = 0;
 const STEP_HOOK = 1;
 const STEP_CLOSE = 2;
+const STEP_NONE = 3;
 const STEP_MASK = 3;
 const HAS_OUTPUT = 4;
+const VERSION_SHIFT = 4;
 
 class JsDriver {
   /**
@@ -27,9 +29,12 @@ class JsDriver {
     this.busy = false;
     this.detached = false;
     this.waitingForDrain = false;
+    // The step the session asked for last (see `run`); set by every call that polls.
+    this.step = STEP_NONE;
     this.onData = (chunk) => {
-      this.handle.receive(chunk);
-      this.pump();
+      // While a hook is pending the session must not be polled: only take the bytes.
+      if (this.busy || this.detached) this.handle.receive(chunk);
+      else this.pump(this.handle.feed(chunk));
     };
     this.onEnd = () => {
       this.handle.receiveEof();
@@ -81,11 +86,24 @@ class JsDriver {
   }
 
   /** Runs the session until it needs input, closes, or waits for an async hook. */
-  pump() {
+  pump(step) {
+    // Never poll while a hook is pending: the session would take it as a driver bug.
     if (this.busy || this.detached) return;
+    if (step === undefined) step = this.handle.poll();
     this.busy = true;
+    // Everything written while the session runs synchronously (its own replies and the
+    // hooks' sendData) leaves in one writev, as the tokio driver's single buffer does.
+    this.socket.cork();
+    try {
+      this.run(step);
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** The pump's loop: `step` is what the session asked for last. */
+  run(step) {
     for (;;) {
-      const step = this.handle.poll();
       if (step & HAS_OUTPUT) this.writeWire(this.handle.takeOutput());
       const kind = step & STEP_MASK;
       if (kind === STEP_NEED_INPUT) break;
@@ -95,13 +113,14 @@ class JsDriver {
         break;
       }
       if (kind === STEP_HOOK) {
-        const pending = this.runHook();
+        const pending = this.runHook(step >>> VERSION_SHIFT);
         if (pending) {
           pending.then(() => this.resume());
           return; // still busy: nothing else runs until the hook has settled
         }
-        if (this.detached) return this.finishDetach();
       }
+      if (this.detached) return this.finishDetach();
+      step = this.step; // the hook's done-call polled already
     }
     if (this.timer && this.handle.isAuthenticated) this.stopTimer();
     this.busy = false;
@@ -110,33 +129,39 @@ class JsDriver {
   resume() {
     this.busy = false;
     if (this.detached) return this.finishDetach();
-    this.pump();
+    this.pump(this.step);
+  }
+
+  /** Hands the session a hook's answer; it polls unless the hook detached the connection. */
+  done(call) {
+    this.step = call(!this.connection._detached);
   }
 
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */
-  runHook() {
+  runHook(stateVersion) {
     const handle = this.handle;
     const messages = handle.takeMessages();
-    if (messages !== null) return this.offer(messages, 0, 0);
+    if (messages !== null) return this.offer(messages, 0, 0, stateVersion);
     const event = handle.hook();
     const options = this.connection.options;
     const connection = this.connection;
     const state = connection._stateFor(event.stateVersion);
     switch (event.kind) {
       case 'startup':
-        return settle(() => options.onStartup(state, connection), (value, error) => handle.boolDone(Boolean(value), error));
+        return settle(() => options.onStartup(state, connection), (value, error) => this.done((poll) => handle.boolDone(Boolean(value), error, poll)));
       case 'validate':
         return settle(
           () => options.validateCredentials(credentials(event), state, connection),
-          (value, error) => handle.boolDone(Boolean(value), error),
+          (value, error) => this.done((poll) => handle.boolDone(Boolean(value), error, poll)),
         );
       case 'authenticated':
-        return settle(() => options.onAuthenticated(state, connection), (_, error) => handle.voidDone(error));
+        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.done((poll) => handle.voidDone(error, poll)));
       case 'tls':
-        return chooseTls(options.tls, event.sniServerName, (tls, error) => handle.tlsDone(tls, error));
+        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.done((poll) => handle.tlsDone(tls, error, poll)));
       case 'tlsUpgrade':
-        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => handle.voidDone(error));
+        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.done((poll) => handle.voidDone(error, poll)));
       default:
+        this.step = handle.poll();
         return undefined;
     }
   }
@@ -147,11 +172,11 @@ class JsDriver {
    * before. Synchronous answers run back to back; the first promise makes the rest wait.
    * The messages are whole frames, so their own length fields delimit them.
    */
-  offer(data, start, handled) {
+  offer(data, start, handled, stateVersion) {
     const handle = this.handle;
     const connection = this.connection;
     const onMessage = connection.options.onMessage;
-    const state = connection._stateFor(handle.stateVersion);
+    const state = connection._stateFor(stateVersion);
     const typed = state.hasStarted;
     while (start < data.length) {
       const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
@@ -159,19 +184,20 @@ class JsDriver {
       try {
         result = onMessage(data.subarray(start, end), state, connection);
       } catch (err) {
-        handle.messagesDone(handled, normalizeError(err));
+        this.done((poll) => handle.messagesDone(handled, normalizeError(err), poll));
         return undefined;
       }
       if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
         return Promise.resolve(result).then(
           (ok) => {
             if (!ok || connection._detached || end >= data.length) {
-              handle.messagesDone(ok ? handled + 1 : handled);
+              const count = ok ? handled + 1 : handled;
+              this.done((poll) => handle.messagesDone(count, undefined, poll));
               return undefined;
             }
-            return this.offer(data, end, handled + 1);
+            return this.offer(data, end, handled + 1, stateVersion);
           },
-          (err) => handle.messagesDone(handled, normalizeError(err)),
+          (err) => this.done((poll) => handle.messagesDone(handled, normalizeError(err), poll)),
         );
       }
       if (!result) break;
@@ -179,7 +205,7 @@ class JsDriver {
       start = end;
       if (connection._detached) break;
     }
-    handle.messagesDone(handled);
+    this.done((poll) => handle.messagesDone(handled, undefined, poll));
     return undefined;
   }
 

@@ -25,5 +25,4 @@ net.createServer((socket) => {
       return true;
     },
   });
-}).listen(Number(port), '127.0.0.1');
-console.log('ready');
+}).listen(Number(port), '127.0.0.1', () => console.log('ready'));

@@ -43,11 +43,11 @@ function options(getConnection) {
 
 if (kind === 'native-listener') {
   await gateway.createServer(options()).listen({ port: Number(port), host: '127.0.0.1' });
+  console.log('ready');
 } else {
   net.createServer((socket) => {
     socket.setNoDelay(true);
     socket.on('error', () => {});
     const connection = new gateway.PostgresConnection(socket, { ...options(() => connection), ...(kind === 'native' ? { driver: 'native' } : {}) });
-  }).listen(Number(port), '127.0.0.1');
+  }).listen(Number(port), '127.0.0.1', () => console.log('ready'));
 }
-console.log('ready');

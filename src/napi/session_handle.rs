@@ -15,11 +15,16 @@ use crate::protocol::Severity;
 use crate::server::ConnectionSettings;
 use crate::session::{Credentials, HookRequest, HookResult, Session, Step};
 
-/// `poll()` result: what to do next, plus [`HAS_OUTPUT`] when there are bytes to send first.
+/// `poll()` result: what to do next (low 2 bits), [`HAS_OUTPUT`] when there are bytes to send
+/// first, and the state version from bit [`VERSION_SHIFT`] up (so JS needs no extra call to
+/// know whether its cached state is current).
 pub const STEP_NEED_INPUT: u32 = 0;
 pub const STEP_HOOK: u32 = 1;
 pub const STEP_CLOSE: u32 = 2;
+/// Returned by the `*_done` methods when asked not to poll.
+pub const STEP_NONE: u32 = 3;
 pub const HAS_OUTPUT: u32 = 4;
+pub const VERSION_SHIFT: u32 = 4;
 
 /// Parsed options, shared by every connection made with the same options object.
 #[napi]
@@ -74,6 +79,14 @@ impl SessionHandle {
         self.session.receive_eof();
     }
 
+    /// `receive()` then `poll()`, in one call (the per-read hot path). Only call it when no hook
+    /// is pending.
+    #[napi]
+    pub fn feed(&mut self, data: BufferSlice) -> u32 {
+        self.session.receive(&data);
+        self.poll()
+    }
+
     /// Advances the session: `STEP_NEED_INPUT`, `STEP_HOOK` (fetch it with `hook()`) or
     /// `STEP_CLOSE`, with `HAS_OUTPUT` set when `takeOutput()` has bytes to send first.
     #[napi]
@@ -86,10 +99,16 @@ impl SessionHandle {
                 STEP_HOOK
             }
         };
-        if self.session.has_output() {
-            step | HAS_OUTPUT
+        let step = if self.session.has_output() { step | HAS_OUTPUT } else { step };
+        step | (self.session.state_version() << VERSION_SHIFT)
+    }
+
+    /// After a hook answered: the next step, or `STEP_NONE` without polling (after `detach()`).
+    fn then_poll(&mut self, poll: Option<bool>) -> u32 {
+        if poll.unwrap_or(true) {
+            self.poll()
         } else {
-            step
+            STEP_NONE | (self.session.state_version() << VERSION_SHIFT)
         }
     }
 
@@ -169,36 +188,45 @@ impl SessionHandle {
 
     /// `onMessage` handled the first `handled` messages; `error` is what the next one threw.
     #[napi]
-    pub fn messages_done(&mut self, handled: u32, error: Option<BackendErrorInput>) {
+    pub fn messages_done(&mut self, handled: u32, error: Option<BackendErrorInput>, poll: Option<bool>) -> u32 {
         let error = error.map(|e| e.into_pg_error(Severity::Error));
         self.session.hook_done(HookResult::Messages { handled: handled as usize, error });
+        self.then_poll(poll)
     }
 
     /// A boolean hook (`onStartup`, `validateCredentials`) answered, or threw.
     #[napi]
-    pub fn bool_done(&mut self, value: bool, error: Option<BackendErrorInput>) {
+    pub fn bool_done(&mut self, value: bool, error: Option<BackendErrorInput>, poll: Option<bool>) -> u32 {
         self.session.hook_done(match error {
             Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
             None => HookResult::Bool(value),
         });
+        self.then_poll(poll)
     }
 
     /// A hook whose value is ignored (`onAuthenticated`) finished, or threw.
     #[napi]
-    pub fn void_done(&mut self, error: Option<BackendErrorInput>) {
+    pub fn void_done(&mut self, error: Option<BackendErrorInput>, poll: Option<bool>) -> u32 {
         self.session.hook_done(match error {
             Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
             None => HookResult::Done,
         });
+        self.then_poll(poll)
     }
 
     /// The `tls` callback returned options (or threw).
     #[napi]
-    pub fn tls_done(&mut self, options: Option<TlsOptionsInput>, error: Option<BackendErrorInput>) {
+    pub fn tls_done(
+        &mut self,
+        options: Option<TlsOptionsInput>,
+        error: Option<BackendErrorInput>,
+        poll: Option<bool>,
+    ) -> u32 {
         self.session.hook_done(match error {
             Some(e) => HookResult::Failed(e.into_pg_error(Severity::Fatal)),
             None => super::hooks::tls_result(options.as_ref(), self.request_client_certificate),
         });
+        self.then_poll(poll)
     }
 
     /// Whether the connection is encrypted (TLS is up or being negotiated).

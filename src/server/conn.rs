@@ -425,9 +425,11 @@ async fn drive(
                     }
                     continue;
                 }
+                // Start small (an idle connection keeps this buffer) and double while messages
+                // are large, so big messages still arrive in few reads.
                 let input = session.input_mut();
-                if input.capacity() - input.len() < 4096 {
-                    input.reserve(16 * 1024);
+                if input.capacity() - input.len() < 1024 {
+                    input.reserve(input.len().clamp(2048, 1 << 20));
                 }
                 tokio::select! {
                     read = reader.read_buf(input) => match read {

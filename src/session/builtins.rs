@@ -48,6 +48,7 @@ impl Session {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 // A second request of the same kind is a protocol version PostgreSQL does not
                 // know (1234.5679 / 1234.5680), and it answers exactly so.
+                // Both requests decode only from exactly 8 bytes, so these indexes exist.
                 let code = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
                 self.fail(unsupported_version((code >> 16) as u16, (code & 0xffff) as u16));
             }
@@ -183,6 +184,7 @@ impl Session {
     }
 
     fn auth_message(&mut self, mode: AuthMode, frame: &[u8]) {
+        // Typed frames are at least 5 bytes (framing checked the length field).
         let tag = frame[0];
         if tag == b'X' {
             self.client_ended = true;
@@ -226,6 +228,7 @@ impl Session {
     /// A message after authentication that no hook handled: answer it as a server without a
     /// query engine would, so that no client is left waiting.
     fn ready_message(&mut self, frame: &[u8]) {
+        // Typed frames are at least 5 bytes (framing checked the length field).
         let tag = frame[0];
         if self.skip_to_sync {
             match tag {

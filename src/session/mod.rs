@@ -144,8 +144,9 @@ impl Session {
             phase: Phase::Startup,
             state: State::default(),
             state_version: 0,
-            input: BytesMut::with_capacity(8 * 1024),
-            output: BytesMut::with_capacity(1024),
+            // Buffers grow on demand: an idle connection should cost little memory.
+            input: BytesMut::new(),
+            output: BytesMut::new(),
             raw_in: BytesMut::new(),
             wire_out: BytesMut::new(),
             tls: encryption::TlsState::Plain,
