@@ -203,8 +203,8 @@ if (only.has('fixed') || only.has('setup')) {
   ];
   const variants = {
     'pg-gateway': { port: ports.theirs, ...fixedBench },
-    native: { port: ports.ours, ...fixedBench },
-    'native listener': { port: ports.listener, ...fixedBench },
+    'ours (js driver)': { port: ports.ours, ...fixedBench },
+    'ours (createServer)': { port: ports.listener, ...fixedBench },
   };
   if (only.has('fixed')) {
     for (const clients of [1, 8, 32]) await point('fixed result, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
@@ -214,7 +214,7 @@ if (only.has('fixed') || only.has('setup')) {
     await point('connection setup (-C), md5', 'c=8', variants, { clients: 8, connect: true }, 'pg-gateway');
     await point('connection setup (-C), md5 + TLS', 'c=8', {
       'pg-gateway': { port: ports.theirsTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
-      native: { port: ports.oursTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
+      'ours (js driver)': { port: ports.oursTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
     }, { clients: 8, connect: true }, 'pg-gateway');
   }
   for (const server of servers) server.stop();
@@ -224,8 +224,8 @@ if (only.has('memory')) {
   for (const [label, ssl, env] of [['plain', undefined, {}], ['TLS', { rejectUnauthorized: false }, { CERT_DIR: certDir }]]) {
     for (const count of [100, 1000]) {
       const perConnection = {};
-      for (const [name, modulePath, entry] of [['pg-gateway', THEIRS], ['native', OURS], ['native listener', OURS, 'listener']]) {
-        if (name === 'native listener' && label === 'TLS') continue;
+      for (const [name, modulePath, entry] of [['pg-gateway', THEIRS], ['ours (js driver)', OURS], ['ours (createServer)', OURS, 'listener']]) {
+        if (entry === 'listener' && label === 'TLS') continue;
         const port = await freePort();
         const server = await startServer('fixed.mjs', [modulePath, port, ...(entry ? [entry] : [])], env);
         try {
@@ -248,7 +248,7 @@ if (only.has('memory')) {
 if (only.has('pglite')) {
   const ports = { theirs: await freePort(), ours: await freePort() };
   const servers = [await startServer('pglite.mjs', [THEIRS, ports.theirs]), await startServer('pglite.mjs', [OURS, ports.ours])];
-  const variants = { 'pg-gateway': { port: ports.theirs }, native: { port: ports.ours } };
+  const variants = { 'pg-gateway': { port: ports.theirs }, 'ours (js driver)': { port: ports.ours } };
   for (const clients of [1, 8]) await point('PGlite, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
   await point('PGlite, extended', 'c=1', variants, { clients: 1, mode: 'extended' }, 'pg-gateway');
   for (const server of servers) server.stop();
@@ -268,8 +268,8 @@ if (only.has('proxy') || only.has('tls-proxy')) {
     ];
     const variants = {
       'pg-gateway detach': { port: ports.theirs },
-      'native detach': { port: ports.detach },
-      'native proxy()': { port: ports.native },
+      'ours detach()': { port: ports.detach },
+      'ours proxy()': { port: ports.native },
       ...(bouncer ? { pgbouncer: { port: bouncer.port } } : {}),
       'direct PostgreSQL': { port: upstream.port },
     };
@@ -286,8 +286,8 @@ if (only.has('proxy') || only.has('tls-proxy')) {
     const tlsTarget = (port) => ({ port, host: 'a.db.example.com', env: tlsClientEnv });
     const variants = {
       'pg-gateway detach': tlsTarget(ports.theirs),
-      'native detach': tlsTarget(ports.detach),
-      'native proxy()': tlsTarget(ports.native),
+      'ours detach()': tlsTarget(ports.detach),
+      'ours proxy()': tlsTarget(ports.native),
       'direct PostgreSQL (TLS)': tlsTarget(upstream.port),
     };
     for (const clients of [1, 8, 32]) await point('TLS-terminating SNI proxy', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
