@@ -26,11 +26,7 @@ fn measure(name: &str, units: u64, bytes: u64, mut f: impl FnMut()) {
         best = best.min(started.elapsed());
     }
     let secs = best.as_secs_f64();
-    println!(
-        "{name:<44} {:>8.1} M msgs/s {:>8.0} MB/s",
-        units as f64 / secs / 1e6,
-        bytes as f64 / secs / 1e6
-    );
+    println!("{name:<44} {:>8.1} M msgs/s {:>8.0} MB/s", units as f64 / secs / 1e6, bytes as f64 / secs / 1e6);
 }
 
 fn main() {
@@ -79,14 +75,19 @@ fn main() {
     backend::parameter_status(&mut greeting, "server_version", "16.3");
     backend::backend_key_data(&mut greeting, 42, &[1, 2, 3, 4]);
     backend::ready_for_query(&mut greeting, TransactionStatus::Idle);
-    measure("encode: AuthOk + ParameterStatus + Key + Ready", 4 * repeats as u64, (greeting.len() * repeats) as u64, || {
-        out.clear();
-        for _ in 0..repeats {
-            backend::authentication_ok(&mut out);
-            backend::parameter_status(&mut out, "server_version", "16.3");
-            backend::backend_key_data(&mut out, 42, &[1, 2, 3, 4]);
-            backend::ready_for_query(&mut out, TransactionStatus::Idle);
-        }
-        black_box(&out);
-    });
+    measure(
+        "encode: AuthOk + ParameterStatus + Key + Ready",
+        4 * repeats as u64,
+        (greeting.len() * repeats) as u64,
+        || {
+            out.clear();
+            for _ in 0..repeats {
+                backend::authentication_ok(&mut out);
+                backend::parameter_status(&mut out, "server_version", "16.3");
+                backend::backend_key_data(&mut out, 42, &[1, 2, 3, 4]);
+                backend::ready_for_query(&mut out, TransactionStatus::Idle);
+            }
+            black_box(&out);
+        },
+    );
 }

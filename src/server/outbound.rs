@@ -6,7 +6,10 @@ use std::sync::Mutex;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
+
+/// The socket's write half, handed over by the writer task (see [`Outbound::hand_over`]).
+pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Above this many buffered bytes the driver stops reading from the client and `sendData`
 /// reports backpressure, so a client that does not read cannot grow our memory without bound.
@@ -18,6 +21,8 @@ enum Closing {
     Graceful,
     /// Drop what is buffered and stop.
     Abort,
+    /// Send what is buffered, then give the write half to whoever asked (the proxy).
+    HandOver,
 }
 
 #[derive(Default)]
@@ -34,6 +39,8 @@ pub struct Outbound {
     wake_writer: Notify,
     /// Woken whenever the writer has written a chunk or stopped.
     progress: Notify,
+    /// Where the writer task sends the write half on [`Self::hand_over`].
+    hand_over_to: Mutex<Option<oneshot::Sender<WriteHalf>>>,
 }
 
 impl Outbound {
@@ -108,6 +115,27 @@ impl Outbound {
         self.wake_writer.notify_one();
     }
 
+    /// Flushes what is buffered, then hands the socket's write half over (for the proxy,
+    /// which then writes the client directly instead of through this buffer and its task).
+    /// Later writes here are dropped. Call [`Self::mark_stopped`] when done with the half.
+    pub fn hand_over(&self) -> oneshot::Receiver<WriteHalf> {
+        let (sender, receiver) = oneshot::channel();
+        *self.hand_over_to.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        let mut inner = self.lock();
+        if inner.closing.is_none() {
+            inner.closing = Some(Closing::HandOver);
+        }
+        drop(inner);
+        self.wake_writer.notify_one();
+        receiver
+    }
+
+    /// The write half handed over is closed: the connection can no longer send.
+    pub fn mark_stopped(&self) {
+        self.lock().dead = true;
+        self.progress.notify_waiters();
+    }
+
     /// Waits until the buffer is at or under the high-water mark, or the writer stopped.
     pub async fn drained(&self) {
         loop {
@@ -134,7 +162,7 @@ impl Outbound {
     }
 
     /// The writer task: drains the buffer into `writer` until closed or a write fails.
-    pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut writer: W) {
+    pub async fn run_writer<W: AsyncWrite + Unpin + Send + 'static>(&self, mut writer: W) {
         let graceful = loop {
             let (chunk, closing) = {
                 let mut inner = self.lock();
@@ -144,8 +172,18 @@ impl Outbound {
                 break false;
             }
             if chunk.is_empty() {
-                if closing == Some(Closing::Graceful) {
-                    break true;
+                match closing {
+                    Some(Closing::Graceful) => break true,
+                    Some(Closing::HandOver) => {
+                        let taker = self.hand_over_to.lock().unwrap_or_else(|p| p.into_inner()).take();
+                        if let Some(taker) = taker {
+                            // Not dead: the taker writes on, and calls mark_stopped() when done.
+                            let _ = taker.send(Box::new(writer));
+                            return;
+                        }
+                        break false;
+                    }
+                    _ => {}
                 }
                 self.wake_writer.notified().await;
                 continue;

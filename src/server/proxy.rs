@@ -11,6 +11,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use super::conn::{CloseReason, ConnShared, ProxyTarget};
+use super::outbound::WriteHalf;
 use crate::protocol::{backend, PgError, SqlState, StartupMessage};
 use crate::session::Session;
 
@@ -46,23 +47,40 @@ pub async fn run(
         }
     };
     let _ = upstream.set_nodelay(true);
-    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (upstream_read, mut upstream_write) = upstream.into_split();
     for first in [startup.as_deref(), Some(&leftover[..])].into_iter().flatten() {
         if !first.is_empty() && upstream_write.write_all(first).await.is_err() {
             shared.out.abort();
             return CloseReason::Error;
         }
     }
+    // Write the client directly from here on: no hop through the writer task per chunk.
+    let Ok(mut client_write) = shared.out.hand_over().await else {
+        shared.out.abort();
+        return CloseReason::Error;
+    };
+    let reason = copy(session, &mut client, &mut client_write, upstream_read, upstream_write, shared).await;
+    shared.out.mark_stopped();
+    reason
+}
+
+/// Both directions until both ends have closed (or one failed).
+async fn copy(
+    session: &mut Session,
+    client: &mut OwnedReadHalf,
+    client_write: &mut WriteHalf,
+    mut upstream_read: tokio::net::tcp::OwnedReadHalf,
+    mut upstream_write: tokio::net::tcp::OwnedWriteHalf,
+    shared: &Arc<ConnShared>,
+) -> CloseReason {
     let tls = session.is_tls();
     let mut from_client = vec![0u8; CHUNK];
     let mut from_upstream = vec![0u8; CHUNK];
     let (mut client_open, mut upstream_open) = (true, true);
     while client_open || upstream_open {
-        if shared.destroy_requested() || shared.out.is_dead() {
-            shared.out.abort();
+        if shared.destroy_requested() {
             return CloseReason::Error;
         }
-        let backed_up = shared.out.over_high_water();
         tokio::select! {
             read = client.read(&mut from_client), if client_open => {
                 let plaintext = match read {
@@ -73,7 +91,6 @@ pub async fn run(
                 match plaintext {
                     Some(bytes) => {
                         if upstream_write.write_all(&bytes).await.is_err() {
-                            shared.out.abort();
                             return CloseReason::Error;
                         }
                     }
@@ -83,24 +100,26 @@ pub async fn run(
                     }
                 }
             }
-            read = upstream_read.read(&mut from_upstream), if upstream_open && !backed_up => match read {
+            read = upstream_read.read(&mut from_upstream), if upstream_open => match read {
                 Ok(0) | Err(_) => {
                     upstream_open = false;
                     if tls {
-                        shared.out.write_owned(session.seal_close());
+                        let _ = client_write.write_all(&session.seal_close()).await;
                     }
-                    shared.out.end();
+                    let _ = client_write.shutdown().await;
                 }
                 Ok(n) => {
-                    let wire = if tls { session.seal(&from_upstream[..n]) } else { BytesMut::from(&from_upstream[..n]) };
-                    shared.out.write_owned(wire);
+                    let written = if tls {
+                        client_write.write_all(&session.seal(&from_upstream[..n])).await
+                    } else {
+                        client_write.write_all(&from_upstream[..n]).await
+                    };
+                    if written.is_err() {
+                        return CloseReason::Error;
+                    }
                 }
             },
-            _ = shared.out.drained(), if backed_up => {}
             _ = shared.wake_driver.notified() => {}
-        }
-        if !upstream_open && shared.out.is_dead() {
-            break;
         }
     }
     CloseReason::ClientEnded
