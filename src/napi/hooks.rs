@@ -62,18 +62,43 @@ impl JsHooks {
 }
 
 fn event(conn: &ConnShared, kind: &str) -> HookEvent {
-    HookEvent {
-        conn: conn.id,
-        kind: kind.to_string(),
-        state_version: conn.state_version(),
-        data: None,
-        ends: None,
-        auth_mode: None,
-        user: None,
-        secret: None,
-        salt: None,
-        reason: None,
-        sni_server_name: None,
+    HookEvent::new(conn.id, kind, conn.state_version())
+}
+
+impl HookEvent {
+    pub fn new(conn: u32, kind: &str, state_version: u32) -> Self {
+        Self {
+            conn,
+            kind: kind.to_string(),
+            state_version,
+            data: None,
+            ends: None,
+            auth_mode: None,
+            user: None,
+            secret: None,
+            salt: None,
+            reason: None,
+            sni_server_name: None,
+        }
+    }
+
+    /// A `validate` event: the credentials as `validateCredentials` will receive them.
+    pub fn validate(conn: u32, state_version: u32, credentials: Credentials) -> Self {
+        let mut event = Self::new(conn, "validate", state_version);
+        match credentials {
+            Credentials::Cleartext { user, password } => {
+                event.auth_mode = Some("cleartextPassword".into());
+                event.user = Some(user);
+                event.secret = Some(password);
+            }
+            Credentials::Md5 { user, hash, salt } => {
+                event.auth_mode = Some("md5Password".into());
+                event.user = Some(user);
+                event.secret = Some(hash);
+                event.salt = Some(salt.to_vec().into());
+            }
+        }
+        event
     }
 }
 
@@ -96,21 +121,7 @@ impl Hooks for JsHooks {
             }
             HookRequest::Startup => (event(conn, "startup"), Kind::Bool),
             HookRequest::ValidateCredentials(credentials) => {
-                let mut e = event(conn, "validate");
-                match credentials {
-                    Credentials::Cleartext { user, password } => {
-                        e.auth_mode = Some("cleartextPassword".into());
-                        e.user = Some(user);
-                        e.secret = Some(password);
-                    }
-                    Credentials::Md5 { user, hash, salt } => {
-                        e.auth_mode = Some("md5Password".into());
-                        e.user = Some(user);
-                        e.secret = Some(hash);
-                        e.salt = Some(salt.to_vec().into());
-                    }
-                }
-                (e, Kind::Bool)
+                (HookEvent::validate(conn.id, conn.state_version(), credentials), Kind::Bool)
             }
             HookRequest::Authenticated => (event(conn, "authenticated"), Kind::Void),
             HookRequest::TlsUpgrade => (event(conn, "tlsUpgrade"), Kind::Void),

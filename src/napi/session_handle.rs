@@ -13,7 +13,7 @@ use super::options::{settings, NativeOptions};
 use super::tls::TlsOptionsInput;
 use crate::protocol::Severity;
 use crate::server::ConnectionSettings;
-use crate::session::{Credentials, HookRequest, HookResult, Session, Step};
+use crate::session::{HookRequest, HookResult, Session, Step};
 
 /// `poll()` result: what to do next (low 2 bits), [`HAS_OUTPUT`] when there are bytes to send
 /// first, and the state version from bit [`VERSION_SHIFT`] up (so JS needs no extra call to
@@ -139,51 +139,25 @@ impl SessionHandle {
     /// The hook `poll()` asked for (`kind` is empty if there is none).
     #[napi]
     pub fn hook(&mut self) -> HookEvent {
-        let mut event = HookEvent {
-            conn: 0,
-            kind: String::new(),
-            state_version: self.session.state_version(),
-            data: None,
-            ends: None,
-            auth_mode: None,
-            user: None,
-            secret: None,
-            salt: None,
-            reason: None,
-            sni_server_name: None,
-        };
+        let version = self.session.state_version();
         match self.request.take() {
             Some(HookRequest::Messages { data, ends }) => {
-                event.kind = "message".into();
+                let mut event = HookEvent::new(0, "message", version);
                 event.data = Some(data.into());
                 event.ends = Some(ends.into_iter().map(|end| end as u32).collect());
+                event
             }
-            Some(HookRequest::Startup) => event.kind = "startup".into(),
-            Some(HookRequest::Authenticated) => event.kind = "authenticated".into(),
-            Some(HookRequest::TlsUpgrade) => event.kind = "tlsUpgrade".into(),
+            Some(HookRequest::Startup) => HookEvent::new(0, "startup", version),
+            Some(HookRequest::Authenticated) => HookEvent::new(0, "authenticated", version),
+            Some(HookRequest::TlsUpgrade) => HookEvent::new(0, "tlsUpgrade", version),
             Some(HookRequest::TlsConfig { sni_server_name }) => {
-                event.kind = "tls".into();
+                let mut event = HookEvent::new(0, "tls", version);
                 event.sni_server_name = sni_server_name;
+                event
             }
-            Some(HookRequest::ValidateCredentials(credentials)) => {
-                event.kind = "validate".into();
-                match credentials {
-                    Credentials::Cleartext { user, password } => {
-                        event.auth_mode = Some("cleartextPassword".into());
-                        event.user = Some(user);
-                        event.secret = Some(password);
-                    }
-                    Credentials::Md5 { user, hash, salt } => {
-                        event.auth_mode = Some("md5Password".into());
-                        event.user = Some(user);
-                        event.secret = Some(hash);
-                        event.salt = Some(salt.to_vec().into());
-                    }
-                }
-            }
-            None => {}
+            Some(HookRequest::ValidateCredentials(credentials)) => HookEvent::validate(0, version, credentials),
+            None => HookEvent::new(0, "", version),
         }
-        event
     }
 
     /// `onMessage` handled the first `handled` messages; `error` is what the next one threw.
