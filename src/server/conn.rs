@@ -1,5 +1,6 @@
-//! One connection: the shared handle JS holds ([`ConnShared`]) and the task that drives a
-//! session over a TCP stream. A failing connection ends that connection only.
+//! One connection's shared handle ([`ConnShared`]): what JS holds and the driver serves
+//! (identity, the ordered outbound buffer, the state snapshot, and JS's requests). The task
+//! that drives a session is in `driver.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -9,14 +10,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 
-use super::hooks::Hooks;
 use super::outbound::Outbound;
-use crate::protocol::{PgError, SqlState};
-use crate::session::{Secrets, Session, SessionConfig, State, Step};
+use crate::session::{Session, SessionConfig, State};
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,14 +46,14 @@ impl CloseReason {
 }
 
 /// Requests JS can make of a running connection, checked by the driver between steps.
-const REQ_END: u8 = 1;
-const REQ_DESTROY: u8 = 2;
-const REQ_DETACH: u8 = 4;
-const REQ_SHUTDOWN: u8 = 8;
+pub(super) const REQ_END: u8 = 1;
+pub(super) const REQ_DESTROY: u8 = 2;
+pub(super) const REQ_DETACH: u8 = 4;
+pub(super) const REQ_SHUTDOWN: u8 = 8;
 /// JS wrote to an encrypted connection: the driver must seal the bytes.
-const REQ_FLUSH: u8 = 16;
+pub(super) const REQ_FLUSH: u8 = 16;
 /// JS asked for the connection to be proxied to an upstream server.
-const REQ_PROXY: u8 = 32;
+pub(super) const REQ_PROXY: u8 = 32;
 
 /// Where `proxy()` sends a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,21 +79,21 @@ pub struct ConnShared {
     pub peer: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     pub out: Outbound,
-    state: Mutex<(u32, State)>,
-    requests: AtomicU8,
+    pub(super) state: Mutex<(u32, State)>,
+    pub(super) requests: AtomicU8,
     pub(super) wake_driver: Notify,
     /// Set once any hook ran, so JS knows this connection and must hear that it closed.
-    seen_by_js: AtomicBool,
+    pub(super) seen_by_js: AtomicBool,
     /// Watch channels keep no receiver of their own: always update them with `send_replace`,
     /// which stores the value even when nobody is subscribed yet (`send` would drop it).
-    finished: watch::Sender<Option<CloseReason>>,
+    pub(super) finished: watch::Sender<Option<CloseReason>>,
     /// After `detach()`: the read side and the bytes read but not processed.
-    detached: tokio::sync::Mutex<Option<DetachedRead>>,
-    detached_ready: watch::Sender<bool>,
+    pub(super) detached: tokio::sync::Mutex<Option<DetachedRead>>,
+    pub(super) detached_ready: watch::Sender<bool>,
     /// Once TLS is up, JS writes wait here as plaintext until the driver seals them, in order.
-    encrypted: AtomicBool,
-    plain_out: Mutex<BytesMut>,
-    proxy_target: Mutex<Option<ProxyTarget>>,
+    pub(super) encrypted: AtomicBool,
+    pub(super) plain_out: Mutex<BytesMut>,
+    pub(super) proxy_target: Mutex<Option<ProxyTarget>>,
 }
 
 /// The read side of a detached connection.
@@ -108,7 +105,7 @@ pub enum DetachedRead {
 }
 
 impl ConnShared {
-    fn new(id: u32, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Arc<Self> {
+    pub(super) fn new(id: u32, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
             id,
             peer,
@@ -136,7 +133,7 @@ impl ConnShared {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 
-    fn publish(&self, session: &Session) {
+    pub(super) fn publish(&self, session: &Session) {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if guard.0 != session.state_version() {
             *guard = (session.state_version(), session.state().clone());
@@ -162,7 +159,7 @@ impl ConnShared {
     }
 
     /// Moves JS writes into the session (which encrypts them) and the result to the socket.
-    fn flush_js_writes(&self, session: &mut Session) {
+    pub(super) fn flush_js_writes(&self, session: &mut Session) {
         let plain = std::mem::take(&mut *self.plain_out.lock().unwrap_or_else(|p| p.into_inner()));
         if !plain.is_empty() {
             session.send(&plain);
@@ -267,313 +264,5 @@ impl ConnShared {
             guard.take();
         }
         self.detached_ready.send_replace(true);
-    }
-}
-
-/// Random md5 salt, process id and cancel key from the OS's CSPRNG.
-pub fn secrets() -> Secrets {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 12];
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        // No OS randomness: fall back to a per-process counter mixed with the time. The salt
-        // then only prevents replay across connections, which is md5's whole protection.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
-    }
-    Secrets {
-        md5_salt: [bytes[0], bytes[1], bytes[2], bytes[3]],
-        process_id: i32::from_be_bytes([bytes[4] & 0x7f, bytes[5], bytes[6], bytes[7]]).max(1),
-        secret_key: [bytes[8], bytes[9], bytes[10], bytes[11]],
-    }
-}
-
-/// Starts serving `stream` on the current tokio runtime; `initial` holds bytes already read
-/// from it (e.g. by Node before adoption). `register` runs before any task starts, so JS can
-/// find the connection by id from its first hook on.
-pub fn spawn_connection(
-    id: u32,
-    stream: TcpStream,
-    initial: &[u8],
-    settings: ConnectionSettings,
-    hooks: Arc<dyn Hooks>,
-    register: impl FnOnce(&Arc<ConnShared>),
-) -> Arc<ConnShared> {
-    let _ = stream.set_nodelay(true);
-    let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
-    register(&shared);
-    let mut session = Session::new(settings.session.clone(), secrets());
-    session.receive(initial);
-    let (reader, writer) = stream.into_split();
-    let writer_shared = shared.clone();
-    tokio::spawn(async move { writer_shared.out.run_writer(writer).await });
-    let driver_shared = shared.clone();
-    tokio::spawn(async move {
-        let reason = drive(&mut session, reader, &driver_shared, &*hooks, settings.auth_timeout).await;
-        if reason != CloseReason::Detached {
-            // Let the writer flush (a FATAL error must reach the client) before the socket
-            // is dropped; on abort it stops at once.
-            driver_shared.out.stopped().await;
-        }
-        driver_shared.finished.send_replace(Some(reason));
-        if driver_shared.seen_by_js.load(Ordering::Relaxed) {
-            hooks.closed(&driver_shared, reason);
-        }
-    });
-    shared
-}
-
-/// Adopts a connected socket's file descriptor (duplicated, so the caller may close its own).
-#[cfg(unix)]
-pub fn adopt(
-    id: u32,
-    fd: i32,
-    initial: &[u8],
-    settings: ConnectionSettings,
-    hooks: Arc<dyn Hooks>,
-) -> std::io::Result<Arc<ConnShared>> {
-    use std::os::fd::BorrowedFd;
-    if fd < 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid file descriptor"));
-    }
-    // SAFETY: the caller (JS, synchronously) guarantees `fd` is an open socket for the
-    // duration of this call; we only duplicate it and own the duplicate.
-    let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-    let std_stream = std::net::TcpStream::from(owned);
-    std_stream.set_nonblocking(true)?;
-    let stream = TcpStream::from_std(std_stream)?;
-    Ok(spawn_connection(id, stream, initial, settings, hooks, |_| {}))
-}
-
-#[cfg(not(unix))]
-pub fn adopt(
-    _id: u32,
-    _fd: i32,
-    _initial: &[u8],
-    _settings: ConnectionSettings,
-    _hooks: Arc<dyn Hooks>,
-) -> std::io::Result<Arc<ConnShared>> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "adopting a node:net socket needs a file descriptor; use createServer() on this platform",
-    ))
-}
-
-/// Runs the session until it ends; returns why.
-async fn drive(
-    session: &mut Session,
-    mut reader: OwnedReadHalf,
-    shared: &Arc<ConnShared>,
-    hooks: &dyn Hooks,
-    auth_timeout: Duration,
-) -> CloseReason {
-    let deadline = Instant::now() + auth_timeout;
-    loop {
-        // Requests first: after a hook called detach(), the bytes behind the message it
-        // handled belong to the detached stream and must not be parsed.
-        match take_request(session, shared) {
-            Some(Request::Close(reason)) => return reason,
-            Some(Request::Proxy(target)) => return super::proxy::run(session, reader, shared, target).await,
-            Some(Request::Detach) => {
-                shared.out.write_owned(session.take_output());
-                let leftover = session.take_unprocessed_input();
-                if session.is_tls() {
-                    return detached_tls(session, reader, shared, leftover).await;
-                }
-                *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
-                shared.detached_ready.send_replace(true);
-                return CloseReason::Detached;
-            }
-            None => {}
-        }
-        shared.flush_js_writes(session);
-        let step = session.poll();
-        shared.out.write_owned(session.take_output());
-        shared.encrypted.store(session.is_tls(), Ordering::Release);
-        shared.publish(session);
-        if shared.out.is_dead() {
-            return CloseReason::Error;
-        }
-        let authenticating = !session.state().is_authenticated;
-        match step {
-            Step::Close => {
-                shared.out.end();
-                return if session.ended_by_client() { CloseReason::ClientEnded } else { CloseReason::Closed };
-            }
-            Step::Hook(request) => {
-                shared.mark_seen_by_js();
-                let mut call = hooks.call(shared, request);
-                let result = loop {
-                    tokio::select! {
-                        result = &mut call => break result,
-                        // Writes JS makes while its hook runs go out now, sealed if encrypted;
-                        // other requests stay flagged for after the hook.
-                        _ = shared.wake_driver.notified() => {
-                            if shared.requests.fetch_and(!REQ_FLUSH, Ordering::AcqRel) & REQ_FLUSH != 0 {
-                                shared.flush_js_writes(session);
-                            }
-                        }
-                        _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
-                    }
-                };
-                session.hook_done(result);
-            }
-            Step::NeedInput => {
-                if shared.out.over_high_water() {
-                    tokio::select! {
-                        _ = shared.out.drained() => {}
-                        _ = shared.wake_driver.notified() => {}
-                    }
-                    continue;
-                }
-                // Start small (an idle connection keeps this buffer) and double while messages
-                // are large, so big messages still arrive in few reads.
-                let input = session.input_mut();
-                if input.capacity() - input.len() < 1024 {
-                    input.reserve(input.len().clamp(2048, 1 << 20));
-                }
-                tokio::select! {
-                    read = reader.read_buf(input) => match read {
-                        Ok(0) => session.receive_eof(),
-                        Ok(_) => {}
-                        Err(_) => {
-                            shared.out.abort();
-                            return CloseReason::Error;
-                        }
-                    },
-                    _ = shared.wake_driver.notified() => {}
-                    _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
-                }
-            }
-        }
-    }
-}
-
-/// After `detach()` on a TLS connection, the driver stays on as the TLS layer of the detached
-/// stream: it decrypts what the client sends for `read_detached()` and seals what JS writes.
-async fn detached_tls(
-    session: &mut Session,
-    mut reader: OwnedReadHalf,
-    shared: &Arc<ConnShared>,
-    leftover: BytesMut,
-) -> CloseReason {
-    // A few chunks in flight at most: a stream that JS does not read stops the socket reads.
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    *shared.detached.lock().await = Some(DetachedRead::Decrypted { leftover, chunks: receiver });
-    shared.detached_ready.send_replace(true);
-    shared.finished.send_replace(Some(CloseReason::Detached));
-    // Dropping the sender is how the detached reader learns that the client's stream ended.
-    let mut chunks = Some(sender);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let requests = shared.requests.swap(0, Ordering::AcqRel);
-        if requests & REQ_DESTROY != 0 || shared.out.is_dead() {
-            shared.out.abort();
-            return CloseReason::Detached;
-        }
-        shared.flush_js_writes(session);
-        if requests & REQ_END != 0 {
-            shared.out.write_owned(session.seal_close());
-            shared.out.end();
-        }
-        tokio::select! {
-            read = reader.read(&mut buf), if chunks.is_some() => {
-                let plaintext = match read {
-                    Ok(0) | Err(_) => None,
-                    Ok(n) => session.open(&buf[..n]),
-                };
-                match (plaintext, &chunks) {
-                    (Some(bytes), _) if bytes.is_empty() => {}
-                    (Some(bytes), Some(sender)) => {
-                        if sender.send(bytes.to_vec()).await.is_err() {
-                            chunks = None;
-                        }
-                    }
-                    _ => chunks = None,
-                }
-            }
-            _ = shared.wake_driver.notified() => {}
-            _ = shared.out.stopped(), if chunks.is_none() => return CloseReason::Detached,
-        }
-    }
-}
-
-/// PostgreSQL closes a stalled startup without a word ("canceling authentication due to
-/// timeout" goes to the log only), and so do we.
-fn timed_out(shared: &ConnShared) -> CloseReason {
-    shared.out.abort();
-    CloseReason::Timeout
-}
-
-enum Request {
-    Close(CloseReason),
-    Detach,
-    Proxy(ProxyTarget),
-}
-
-/// Acts on what JS or the server asked for since the last step.
-fn take_request(session: &mut Session, shared: &ConnShared) -> Option<Request> {
-    let requests = shared.requests.swap(0, Ordering::AcqRel);
-    if requests & REQ_DESTROY != 0 {
-        shared.out.abort();
-        Some(Request::Close(CloseReason::Error))
-    } else if requests & REQ_PROXY != 0 {
-        shared.proxy_target.lock().unwrap_or_else(|p| p.into_inner()).take().map(Request::Proxy)
-    } else if requests & REQ_DETACH != 0 {
-        Some(Request::Detach)
-    } else if requests & REQ_SHUTDOWN != 0 {
-        session.terminate(Some(PgError::fatal(
-            SqlState::ADMIN_SHUTDOWN,
-            "terminating connection due to administrator command",
-        )));
-        shared.out.write_owned(session.take_output());
-        shared.out.end();
-        Some(Request::Close(CloseReason::Shutdown))
-    } else if requests & REQ_END != 0 {
-        shared.out.end();
-        Some(Request::Close(CloseReason::Closed))
-    } else {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::{HookRequest, HookResult, HookSet};
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
-
-    /// Detaches from inside the first `onMessage` call and reports the message handled.
-    struct DetachOnFirstMessage;
-
-    impl Hooks for DetachOnFirstMessage {
-        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest) -> super::super::HookFuture {
-            conn.detach();
-            Box::pin(async { HookResult::Messages { handled: 1, error: None } })
-        }
-
-        fn closed(&self, _: &Arc<ConnShared>, _: CloseReason) {}
-    }
-
-    #[tokio::test]
-    async fn detach_hands_over_unprocessed_bytes_even_to_a_late_reader() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let session =
-            SessionConfig { hooks: HookSet { on_message: true, ..HookSet::default() }, ..SessionConfig::default() };
-        let settings = ConnectionSettings { session: Arc::new(session), auth_timeout: Duration::from_secs(5) };
-        let conn = spawn_connection(1, stream, &[], settings, Arc::new(DetachOnFirstMessage), |_| {});
-        client.write_all(b"\x00\x00\x00\x10\x00\x03\x00\x00user\x00u\x00\x00raw bytes").await.unwrap();
-        assert_eq!(conn.wait_finished().await, CloseReason::Detached);
-        // The reader arrives only after the driver signalled that the stream is ready.
-        let mut received = Vec::new();
-        while received.len() < b"raw bytes".len() {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), conn.read_detached(1024)).await;
-            received.extend(chunk.expect("a late reader must not wait forever").unwrap().unwrap());
-        }
-        assert_eq!(received, b"raw bytes");
-        client.shutdown().await.unwrap();
-        assert_eq!(conn.read_detached(1024).await.unwrap(), None, "EOF after the client closed");
     }
 }

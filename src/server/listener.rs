@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::conn::{spawn_connection, ConnShared, ConnectionSettings};
+use super::conn::{ConnShared, ConnectionSettings};
+use super::driver::spawn_connection;
 use super::hooks::Hooks;
 
 /// Connection ids are unique per process, so hooks can tell connections apart across

@@ -4,12 +4,14 @@
 //! buffer that both the session and JS `sendData` write to.
 
 mod conn;
+mod driver;
 mod hooks;
 mod listener;
 mod outbound;
 mod proxy;
 
-pub use conn::{adopt, secrets, spawn_connection, CloseReason, ConnShared, ConnectionSettings, ProxyTarget};
+pub use conn::{CloseReason, ConnShared, ConnectionSettings, ProxyTarget};
+pub use driver::{adopt, secrets, spawn_connection};
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};
 pub use outbound::Outbound;
