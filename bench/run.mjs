@@ -9,7 +9,7 @@
 //   npm run bench -- --only fixed,memory --duration 10 --rounds 3
 
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, chownSync, statSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, chownSync, statSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -86,13 +86,15 @@ function freePort() {
 
 /** Starts a benchmark server process and waits for its "ready". */
 async function startServer(script, argv, env = {}) {
+  // Servers' own complaints (pg-gateway 0.2.4 logs every framing error) go to a log file.
+  const logFile = openSync(path.join(scratch, `${script}-${argv[1]}.log`), 'a');
   const child = spawn(process.execPath, [path.join(here, 'servers', script), ...argv], {
-    stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', logFile], env: { ...process.env, ...env },
   });
   children.add(child);
   await new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
-    child.on('exit', (code) => reject(new Error(`${script} ${argv.join(' ')} exited with ${code}`)));
+    child.on('exit', (code) => reject(new Error(`${script} ${argv.join(' ')} exited with ${code} (see ${scratch})`)));
   });
   return { pid: child.pid, stop: () => { child.kill('SIGKILL'); children.delete(child); } };
 }
