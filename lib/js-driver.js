@@ -14,6 +14,7 @@ const STEP_CLOSE = 2;
 const STEP_NONE = 3;
 const STEP_MASK = 3;
 const HAS_OUTPUT = 4;
+const IS_TLS = 8;
 const VERSION_SHIFT = 4;
 
 class JsDriver {
@@ -31,6 +32,8 @@ class JsDriver {
     this.waitingForDrain = false;
     // The step the session asked for last (see `run`); set by every call that polls.
     this.step = STEP_NONE;
+    // Whether writes must be sealed; from the step codes, so a write costs no native call.
+    this.tls = false;
     this.onData = (chunk) => {
       // While a hook is pending the session must not be polled: only take the bytes.
       if (this.busy || this.detached) this.handle.receive(chunk);
@@ -67,7 +70,7 @@ class JsDriver {
 
   /** Sends protocol bytes from the user, encrypted once TLS is up. */
   write(bytes) {
-    return this.writeWire(this.handle.isTls ? this.handle.seal(bytes) : bytes);
+    return this.writeWire(this.tls ? this.handle.seal(bytes) : bytes);
   }
 
   /** Sends wire bytes; when the client stops reading, stop reading from it until it catches up. */
@@ -104,6 +107,7 @@ class JsDriver {
   /** The pump's loop: `step` is what the session asked for last. */
   run(step) {
     for (;;) {
+      if (step & IS_TLS) this.tls = true;
       if (step & HAS_OUTPUT) this.writeWire(this.handle.takeOutput());
       const kind = step & STEP_MASK;
       if (kind === STEP_NEED_INPUT) break;
@@ -135,6 +139,7 @@ class JsDriver {
   /** Hands the session a hook's answer; it polls unless the hook detached the connection. */
   done(call) {
     this.step = call(!this.connection._detached);
+    if (this.step & IS_TLS) this.tls = true;
   }
 
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */

@@ -24,6 +24,8 @@ pub const STEP_CLOSE: u32 = 2;
 /// Returned by the `*_done` methods when asked not to poll.
 pub const STEP_NONE: u32 = 3;
 pub const HAS_OUTPUT: u32 = 4;
+/// Set once the connection is encrypted, so JS knows to seal its writes without asking.
+pub const IS_TLS: u32 = 8;
 pub const VERSION_SHIFT: u32 = 4;
 
 /// Parsed options, shared by every connection made with the same options object.
@@ -100,6 +102,7 @@ impl SessionHandle {
             }
         };
         let step = if self.session.has_output() { step | HAS_OUTPUT } else { step };
+        let step = if self.session.is_tls() { step | IS_TLS } else { step };
         step | (self.session.state_version() << VERSION_SHIFT)
     }
 
@@ -108,7 +111,8 @@ impl SessionHandle {
         if poll.unwrap_or(true) {
             self.poll()
         } else {
-            STEP_NONE | (self.session.state_version() << VERSION_SHIFT)
+            let tls = if self.session.is_tls() { IS_TLS } else { 0 };
+            STEP_NONE | tls | (self.session.state_version() << VERSION_SHIFT)
         }
     }
 
