@@ -212,3 +212,33 @@ for (const mode of MODES) {
     assert.equal(outcome, 'refused');
   });
 }
+
+for (const mode of MODES) {
+  test(`${mode}: a client reset on a detached TLS connection without an 'error' listener does not crash`, async (t) => {
+    let detached;
+    const server = await startServer(mode, () => ({
+      tls: certs.localhost,
+      onTlsUpgrade(state, connection) {
+        detached = connection.detach(); // no 'error' listener on purpose
+        detached.on('data', () => {});
+      },
+    }));
+    t.after(() => server.close());
+    const net = await import('node:net');
+    const raw = net.connect(server.port, '127.0.0.1');
+    raw.on('error', () => {});
+    const client = tls.connect({ socket: raw, servername: 'localhost', ca: certs.ca, ALPNProtocols: ['postgresql'] });
+    client.on('error', () => {});
+    await new Promise((resolve) => client.once('secureConnect', resolve));
+    client.write(frontend.startup({ user: 'u' }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    raw.resetAndDestroy(); // RST: the server's read fails
+    await new Promise((resolve) => detached.once('close', resolve));
+    // Still here, and still accepting.
+    const probe = await rawClient(server.port);
+    probe.send(frontend.special(SSL_REQUEST));
+    await probe.waitFor((b) => b.length >= 1);
+    assert.equal(probe.received.toString(), 'S');
+    probe.close();
+  });
+}

@@ -273,7 +273,8 @@ class TlsDetachedSocket extends Duplex {
     });
     socket.on('end', () => this.push(null));
     socket.on('close', () => this.destroy());
-    socket.on('error', (err) => this.destroy(err));
+    // A client reset must not take the process down: report it only to someone listening.
+    socket.on('error', (err) => this.destroy(this.listenerCount('error') > 0 ? err : undefined));
     socket.resume();
   }
 

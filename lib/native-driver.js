@@ -137,6 +137,10 @@ class DetachedSocket extends Duplex {
     this._reading = false;
     copyAddresses(this, native);
     this.encrypted = native.encrypted;
+    // When the connection can no longer send (reset, or both sides ended), close the stream.
+    native.writeClosed().then(() => {
+      if (!this.destroyed) this.destroy();
+    });
   }
 
   _read(size) {
@@ -150,7 +154,8 @@ class DetachedSocket extends Duplex {
       },
       (err) => {
         this._reading = false;
-        this.destroy(err);
+        // A client reset must not take the process down: report it only to someone listening.
+        this.destroy(this.listenerCount('error') > 0 ? err : undefined);
       },
     );
   }

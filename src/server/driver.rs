@@ -228,8 +228,13 @@ async fn detached_tls(
         tokio::select! {
             read = reader.read(&mut buf), if chunks.is_some() => {
                 let plaintext = match read {
-                    Ok(0) | Err(_) => None,
+                    Ok(0) => None,
                     Ok(n) => session.open(&buf[..n]),
+                    Err(_) => {
+                        // Reset: nothing can be sent either, so the detached stream closes.
+                        shared.out.abort();
+                        None
+                    }
                 };
                 match (plaintext, &chunks) {
                     (Some(bytes), _) if bytes.is_empty() => {}
