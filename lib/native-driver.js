@@ -51,10 +51,14 @@ function createDispatcher(lookup) {
 }
 
 async function deliverMessages(connection, onMessage, event, state) {
-  const { data, ends } = event;
+  // Whole messages back to back: their own length fields delimit them (4 bytes before
+  // startup, type byte plus 4 after).
+  const { data } = event;
+  const typed = state.hasStarted;
   let start = 0;
   let handled = 0;
-  for (const end of ends) {
+  while (start < data.length) {
+    const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
     const message = data.subarray(start, end);
     start = end;
     let result;

@@ -21,9 +21,8 @@ pub struct HookEvent {
     /// `message`, `startup`, `validate`, `authenticated` or `close`.
     pub kind: String,
     pub state_version: u32,
-    /// For `message`: the messages, back to back; `ends[i]` is where message `i` ends.
+    /// For `message`: the messages, whole and back to back (their length fields delimit them).
     pub data: Option<Buffer>,
-    pub ends: Option<Vec<u32>>,
     /// For `validate`.
     pub auth_mode: Option<String>,
     pub user: Option<String>,
@@ -72,7 +71,6 @@ impl HookEvent {
             kind: kind.to_string(),
             state_version,
             data: None,
-            ends: None,
             auth_mode: None,
             user: None,
             secret: None,
@@ -111,12 +109,12 @@ enum Kind {
 }
 
 impl Hooks for JsHooks {
-    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest) -> HookFuture {
+    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest, offered: &[u8]) -> HookFuture {
         let (event, kind) = match request {
-            HookRequest::Messages { data, ends } => {
+            HookRequest::Messages { .. } => {
                 let mut e = event(conn, "message");
-                e.data = Some(data.into());
-                e.ends = Some(ends.into_iter().map(|end| end as u32).collect());
+                // The one copy: out of the session's input, into a Buffer JS owns.
+                e.data = Some(offered.to_vec().into());
                 (e, Kind::Messages)
             }
             HookRequest::Startup => (event(conn, "startup"), Kind::Bool),

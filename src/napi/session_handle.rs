@@ -132,7 +132,8 @@ impl SessionHandle {
     #[napi]
     pub fn take_messages<'env>(&mut self, env: &'env Env) -> Result<Option<BufferSlice<'env>>> {
         match self.request.take() {
-            Some(HookRequest::Messages { data, .. }) => BufferSlice::copy_from(env, data).map(Some),
+            // The one copy: out of the session's input, into a Buffer JS owns.
+            Some(HookRequest::Messages { .. }) => BufferSlice::copy_from(env, self.session.offered()).map(Some),
             other => {
                 self.request = other;
                 Ok(None)
@@ -145,10 +146,9 @@ impl SessionHandle {
     pub fn hook(&mut self) -> HookEvent {
         let version = self.session.state_version();
         match self.request.take() {
-            Some(HookRequest::Messages { data, ends }) => {
+            Some(HookRequest::Messages { .. }) => {
                 let mut event = HookEvent::new(0, "message", version);
-                event.data = Some(data.into());
-                event.ends = Some(ends.into_iter().map(|end| end as u32).collect());
+                event.data = Some(self.session.offered().to_vec().into());
                 event
             }
             Some(HookRequest::Startup) => HookEvent::new(0, "startup", version),

@@ -151,7 +151,7 @@ async fn drive(
             }
             Step::Hook(request) => {
                 shared.mark_seen_by_js();
-                let mut call = hooks.call(shared, request);
+                let mut call = hooks.call(shared, request, session.offered());
                 let result = loop {
                     tokio::select! {
                         result = &mut call => break result,
@@ -302,7 +302,7 @@ mod tests {
     struct DetachOnFirstMessage;
 
     impl Hooks for DetachOnFirstMessage {
-        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest) -> super::super::HookFuture {
+        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest, _: &[u8]) -> super::super::HookFuture {
             conn.detach();
             Box::pin(async { HookResult::Messages { handled: 1, error: None } })
         }

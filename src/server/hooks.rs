@@ -11,9 +11,10 @@ use crate::session::{HookRequest, HookResult};
 pub type HookFuture = Pin<Box<dyn Future<Output = HookResult> + Send>>;
 
 pub trait Hooks: Send + Sync + 'static {
-    /// Runs one hook for `conn`. A hook that fails resolves to [`HookResult::Failed`]; the
-    /// future itself never panics.
-    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest) -> HookFuture;
+    /// Runs one hook for `conn`; `offered` holds the messages of a `Messages` request (see
+    /// [`crate::session::Session::offered`]). A hook that fails resolves to
+    /// [`HookResult::Failed`]; the future itself never panics.
+    fn call(&self, conn: &Arc<ConnShared>, request: HookRequest, offered: &[u8]) -> HookFuture;
 
     /// The connection ended; `reason` says how. Called once, and only for connections that
     /// ran at least one hook (others were never seen by JS).

@@ -42,8 +42,8 @@ pub enum Step {
 /// A hook the session wants to run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HookRequest {
-    /// `onMessage` for each message in `data`; `ends[i]` is where message `i` ends.
-    Messages { data: Vec<u8>, ends: Vec<usize> },
+    /// `onMessage` for each of `count` whole messages, back to back in [`Session::offered`].
+    Messages { count: usize },
     /// `onStartup(state)`.
     Startup,
     /// `validateCredentials(credentials, state)`.
@@ -298,7 +298,8 @@ impl Session {
 
     fn start_hook(&mut self, request: HookRequest) -> Step {
         self.pending = Some(match &request {
-            HookRequest::Messages { ends, .. } => Pending::Messages { ends: ends.clone() },
+            // Messages are offered by `offer`, which sets the pending state itself.
+            HookRequest::Messages { .. } => Pending::Messages { ends: Vec::new() },
             HookRequest::Startup => Pending::Startup,
             HookRequest::ValidateCredentials(_) => Pending::Validate,
             HookRequest::Authenticated => Pending::Authenticated,
@@ -318,10 +319,21 @@ impl Session {
         }
     }
 
+    /// Offers the first messages of `input` (ending at `ends`) to `onMessage`. Nothing is
+    /// copied: drivers read them from [`Self::offered`] while the hook is pending.
     fn offer(&mut self, ends: Vec<usize>) -> Step {
-        let last = ends.last().copied().unwrap_or(0);
-        let data = self.input[..last].to_vec();
-        self.start_hook(HookRequest::Messages { data, ends })
+        let count = ends.len();
+        self.pending = Some(Pending::Messages { ends });
+        Step::Hook(HookRequest::Messages { count })
+    }
+
+    /// The messages offered to `onMessage`, whole and back to back, while that hook is
+    /// pending; empty otherwise.
+    pub fn offered(&self) -> &[u8] {
+        match &self.pending {
+            Some(Pending::Messages { ends }) => &self.input[..ends.last().copied().unwrap_or(0).min(self.input.len())],
+            _ => &[],
+        }
     }
 
     fn next_startup_packet(&mut self) -> Option<Step> {

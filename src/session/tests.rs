@@ -39,14 +39,17 @@ fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// Drives the session until it needs input or closes; returns the tags of the messages it
 /// wrote ('S'/'N' single bytes before startup are returned as themselves) and the hook log.
+/// A scripted hook: the request, and the offered messages for `Messages`.
+type HookFn = dyn FnMut(&HookRequest, &[u8]) -> HookResult;
+
 struct Harness {
     session: Session,
-    hooks: Box<dyn FnMut(&HookRequest) -> HookResult>,
+    hooks: Box<HookFn>,
     log: Vec<String>,
 }
 
 impl Harness {
-    fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest) -> HookResult + 'static) -> Self {
+    fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static) -> Self {
         Self { session: Session::new(config, SECRETS), hooks: Box::new(hooks), log: Vec::new() }
     }
 
@@ -70,7 +73,7 @@ impl Harness {
                 Step::Close => return (out, true),
                 Step::Hook(request) => {
                     self.log.push(format!("{request:?}").chars().take(60).collect());
-                    let result = (self.hooks)(&request);
+                    let result = (self.hooks)(&request, self.session.offered());
                     self.session.hook_done(result);
                 }
             }
@@ -100,7 +103,21 @@ fn error_code(bytes: &[u8]) -> String {
     String::from_utf8(body[i + 1..i + 6].to_vec()).unwrap()
 }
 
-fn no_hooks(_: &HookRequest) -> HookResult {
+/// Splits offered bytes into whole messages by their length fields (4-byte lengths before
+/// startup, where the first byte is always 0, and type byte plus length after).
+fn split_messages(mut data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let typed = data[0] != 0;
+        let at = usize::from(typed);
+        let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize + at;
+        out.push(data[..len].to_vec());
+        data = &data[len..];
+    }
+    out
+}
+
+fn no_hooks(_: &HookRequest, _: &[u8]) -> HookResult {
     panic!("no hook should run")
 }
 
@@ -138,7 +155,7 @@ fn auth_none_sends_the_full_postgres_greeting() {
 #[test]
 fn md5_auth_asks_validate_credentials_with_the_salt() {
     let hooks = HookSet { validate_credentials: true, on_authenticated: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |req| match req {
+    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |req, _| match req {
         HookRequest::ValidateCredentials(Credentials::Md5 { user, hash, salt }) => {
             HookResult::Bool(*hash == crate::auth::md5::hash_md5_password(user, "secret", salt))
         }
@@ -158,7 +175,7 @@ fn md5_auth_asks_validate_credentials_with_the_salt() {
 #[test]
 fn wrong_password_is_fatal_28p01_with_postgres_wording() {
     let hooks = HookSet { validate_credentials: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::CleartextPassword, hooks), |_| HookResult::Bool(false));
+    let mut h = Harness::new(config(AuthMode::CleartextPassword, hooks), |_, _| HookResult::Bool(false));
     let (out, _) = h.send(&startup(&[("user", "bob")]));
     assert_eq!(messages(&out), vec![(b'R', vec![0, 0, 0, 3])]);
     let (out, closed) = h.send(&typed(b'p', b"nope\0"));
@@ -240,18 +257,14 @@ fn every_message_of_one_read_reaches_on_message_whole_in_one_batch() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen2 = seen.clone();
-    let mut h = Harness::new(config(AuthMode::None, hooks), move |req| match req {
-        HookRequest::Messages { data, ends } => {
-            let mut start = 0;
-            let mut batch = Vec::new();
-            for &end in ends {
-                batch.push(data[start..end].to_vec());
-                start = end;
-            }
+    let mut h = Harness::new(config(AuthMode::None, hooks), move |req, data| match req {
+        HookRequest::Messages { count } => {
+            let batch = split_messages(data);
+            assert_eq!(batch.len(), *count);
             let started = batch[0][0] != 0;
             seen2.borrow_mut().push(batch);
             // Handle everything after startup; let the built-ins do the startup.
-            HookResult::Messages { handled: if started { ends.len() } else { 0 }, error: None }
+            HookResult::Messages { handled: if started { *count } else { 0 }, error: None }
         }
         other => panic!("{other:?}"),
     });
@@ -277,11 +290,11 @@ fn unhandled_messages_get_builtin_answers_in_order() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
     let offered = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let offered2 = offered.clone();
-    let mut h = Harness::new(config(AuthMode::None, hooks), move |req| match req {
-        HookRequest::Messages { data, ends } => {
+    let mut h = Harness::new(config(AuthMode::None, hooks), move |req, data| match req {
+        HookRequest::Messages { count } => {
             offered2.borrow_mut().push(data[0]);
             let handled = if data[0] == b'P' { 1 } else { 0 };
-            HookResult::Messages { handled: handled.min(ends.len()), error: None }
+            HookResult::Messages { handled: handled.min(*count), error: None }
         }
         other => panic!("{other:?}"),
     });
@@ -302,8 +315,8 @@ fn unhandled_messages_get_builtin_answers_in_order() {
 #[test]
 fn a_throwing_hook_after_auth_gives_error_then_ready_or_skip_to_sync() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::None, hooks), |req| match req {
-        HookRequest::Messages { data, .. } if data[0] == 0 => HookResult::Messages { handled: 0, error: None },
+    let mut h = Harness::new(config(AuthMode::None, hooks), |req, data| match req {
+        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 0, error: None },
         HookRequest::Messages { .. } => {
             HookResult::Messages { handled: 0, error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")) }
         }
@@ -323,7 +336,7 @@ fn a_throwing_hook_after_auth_gives_error_then_ready_or_skip_to_sync() {
 #[test]
 fn a_throwing_hook_before_auth_is_fatal() {
     let hooks = HookSet { on_startup: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::None, hooks), |_| {
+    let mut h = Harness::new(config(AuthMode::None, hooks), |_, _| {
         HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "startup hook failed"))
     });
     let (out, closed) = h.send(&startup(&[("user", "a")]));
@@ -335,7 +348,7 @@ fn a_throwing_hook_before_auth_is_fatal() {
 #[test]
 fn on_startup_true_skips_the_auth_request() {
     let hooks = HookSet { on_startup: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |_| HookResult::Bool(true));
+    let mut h = Harness::new(config(AuthMode::Md5Password, hooks), |_, _| HookResult::Bool(true));
     let (out, closed) = h.send(&startup(&[("user", "a")]));
     assert_eq!((out.len(), closed), (0, false));
     assert!(h.session.state().has_started);
@@ -381,8 +394,8 @@ fn builtin_simple_query_answer_keeps_the_connection_usable() {
 #[test]
 fn on_message_handling_the_startup_packet_switches_framing_like_pg_gateway() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
-    let mut h = Harness::new(config(AuthMode::None, hooks), |req| match req {
-        HookRequest::Messages { data, .. } if data[0] == 0 => HookResult::Messages { handled: 1, error: None },
+    let mut h = Harness::new(config(AuthMode::None, hooks), |req, data| match req {
+        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 1, error: None },
         HookRequest::Messages { .. } => HookResult::Messages { handled: 0, error: None },
         other => panic!("{other:?}"),
     });
@@ -479,11 +492,11 @@ fn hostile_input_never_panics_or_loops() {
         };
         let seed = rng.next();
         let mut hook_rng = Rng(seed | 1);
-        let mut h = Harness::new(config(auth_mode, hooks), move |req| match req {
-            HookRequest::Messages { ends, .. } => match hook_rng.below(4) {
-                0 => HookResult::Messages { handled: hook_rng.below(ends.len() + 2), error: None },
+        let mut h = Harness::new(config(auth_mode, hooks), move |req, _| match req {
+            HookRequest::Messages { count } => match hook_rng.below(4) {
+                0 => HookResult::Messages { handled: hook_rng.below(count + 2), error: None },
                 1 => HookResult::Messages {
-                    handled: hook_rng.below(ends.len() + 1),
+                    handled: hook_rng.below(count + 1),
                     error: Some(PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 },
                 _ => HookResult::Messages { handled: 0, error: None },
