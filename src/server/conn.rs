@@ -247,13 +247,10 @@ impl ConnShared {
             }
             Some(DetachedRead::Decrypted { chunks, .. }) => Ok(chunks.recv().await),
             Some(DetachedRead::Raw { reader, .. }) => {
-                let mut buf = vec![0u8; max.clamp(1, 1 << 20)];
-                let n = reader.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                buf.truncate(n);
-                Ok(Some(buf))
+                // Uninitialised capacity: no zero-filling of up to 1 MiB per read.
+                let mut buf = Vec::with_capacity(max.clamp(1, 1 << 20));
+                let n = reader.read_buf(&mut buf).await?;
+                Ok((n > 0).then_some(buf))
             }
         }
     }

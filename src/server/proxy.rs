@@ -83,17 +83,18 @@ async fn copy(
         }
         tokio::select! {
             read = client.read(&mut from_client), if client_open => {
-                let plaintext = match read {
+                let written = match read {
                     Ok(0) | Err(_) => None,
-                    Ok(n) if tls => session.open(&from_client[..n]),
-                    Ok(n) => Some(BytesMut::from(&from_client[..n])),
+                    // Plaintext goes upstream as read; only TLS needs new bytes (the opened records).
+                    Ok(n) if tls => match session.open(&from_client[..n]) {
+                        Some(plaintext) => Some(upstream_write.write_all(&plaintext).await),
+                        None => None,
+                    },
+                    Ok(n) => Some(upstream_write.write_all(&from_client[..n]).await),
                 };
-                match plaintext {
-                    Some(bytes) => {
-                        if upstream_write.write_all(&bytes).await.is_err() {
-                            return CloseReason::Error;
-                        }
-                    }
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return CloseReason::Error,
                     None => {
                         client_open = false;
                         let _ = upstream_write.shutdown().await;
