@@ -6,7 +6,7 @@
 
 const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
-const { normalizeError, credentials, settle, chooseTls } = require('./values.js');
+const { normalizeError, credentials, settle, chooseTls, copyAddresses } = require('./values.js');
 
 const STEP_NEED_INPUT = 0;
 const STEP_HOOK = 1;
@@ -258,7 +258,7 @@ class TlsDetachedSocket extends Duplex {
     super({ allowHalfOpen: true });
     this.driver = driver;
     const socket = driver.socket;
-    for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) this[name] = socket[name];
+    copyAddresses(this, socket);
     this.encrypted = true;
   }
 

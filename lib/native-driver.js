@@ -5,7 +5,7 @@
 
 const { EventEmitter } = require('node:events');
 const { Duplex } = require('node:stream');
-const { normalizeError, toBytes, credentials, chooseTls } = require('./values.js');
+const { normalizeError, toBytes, credentials, chooseTls, copyAddresses } = require('./values.js');
 
 /**
  * Calls the user's hooks for one native event and always resolves to `{ value, error? }`:
@@ -72,13 +72,6 @@ async function deliverMessages(connection, onMessage, event, state) {
     if (connection._detached) break;
   }
   return { value: handled };
-}
-
-/** The address fields of `net.Socket`, read once from the native connection. */
-function copyAddresses(target, native) {
-  for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) {
-    target[name] = native[name] ?? undefined;
-  }
 }
 
 /**

@@ -160,4 +160,11 @@ function chooseTls(callback, sniServerName, done) {
   });
 }
 
-module.exports = { nativeOptions, normalizeError, toBytes, toState, credentials, settle, chooseTls, HOOK_NAMES };
+/** The address fields of a `net.Socket`, copied from a socket or a native connection. */
+function copyAddresses(target, source) {
+  for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) {
+    target[name] = source[name] ?? undefined;
+  }
+}
+
+module.exports = { nativeOptions, normalizeError, toBytes, toState, credentials, settle, chooseTls, copyAddresses, HOOK_NAMES };
