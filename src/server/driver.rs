@@ -39,7 +39,9 @@ pub fn secrets() -> Secrets {
 
 /// Starts serving `stream` on the current tokio runtime; `initial` holds bytes already read
 /// from it (e.g. by Node before adoption). `register` runs before any task starts, so JS can
-/// find the connection by id from its first hook on.
+/// find the connection by id from its first hook on; `unregister` runs once the connection is
+/// gone for good (after a detached stream has closed too). The driver task does both, so an
+/// idle connection costs two tasks (driver and writer) and no watcher.
 pub fn spawn_connection(
     id: u32,
     stream: TcpStream,
@@ -47,6 +49,7 @@ pub fn spawn_connection(
     settings: ConnectionSettings,
     hooks: Arc<dyn Hooks>,
     register: impl FnOnce(&Arc<ConnShared>),
+    unregister: impl FnOnce() + Send + 'static,
 ) -> Arc<ConnShared> {
     let _ = stream.set_nodelay(true);
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
@@ -68,6 +71,11 @@ pub fn spawn_connection(
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.closed(&driver_shared, reason);
         }
+        if reason == CloseReason::Detached {
+            // A detached connection lives on until its stream is closed.
+            driver_shared.out.stopped().await;
+        }
+        unregister();
     });
     shared
 }
@@ -91,7 +99,7 @@ pub fn adopt(
     let std_stream = std::net::TcpStream::from(owned);
     std_stream.set_nonblocking(true)?;
     let stream = TcpStream::from_std(std_stream)?;
-    Ok(spawn_connection(id, stream, initial, settings, hooks, |_| {}))
+    Ok(spawn_connection(id, stream, initial, settings, hooks, |_| {}, || {}))
 }
 
 #[cfg(not(unix))]
@@ -111,7 +119,7 @@ pub fn adopt(
 /// Runs the session until it ends; returns why.
 async fn drive(
     session: &mut Session,
-    mut reader: OwnedReadHalf,
+    reader: OwnedReadHalf,
     shared: &Arc<ConnShared>,
     hooks: &dyn Hooks,
     auth_timeout: Duration,
@@ -175,19 +183,25 @@ async fn drive(
                     }
                     continue;
                 }
-                // Start small (an idle connection keeps this buffer) and double while messages
-                // are large, so big messages still arrive in few reads.
-                let input = session.input_mut();
-                if input.capacity() - input.len() < 1024 {
-                    input.reserve(input.len().clamp(2048, 1 << 20));
-                }
+                // An idle connection holds no buffers: they are released here and allocated
+                // only once the socket is readable.
+                session.release_idle_buffers();
                 tokio::select! {
-                    read = reader.read_buf(input) => match read {
-                        Ok(0) => session.receive_eof(),
-                        Ok(_) => {}
-                        Err(_) => {
-                            shared.out.abort();
-                            return CloseReason::Error;
+                    ready = reader.readable() => {
+                        // Start small and double while messages are large, so big messages
+                        // still arrive in few reads.
+                        let input = session.input_mut();
+                        if input.capacity() - input.len() < 1024 {
+                            input.reserve(input.len().clamp(2048, 1 << 20));
+                        }
+                        match ready.and_then(|()| reader.try_read_buf(input)) {
+                            Ok(0) => session.receive_eof(),
+                            Ok(_) => {}
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => {
+                                shared.out.abort();
+                                return CloseReason::Error;
+                            }
                         }
                     },
                     _ = shared.wake_driver.notified() => {}
@@ -318,7 +332,7 @@ mod tests {
         let session =
             SessionConfig { hooks: HookSet { on_message: true, ..HookSet::default() }, ..SessionConfig::default() };
         let settings = ConnectionSettings { session: Arc::new(session), auth_timeout: Duration::from_secs(5) };
-        let conn = spawn_connection(1, stream, &[], settings, Arc::new(DetachOnFirstMessage), |_| {});
+        let conn = spawn_connection(1, stream, &[], settings, Arc::new(DetachOnFirstMessage), |_| {}, || {});
         client.write_all(b"\x00\x00\x00\x10\x00\x03\x00\x00user\x00u\x00\x00raw bytes").await.unwrap();
         assert_eq!(conn.wait_finished().await, CloseReason::Detached);
         // The reader arrives only after the driver signalled that the stream is ready.

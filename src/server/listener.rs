@@ -46,16 +46,20 @@ impl Listener {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
                             let id = next_connection_id();
-                            let conn = spawn_connection(id, stream, &[], settings.clone(), hooks.clone(), |conn| {
-                                lock(&registry).insert(id, conn.clone());
-                            });
-                            let registry = registry.clone();
-                            tokio::spawn(async move {
-                                // A detached connection lives on until its stream is closed.
-                                conn.wait_finished().await;
-                                conn.out.stopped().await;
-                                lock(&registry).remove(&id);
-                            });
+                            let unregister = registry.clone();
+                            spawn_connection(
+                                id,
+                                stream,
+                                &[],
+                                settings.clone(),
+                                hooks.clone(),
+                                |conn| {
+                                    lock(&registry).insert(id, conn.clone());
+                                },
+                                move || {
+                                    lock(&unregister).remove(&id);
+                                },
+                            );
                         }
                         // Out of file descriptors or a connection reset before accept: back off
                         // briefly instead of spinning, then keep serving.

@@ -166,7 +166,8 @@ impl Outbound {
         let graceful = loop {
             let (chunk, closing) = {
                 let mut inner = self.lock();
-                (inner.buf.split(), inner.closing)
+                // Taken whole (not split), so an idle connection keeps no buffer behind.
+                (std::mem::take(&mut inner.buf), inner.closing)
             };
             if closing == Some(Closing::Abort) {
                 break false;

@@ -172,6 +172,16 @@ impl Session {
         }
     }
 
+    /// Frees the buffers that are empty, so an idle connection holds none; drivers call this
+    /// before they wait for input. Cheap: the next read allocates again.
+    pub fn release_idle_buffers(&mut self) {
+        for buf in [&mut self.input, &mut self.output, &mut self.raw_in, &mut self.wire_out] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+        }
+    }
+
     /// Appends bytes received from the wire (for drivers that do not read into
     /// [`Self::input_mut`]).
     pub fn receive(&mut self, bytes: &[u8]) {

@@ -392,6 +392,21 @@ fn builtin_simple_query_answer_keeps_the_connection_usable() {
 }
 
 #[test]
+fn an_idle_session_releases_its_buffers_and_keeps_a_partial_message() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    h.send(&typed(b'Q', b"select 1\0"));
+    h.session.release_idle_buffers();
+    assert_eq!(h.session.input.capacity() + h.session.output.capacity() + h.session.wire_out.capacity(), 0);
+    // Half a message is not idle: it stays, and completes with the rest.
+    let query = typed(b'Q', b"select 2\0");
+    h.send(&query[..4]);
+    h.session.release_idle_buffers();
+    let (out, _) = h.send(&query[4..]);
+    assert_eq!(tags(&out), "EZ");
+}
+
+#[test]
 fn on_message_handling_the_startup_packet_switches_framing_like_pg_gateway() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
     let mut h = Harness::new(config(AuthMode::None, hooks), |req, data| match req {
