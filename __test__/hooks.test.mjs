@@ -133,6 +133,32 @@ for (const mode of MODES) {
     assert.ok(received[1].includes(Buffer.from('hello')), 'the Bind carries the parameter');
   });
 
+  test(`${mode}: a read that ends inside a message offers only the whole ones, then the rest`, async (t) => {
+    const received = [];
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      onMessage(data, { isAuthenticated }, connection) {
+        if (!isAuthenticated || data[0] !== 0x51) return false;
+        received.push(Buffer.from(data).toString('latin1'));
+        connection.sendData(Buffer.concat([message('I'), message('Z', Buffer.from('I'))]));
+        return true;
+      },
+    }));
+    t.after(() => server.close());
+    const client = await rawClient(server.port);
+    client.send(frontend.startup({ user: 'frank' }));
+    await client.waitFor((b) => parseMessages(b).some((m) => m.type === 'Z'));
+    const first = frontend.query('select 1');
+    const second = frontend.query('select 2');
+    // One whole message and the first half of the next in one write, the rest later.
+    client.send(Buffer.concat([first, second.subarray(0, 7)]));
+    await client.waitFor((b) => parseMessages(b).filter((m) => m.type === 'Z').length === 2);
+    client.send(second.subarray(7));
+    await client.waitFor((b) => parseMessages(b).filter((m) => m.type === 'Z').length === 3);
+    assert.deepEqual(received, [first.toString('latin1'), second.toString('latin1')]);
+    client.close();
+  });
+
   test(`${mode}: a hook that throws before authentication gives the client a FATAL error`, async (t) => {
     for (const [hook, failing] of [
       ['onStartup', () => { throw new Error('startup exploded'); }],

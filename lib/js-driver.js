@@ -15,7 +15,8 @@ const STEP_NONE = 3;
 const STEP_MASK = 3;
 const HAS_OUTPUT = 4;
 const IS_TLS = 8;
-const VERSION_SHIFT = 4;
+const OFFERS_FED_BYTES = 16;
+const VERSION_SHIFT = 5;
 
 class JsDriver {
   /**
@@ -37,7 +38,7 @@ class JsDriver {
     this.onData = (chunk) => {
       // While a hook is pending the session must not be polled: only take the bytes.
       if (this.busy || this.detached) this.handle.receive(chunk);
-      else this.pump(this.handle.feed(chunk));
+      else this.pump(this.handle.feed(chunk), chunk);
     };
     this.onEnd = () => {
       this.handle.receiveEof();
@@ -89,7 +90,7 @@ class JsDriver {
   }
 
   /** Runs the session until it needs input, closes, or waits for an async hook. */
-  pump(step) {
+  pump(step, fed) {
     // Never poll while a hook is pending: the session would take it as a driver bug.
     if (this.busy || this.detached) return;
     if (step === undefined) step = this.handle.poll();
@@ -98,14 +99,17 @@ class JsDriver {
     // hooks' sendData) leaves in one writev, as the tokio driver's single buffer does.
     this.socket.cork();
     try {
-      this.run(step);
+      this.run(step, fed);
     } finally {
       this.socket.uncork();
     }
   }
 
-  /** The pump's loop: `step` is what the session asked for last. */
-  run(step) {
+  /**
+   * The pump's loop: `step` is what the session asked for last; `fed` the chunk `feed()` took,
+   * which is what `onMessage` gets when the step says the offer is exactly those bytes.
+   */
+  run(step, fed) {
     for (;;) {
       if (step & IS_TLS) this.tls = true;
       if (step & HAS_OUTPUT) this.writeWire(this.handle.takeOutput());
@@ -117,7 +121,9 @@ class JsDriver {
         break;
       }
       if (kind === STEP_HOOK) {
-        const pending = this.runHook(step >>> VERSION_SHIFT);
+        const pending = step & OFFERS_FED_BYTES
+          ? this.offer(fed, 0, 0, step >>> VERSION_SHIFT)
+          : this.runHook(step >>> VERSION_SHIFT);
         if (pending) {
           pending.then(() => this.resume());
           return; // still busy: nothing else runs until the hook has settled
@@ -187,7 +193,7 @@ class JsDriver {
       const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
       let result;
       try {
-        result = onMessage(data.subarray(start, end), state, connection);
+        result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
       } catch (err) {
         this.done((poll) => handle.messagesDone(handled, normalizeError(err), poll));
         return undefined;

@@ -26,7 +26,10 @@ pub const STEP_NONE: u32 = 3;
 pub const HAS_OUTPUT: u32 = 4;
 /// Set once the connection is encrypted, so JS knows to seal its writes without asking.
 pub const IS_TLS: u32 = 8;
-pub const VERSION_SHIFT: u32 = 4;
+/// From `feed()`: the messages offered to `onMessage` are exactly the bytes just fed, so JS
+/// hands its own chunk to the hook instead of fetching a copy with `takeMessages()`.
+pub const OFFERS_FED_BYTES: u32 = 16;
+pub const VERSION_SHIFT: u32 = 5;
 
 /// Parsed options, shared by every connection made with the same options object.
 #[napi]
@@ -85,8 +88,21 @@ impl SessionHandle {
     /// is pending.
     #[napi]
     pub fn feed(&mut self, data: BufferSlice) -> u32 {
+        // The common case of a request/response client: one read is exactly the next
+        // message(s), with nothing buffered before it.
+        let fresh = !self.session.is_tls() && self.session.input_mut().is_empty();
         self.session.receive(&data);
-        self.poll()
+        let step = self.poll();
+        let offers_fed_bytes = fresh
+            && !self.session.is_tls()
+            && matches!(self.request, Some(HookRequest::Messages { .. }))
+            && self.session.offered().len() == data.len();
+        if offers_fed_bytes {
+            self.request = None;
+            step | OFFERS_FED_BYTES
+        } else {
+            step
+        }
     }
 
     /// Advances the session: `STEP_NEED_INPUT`, `STEP_HOOK` (fetch it with `hook()`) or
@@ -94,7 +110,11 @@ impl SessionHandle {
     #[napi]
     pub fn poll(&mut self) -> u32 {
         let step = match self.session.poll() {
-            Step::NeedInput => STEP_NEED_INPUT,
+            Step::NeedInput => {
+                // What an idle connection keeps: nothing.
+                self.session.release_idle_buffers();
+                STEP_NEED_INPUT
+            }
             Step::Close => STEP_CLOSE,
             Step::Hook(request) => {
                 self.request = Some(request);
