@@ -126,7 +126,25 @@ async function pgbench(target, { clients, mode = 'simple', connect = false }) {
   if (result.code !== 0 || !tps || (failed && Number(failed[1]) > 0)) {
     return { tps: null, error: (result.stderr.trim().split('\n').pop() || `exit ${result.code}`).slice(0, 80) };
   }
-  return { tps: Number(tps[1]) };
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(result.stdout)?.[1] ?? 0);
+  return { tps: Number(tps[1]), transactions };
+}
+
+// CPU accounting, to show where a ratio's ceiling is: the server's own CPU time per
+// transaction, and the whole machine's busy time per transaction (both in microseconds).
+const TICK_US = 1e6 / 100; // USER_HZ
+function processTicks(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return null;
+  }
+}
+function machineBusyTicks() {
+  const [, ...times] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq, steal] = times.map(Number);
+  return user + nice + system + irq + softirq + steal;
 }
 
 const results = [];
@@ -137,18 +155,34 @@ const results = [];
  */
 async function point(scenario, label, variants, options, baseline) {
   const samples = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
+  const serverCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
+  const machineCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   const errors = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, target] of Object.entries(variants)) {
       if (errors[name]) continue; // failed once: not again in later rounds
-      const { tps, error } = await pgbench(target, options);
-      if (tps === null) errors[name] = error;
-      else samples[name].push(tps);
+      const serverBefore = target.pid ? processTicks(target.pid) : null;
+      const machineBefore = machineBusyTicks();
+      const { tps, transactions, error } = await pgbench(target, options);
+      if (tps === null) {
+        errors[name] = error;
+        continue;
+      }
+      samples[name].push(tps);
+      if (transactions > 0) {
+        machineCpu[name].push(((machineBusyTicks() - machineBefore) * TICK_US) / transactions);
+        const serverAfter = target.pid ? processTicks(target.pid) : null;
+        if (serverBefore !== null && serverAfter !== null) serverCpu[name].push(((serverAfter - serverBefore) * TICK_US) / transactions);
+      }
     }
   }
   const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
-  const row = { scenario, point: label, tps: {}, ratio: {}, errors };
-  for (const name of Object.keys(variants)) row.tps[name] = mean(samples[name]);
+  const row = { scenario, point: label, tps: {}, ratio: {}, errors, serverCpuUs: {}, machineCpuUs: {} };
+  for (const name of Object.keys(variants)) {
+    row.tps[name] = mean(samples[name]);
+    row.serverCpuUs[name] = mean(serverCpu[name]);
+    row.machineCpuUs[name] = mean(machineCpu[name]);
+  }
   const base = row.tps[baseline];
   for (const name of Object.keys(variants)) {
     row.ratio[name] = base && row.tps[name] ? row.tps[name] / base : null;
@@ -204,9 +238,9 @@ if (only.has('fixed') || only.has('setup')) {
     await startServer('fixed.mjs', [THEIRS, ports.theirsTls], { CERT_DIR: certDir }),
   ];
   const variants = {
-    'pg-gateway': { port: ports.theirs, ...fixedBench },
-    'ours (js driver)': { port: ports.ours, ...fixedBench },
-    'ours (createServer)': { port: ports.listener, ...fixedBench },
+    'pg-gateway': { port: ports.theirs, pid: servers[0].pid, ...fixedBench },
+    'ours (js driver)': { port: ports.ours, pid: servers[1].pid, ...fixedBench },
+    'ours (createServer)': { port: ports.listener, pid: servers[2].pid, ...fixedBench },
   };
   if (only.has('fixed')) {
     for (const clients of [1, 8, 32]) await point('fixed result, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
@@ -215,8 +249,8 @@ if (only.has('fixed') || only.has('setup')) {
   if (only.has('setup')) {
     await point('connection setup (-C), md5', 'c=8', variants, { clients: 8, connect: true }, 'pg-gateway');
     await point('connection setup (-C), md5 + TLS', 'c=8', {
-      'pg-gateway': { port: ports.theirsTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
-      'ours (js driver)': { port: ports.oursTls, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
+      'pg-gateway': { port: ports.theirsTls, pid: servers[4].pid, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
+      'ours (js driver)': { port: ports.oursTls, pid: servers[3].pid, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
     }, { clients: 8, connect: true }, 'pg-gateway');
   }
   for (const server of servers) server.stop();
@@ -250,7 +284,7 @@ if (only.has('memory')) {
 if (only.has('pglite')) {
   const ports = { theirs: await freePort(), ours: await freePort() };
   const servers = [await startServer('pglite.mjs', [THEIRS, ports.theirs]), await startServer('pglite.mjs', [OURS, ports.ours])];
-  const variants = { 'pg-gateway': { port: ports.theirs }, 'ours (js driver)': { port: ports.ours } };
+  const variants = { 'pg-gateway': { port: ports.theirs, pid: servers[0].pid }, 'ours (js driver)': { port: ports.ours, pid: servers[1].pid } };
   for (const clients of [1, 8]) await point('PGlite, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
   await point('PGlite, extended', 'c=1', variants, { clients: 1, mode: 'extended' }, 'pg-gateway');
   for (const server of servers) server.stop();
@@ -269,10 +303,10 @@ if (only.has('proxy') || only.has('tls-proxy')) {
       await startServer('proxy.mjs', [OURS, ports.native, upstream.port, 'native-listener']),
     ];
     const variants = {
-      'pg-gateway detach': { port: ports.theirs },
-      'ours detach()': { port: ports.detach },
-      'ours proxy()': { port: ports.native },
-      ...(bouncer ? { pgbouncer: { port: bouncer.port } } : {}),
+      'pg-gateway detach': { port: ports.theirs, pid: servers[0].pid },
+      'ours detach()': { port: ports.detach, pid: servers[1].pid },
+      'ours proxy()': { port: ports.native, pid: servers[2].pid },
+      ...(bouncer ? { pgbouncer: { port: bouncer.port, pid: bouncer.pid() } } : {}),
       'direct PostgreSQL': { port: upstream.port },
     };
     for (const clients of [1, 8, 32]) await point('proxy to PostgreSQL', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
@@ -285,11 +319,11 @@ if (only.has('proxy') || only.has('tls-proxy')) {
       await startServer('proxy.mjs', [OURS, ports.detach, upstream.port, 'detach', certDir]),
       await startServer('proxy.mjs', [OURS, ports.native, upstream.port, 'native-listener', certDir]),
     ];
-    const tlsTarget = (port) => ({ port, host: 'a.db.example.com', env: tlsClientEnv });
+    const tlsTarget = (port, server) => ({ port, pid: server?.pid, host: 'a.db.example.com', env: tlsClientEnv });
     const variants = {
-      'pg-gateway detach': tlsTarget(ports.theirs),
-      'ours detach()': tlsTarget(ports.detach),
-      'ours proxy()': tlsTarget(ports.native),
+      'pg-gateway detach': tlsTarget(ports.theirs, servers[0]),
+      'ours detach()': tlsTarget(ports.detach, servers[1]),
+      'ours proxy()': tlsTarget(ports.native, servers[2]),
       'direct PostgreSQL (TLS)': tlsTarget(upstream.port),
     };
     for (const clients of [1, 8, 32]) await point('TLS-terminating SNI proxy', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
@@ -329,7 +363,14 @@ async function startPgBouncer(upstreamPort) {
     if (up) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return { port, stop: () => child.kill('SIGKILL') };
+  const pid = () => {
+    try {
+      return Number(readFileSync(path.join(dir, 'pgbouncer.pid'), 'utf8').trim()) || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return { port, pid, stop: () => child.kill('SIGKILL') };
 }
 
 for (const cleanup of cleanups.reverse()) await cleanup();
@@ -354,6 +395,22 @@ for (const row of results) {
     const ratio = row.ratio[name];
     return ratio && Math.abs(ratio - 1) > 1e-9 ? `${shown} (${ratio.toFixed(2)}x)` : `${shown}`;
   });
+  console.log(`| ${row.point} | ${cells.join(' | ')} |`);
+}
+// Where the time went: a server that spends less CPU per transaction can only gain TPS while
+// the rest of the machine (pgbench, PostgreSQL, the kernel) leaves room on the two cores.
+console.log('\n\nCPU per transaction, microseconds: the server process / the whole machine');
+lastScenario = '';
+for (const row of results.filter((r) => r.machineCpuUs)) {
+  if (row.scenario !== lastScenario) {
+    lastScenario = row.scenario;
+    const names = Object.keys(row.tps);
+    console.log(`\n${row.scenario}`);
+    console.log(`| point | ${names.join(' | ')} |`);
+    console.log(`| --- | ${names.map(() => '---').join(' | ')} |`);
+  }
+  const us = (v) => (v === null || v === undefined ? '-' : v.toFixed(1));
+  const cells = Object.keys(row.tps).map((name) => `${us(row.serverCpuUs[name])} / ${us(row.machineCpuUs[name])}`);
   console.log(`| ${row.point} | ${cells.join(' | ')} |`);
 }
 mkdirSync(path.join(here, 'results'), { recursive: true });
