@@ -164,12 +164,14 @@ for (const mode of MODES) {
       ['onStartup', () => { throw new Error('startup exploded'); }],
       ['validateCredentials', async () => { throw new Error('credential store down'); }],
       ['onMessage', (data) => { if (data[0] === 0) throw new Error('cannot read startup'); return false; }],
+      // Even an error whose every property throws becomes a FATAL, not a crash.
+      ['onStartup', () => { throw { get message() { throw new Error('no'); }, get code() { throw new Error('no'); } }; }],
     ]) {
       const server = await startServer(mode, () => ({ authMode: 'cleartextPassword', [hook]: failing }));
       const result = await psql(server.port, ['-c', 'select 1'], { user: 'u', password: 'pw' });
       await server.close();
       assert.notEqual(result.code, 0);
-      assert.match(result.stderr, /FATAL: {2}(startup exploded|credential store down|cannot read startup)/, `${hook}: ${result.stderr}`);
+      assert.match(result.stderr, /FATAL: {2}(startup exploded|credential store down|cannot read startup|a hook failed with an error that cannot be read)/, `${hook}: ${result.stderr}`);
     }
   });
 

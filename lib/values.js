@@ -80,6 +80,16 @@ function tlsOptions(value, where) {
 
 /** pg-gateway's BackendError with every field a string, from whatever a user passed or threw. */
 function normalizeError(err, defaultSeverity = 'ERROR') {
+  // Whatever was thrown is read with care: a getter or toString that throws must still end in
+  // an ErrorResponse, not in an exception out of a socket callback.
+  try {
+    return readError(err, defaultSeverity);
+  } catch {
+    return { severity: defaultSeverity, code: 'XX000', message: 'a hook failed with an error that cannot be read' };
+  }
+}
+
+function readError(err, defaultSeverity) {
   const source = err !== null && typeof err === 'object' ? err : { message: String(err) };
   const out = {
     severity: typeof source.severity === 'string' ? source.severity : defaultSeverity,
