@@ -4,6 +4,7 @@
 // native connection, and detach() returns a Duplex over it.
 
 const { EventEmitter } = require('node:events');
+const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
 const { normalizeError, toBytes, credentials, chooseTls, copyAddresses } = require('./values.js');
 
@@ -14,7 +15,20 @@ const { normalizeError, toBytes, credentials, chooseTls, copyAddresses } = requi
  * and the loop stops at the first one the hook did not handle (the built-ins answer it).
  */
 function createDispatcher(lookup) {
-  return async function dispatch(event) {
+  // Every event with a call id gets exactly one hookReply, whatever the hook does: even an
+  // answer Rust cannot read (say, tls options of the wrong type) becomes an error reply.
+  return function dispatch(event) {
+    const call = event.call;
+    handle(event).catch(failure).then((reply) => {
+      if (call === 0) return;
+      try {
+        binding.hookReply(call, reply);
+      } catch (err) {
+        binding.hookReply(call, failure(err));
+      }
+    });
+  };
+  async function handle(event) {
     const connection = lookup(event);
     if (!connection) return { value: 0 };
     if (event.kind === 'close') {
@@ -47,7 +61,18 @@ function createDispatcher(lookup) {
     } catch (err) {
       return { value: 0, error: normalizeError(err) };
     }
-  };
+  }
+}
+
+/** The reply for a hook whose failure could not even be described normally. */
+function failure(err) {
+  let message;
+  try {
+    message = String(err && err.message !== undefined ? err.message : err);
+  } catch {
+    message = 'unknown error';
+  }
+  return { value: 0, error: { severity: 'ERROR', code: 'XX000', message: `hook failed: ${message}` } };
 }
 
 async function deliverMessages(connection, onMessage, event, state) {

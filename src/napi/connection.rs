@@ -6,7 +6,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::errors::BackendErrorInput;
-use super::hooks::{HookEvent, HookReply, JsHooks};
+use super::hooks::{HookEvent, JsHooks};
 use super::options::{settings, NativeOptions};
 use crate::protocol::{backend, Severity};
 use crate::server::ConnShared;
@@ -230,7 +230,7 @@ pub fn adopt_socket(
     fd: i32,
     initial: Option<BufferSlice>,
     options: NativeOptions,
-    dispatch: Function<HookEvent, Promise<HookReply>>,
+    dispatch: Function<HookEvent, Unknown<'static>>,
 ) -> Result<NativeConnection> {
     let request_client_certificate = options.auth_mode == "certificate";
     let settings = settings(options)?;

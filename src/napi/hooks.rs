@@ -1,9 +1,16 @@
 //! [`Hooks`] implemented with one JS dispatch function per server (or adopted socket), called
-//! through a ThreadsafeFunction. The JS side (`index.js`) calls the user's hooks, catches what
-//! they throw, and always resolves to a [`HookReply`], so a user error never becomes an
-//! uncaught exception.
+//! through a ThreadsafeFunction. The JS side (`lib/native-driver.js`) calls the user's hooks,
+//! catches what they throw, and always answers with [`hook_reply`], so a user error never
+//! becomes an uncaught exception.
+//!
+//! Why a reply call and not the promise the dispatcher returns: awaiting a JS promise from Rust
+//! creates two JS functions and a native allocation per call that only V8's garbage collector
+//! frees, and V8 does not see their size. Under a burst of connections that garbage piled up
+//! to several KiB per connection of resident memory; a plain call with an id leaves nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -18,6 +25,8 @@ use crate::session::{Credentials, HookRequest, HookResult};
 #[napi(object)]
 pub struct HookEvent {
     pub conn: u32,
+    /// What to pass to `hookReply` with the answer; 0 for events that want none (`close`).
+    pub call: u32,
     /// `message`, `startup`, `validate`, `authenticated` or `close`.
     pub kind: String,
     pub state_version: u32,
@@ -45,7 +54,39 @@ pub struct HookReply {
     pub tls: Option<super::tls::TlsOptionsInput>,
 }
 
-pub type DispatchFn = ThreadsafeFunction<HookEvent, Promise<HookReply>, HookEvent, Status, false, true>;
+pub type DispatchFn = ThreadsafeFunction<HookEvent, Unknown<'static>, HookEvent, Status, false, true>;
+
+type ReplySender = tokio::sync::oneshot::Sender<HookReply>;
+
+/// Hook calls waiting for JS's answer, by call id.
+fn pending() -> &'static Mutex<HashMap<u32, ReplySender>> {
+    static PENDING: OnceLock<Mutex<HashMap<u32, ReplySender>>> = OnceLock::new();
+    PENDING.get_or_init(Mutex::default)
+}
+
+fn lock_pending() -> std::sync::MutexGuard<'static, HashMap<u32, ReplySender>> {
+    pending().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// JS's answer to the hook call `call` (an id from a [`HookEvent`]). Unknown ids are ignored:
+/// the connection may have gone while the hook ran.
+#[napi]
+pub fn hook_reply(call: u32, reply: HookReply) {
+    if let Some(sender) = lock_pending().remove(&call) {
+        let _ = sender.send(reply);
+    }
+}
+
+/// A new call id; never 0, which marks events that want no reply.
+fn next_call_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    loop {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
 
 pub struct JsHooks {
     dispatch: Arc<DispatchFn>,
@@ -54,7 +95,7 @@ pub struct JsHooks {
 }
 
 impl JsHooks {
-    pub fn new(dispatch: &Function<HookEvent, Promise<HookReply>>, request_client_certificate: bool) -> Result<Self> {
+    pub fn new(dispatch: &Function<HookEvent, Unknown<'static>>, request_client_certificate: bool) -> Result<Self> {
         let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
         Ok(Self { dispatch: Arc::new(tsfn), request_client_certificate })
     }
@@ -68,6 +109,7 @@ impl HookEvent {
     pub fn new(conn: u32, kind: &str, state_version: u32) -> Self {
         Self {
             conn,
+            call: 0,
             kind: kind.to_string(),
             state_version,
             data: None,
@@ -129,18 +171,22 @@ impl Hooks for JsHooks {
                 (e, Kind::Tls { request_client_certificate: self.request_client_certificate })
             }
         };
-        let dispatch = self.dispatch.clone();
+        let mut event = event;
+        let call = next_call_id();
+        event.call = call;
+        let (sender, reply) = tokio::sync::oneshot::channel();
+        lock_pending().insert(call, sender);
+        let status = self.dispatch.call(event, ThreadsafeFunctionCallMode::NonBlocking);
+        if status != Status::Ok {
+            lock_pending().remove(&call);
+        }
         Box::pin(async move {
-            let reply = match dispatch.call_async_catch(event).await {
-                Ok(promise) => promise.await,
-                Err(err) => Err(err),
-            };
-            match reply {
+            match reply.await {
                 Ok(reply) => to_result(kind, reply),
-                Err(err) => HookResult::Failed(PgError::error(
-                    SqlState::INTERNAL_ERROR,
-                    format!("hook call failed: {}", err.reason),
-                )),
+                // The call never reached JS (the environment is shutting down).
+                Err(_) => {
+                    HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, format!("hook call failed: {status}")))
+                }
             }
         })
     }

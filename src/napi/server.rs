@@ -7,7 +7,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::connection::NativeConnection;
-use super::hooks::{HookEvent, HookReply, JsHooks};
+use super::hooks::{HookEvent, JsHooks};
 use super::options::{settings, NativeOptions};
 use crate::server::{ConnectionSettings, Hooks, Listener};
 
@@ -28,7 +28,7 @@ pub struct AddressInfo {
 #[napi]
 impl NativeServer {
     #[napi(constructor)]
-    pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Promise<HookReply>>) -> Result<Self> {
+    pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Unknown<'static>>) -> Result<Self> {
         let request_client_certificate = options.auth_mode == "certificate";
         Ok(Self {
             settings: settings(options)?,
