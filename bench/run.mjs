@@ -200,21 +200,41 @@ function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
 }
 
-/** Connects `count` authenticated idle clients; returns the server's RSS growth per client. */
-async function idleMemory(server, port, count, ssl) {
+/**
+ * Connects `count` authenticated idle clients; returns the server's RSS growth per client.
+ * With `raw`, the clients are plain (or TLS) sockets that only connect and send a startup
+ * packet, for the reference server that speaks no protocol.
+ */
+async function idleMemory(server, port, count, ssl, { raw = false } = {}) {
   const before = rssKiB(server.pid);
   const clients = [];
+  const connect = raw ? () => rawIdleClient(port, ssl) : async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', password: 'bench', ssl });
+    await client.connect();
+    return { end: () => client.end() };
+  };
   for (let i = 0; i < count; i += 50) {
-    const batch = Array.from({ length: Math.min(50, count - i) }, () => new pg.Client({
-      host: '127.0.0.1', port, user: 'bench', password: 'bench', ssl,
-    }));
-    await Promise.all(batch.map((c) => c.connect()));
-    clients.push(...batch);
+    clients.push(...await Promise.all(Array.from({ length: Math.min(50, count - i) }, connect)));
   }
   await new Promise((resolve) => setTimeout(resolve, 500));
   const after = rssKiB(server.pid);
   await Promise.all(clients.map((c) => c.end().catch(() => {})));
   return (after - before) / count;
+}
+
+async function rawIdleClient(port, ssl) {
+  const body = Buffer.from('\0\x03\0\0user\0bench\0\0', 'latin1');
+  const startup = Buffer.concat([Buffer.alloc(4), body]);
+  startup.writeInt32BE(startup.length);
+  const socket = ssl
+    ? (await import('node:tls')).connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+    : net.connect(port, '127.0.0.1');
+  await new Promise((resolve, reject) => {
+    socket.once(ssl ? 'secureConnect' : 'connect', resolve);
+    socket.once('error', reject);
+  });
+  await new Promise((resolve) => socket.write(startup, resolve));
+  return { end: async () => socket.destroy() };
 }
 
 const certs = makeCertificates();
@@ -260,12 +280,20 @@ if (only.has('memory')) {
   for (const [label, ssl, env] of [['plain', undefined, {}], ['TLS', { rejectUnauthorized: false }, { CERT_DIR: certDir }]]) {
     for (const count of [100, 1000]) {
       const perConnection = {};
-      for (const [name, modulePath, entry] of [['pg-gateway', THEIRS], ['ours (js driver)', OURS], ['ours (createServer)', OURS, 'listener']]) {
-        if (entry === 'listener' && label === 'TLS') continue;
+      // The fixed-result server (md5 in validateCredentials, onMessage), on each entry point,
+      // then the two reference points (bench/servers/idle.mjs).
+      const servers = [
+        ['pg-gateway', 'fixed.mjs', [THEIRS]],
+        ['ours (js driver)', 'fixed.mjs', [OURS]],
+        ['ours (createServer)', 'fixed.mjs', [OURS, 'listener']],
+        ['Node sockets alone', 'idle.mjs', ['bare']],
+        ['ours (createServer, no JS hook)', 'idle.mjs', ['no-hooks', OURS]],
+      ];
+      for (const [name, script, [first, ...rest]] of servers) {
         const port = await freePort();
-        const server = await startServer('fixed.mjs', [modulePath, port, ...(entry ? [entry] : [])], env);
+        const server = await startServer(script, [first, port, ...rest], env);
         try {
-          perConnection[name] = await idleMemory(server, port, count, ssl);
+          perConnection[name] = await idleMemory(server, port, count, ssl, { raw: name === 'Node sockets alone' });
         } catch (err) {
           perConnection[name] = null;
           log(`memory ${name} ${label} ${count}: ${err.message}`);
