@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark: pg-gateway-native against pg-gateway 0.2.4 (and direct PostgreSQL and
 // PgBouncer for the proxy rows), each server in its own process, load from pgbench. Variants
-// of a point run interleaved (A B C, A B C, ...) and ratios are computed within the run:
+// of a point run interleaved (A B C, C B A, ...) after a discarded warm-up run, and ratios are computed within the run:
 // absolute numbers are noise on a shared 2-core machine, ratios measured side by side are not.
 //
 //   npm run bench                      # everything (about 10 minutes)
@@ -115,8 +115,8 @@ function run(command, argv, env = {}, timeoutMs = (DURATION + 15) * 1000) {
 }
 
 /** One pgbench run; TPS, or null with the reason when it failed. */
-async function pgbench(target, { clients, mode = 'simple', connect = false }) {
-  const argv = ['-n', '-f', selectOne, '-T', String(DURATION), '-c', String(clients), '-j', String(Math.min(clients, 2)),
+async function pgbench(target, { clients, mode = 'simple', connect = false, seconds = DURATION }) {
+  const argv = ['-n', '-f', selectOne, '-T', String(seconds), '-c', String(clients), '-j', String(Math.min(clients, 2)),
     '-M', mode, '-h', target.host ?? '127.0.0.1', '-p', String(target.port), '-U', target.user ?? 'postgres'];
   if (connect) argv.push('-C');
   argv.push('postgres');
@@ -148,6 +148,8 @@ function machineBusyTicks() {
 }
 
 const results = [];
+/** Variant sets already warmed up (see `point`). */
+const warmed = new WeakSet();
 
 /**
  * Measures one point: every variant once per round, rounds interleaved; mean TPS per variant.
@@ -158,8 +160,17 @@ async function point(scenario, label, variants, options, baseline) {
   const serverCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   const machineCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   const errors = {};
+  if (!warmed.has(variants)) {
+    // A fresh server is slower at first (JIT tiers, PGlite's WebAssembly): one short,
+    // discarded run per variant, so no variant pays for the warm-up in the measured rounds.
+    warmed.add(variants);
+    for (const target of Object.values(variants)) await pgbench(target, { ...options, seconds: 2 });
+  }
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, target] of Object.entries(variants)) {
+    // A B C, then C B A: a drift during the point (a warming cache, a neighbour on the VM)
+    // cancels out instead of always hitting the same variant.
+    const order = round % 2 === 0 ? Object.entries(variants) : Object.entries(variants).reverse();
+    for (const [name, target] of order) {
       if (errors[name]) continue; // failed once: not again in later rounds
       const serverBefore = target.pid ? processTicks(target.pid) : null;
       const machineBefore = machineBusyTicks();

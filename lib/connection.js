@@ -44,7 +44,7 @@ class PostgresConnection {
       }
       this.socket = socket;
       this._driver = new JsDriver(this, socket, new binding.NativeConfig(native));
-      this._handle = this._driver.handle;
+      this._handle = this._driver; // state() for the js driver
     }
   }
 

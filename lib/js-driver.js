@@ -27,21 +27,22 @@ class JsDriver {
   constructor(connection, socket, config) {
     this.connection = connection;
     this.socket = socket;
-    this.handle = new binding.SessionHandle(config);
+    this.handle = binding.sessionNew(config);
     this.busy = false;
     this.detached = false;
     this.waitingForDrain = false;
+    this.resumeAfterHook = () => this.resume();
     // The step the session asked for last (see `run`); set by every call that polls.
     this.step = STEP_NONE;
     // Whether writes must be sealed; from the step codes, so a write costs no native call.
     this.tls = false;
     this.onData = (chunk) => {
       // While a hook is pending the session must not be polled: only take the bytes.
-      if (this.busy || this.detached) this.handle.receive(chunk);
-      else this.pump(this.handle.feed(chunk), chunk);
+      if (this.busy || this.detached) binding.sessionReceive(this.handle, chunk);
+      else this.pump(binding.sessionFeed(this.handle, chunk), chunk);
     };
     this.onEnd = () => {
-      this.handle.receiveEof();
+      binding.sessionReceiveEof(this.handle);
       this.pump();
     };
     // A client that resets the connection must end that connection only: without an 'error'
@@ -55,11 +56,16 @@ class JsDriver {
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
     // PostgreSQL's authentication_timeout: a startup that stalls is closed without a word.
     this.timer = setTimeout(() => {
-      if (!this.handle.isAuthenticated && !this.detached) socket.destroy();
+      if (!binding.sessionIsAuthenticated(this.handle) && !this.detached) socket.destroy();
     }, config.authTimeout);
     this.timer.unref?.();
     // A socket from `pauseOnConnect` stays paused until told otherwise.
     socket.resume();
+  }
+
+  /** The session's state snapshot (what `connection.state` is built from). */
+  state() {
+    return binding.sessionState(this.handle);
   }
 
   stopTimer() {
@@ -71,7 +77,7 @@ class JsDriver {
 
   /** Sends protocol bytes from the user, encrypted once TLS is up. */
   write(bytes) {
-    return this.writeWire(this.tls ? this.handle.seal(bytes) : bytes);
+    return this.writeWire(this.tls ? binding.sessionSeal(this.handle, bytes) : bytes);
   }
 
   /** Sends wire bytes; when the client stops reading, stop reading from it until it catches up. */
@@ -93,7 +99,7 @@ class JsDriver {
   pump(step, fed) {
     // Never poll while a hook is pending: the session would take it as a driver bug.
     if (this.busy || this.detached) return;
-    if (step === undefined) step = this.handle.poll();
+    if (step === undefined) step = binding.sessionPoll(this.handle);
     this.busy = true;
     // Everything written while the session runs synchronously (its own replies and the
     // hooks' sendData) leaves in one writev, as the tokio driver's single buffer does.
@@ -112,7 +118,7 @@ class JsDriver {
   run(step, fed) {
     for (;;) {
       if (step & IS_TLS) this.tls = true;
-      if (step & HAS_OUTPUT) this.writeWire(this.handle.takeOutput());
+      if (step & HAS_OUTPUT) this.writeWire(binding.sessionTakeOutput(this.handle));
       const kind = step & STEP_MASK;
       if (kind === STEP_NEED_INPUT) break;
       if (kind === STEP_CLOSE) {
@@ -125,21 +131,28 @@ class JsDriver {
           ? this.offer(fed, 0, 0, step >>> VERSION_SHIFT)
           : this.runHook(step >>> VERSION_SHIFT);
         if (pending) {
-          pending.then(() => this.resume());
+          pending.then(this.resumeAfterHook);
           return; // still busy: nothing else runs until the hook has settled
         }
       }
       if (this.detached) return this.finishDetach();
       step = this.step; // the hook's done-call polled already
     }
-    if (this.timer && this.handle.isAuthenticated) this.stopTimer();
+    if (this.timer && binding.sessionIsAuthenticated(this.handle)) this.stopTimer();
     this.busy = false;
   }
 
   resume() {
     this.busy = false;
     if (this.detached) return this.finishDetach();
-    this.pump(this.step);
+    const step = this.step;
+    // How an async onMessage usually ends (PGlite): the session only wants more input, so
+    // there is nothing to pump.
+    if ((step & (STEP_MASK | HAS_OUTPUT)) === STEP_NEED_INPUT) {
+      if (this.timer && binding.sessionIsAuthenticated(this.handle)) this.stopTimer();
+      return;
+    }
+    this.pump(step);
   }
 
   /** Hands the session a hook's answer; it polls unless the hook detached the connection. */
@@ -151,28 +164,28 @@ class JsDriver {
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */
   runHook(stateVersion) {
     const handle = this.handle;
-    const messages = handle.takeMessages();
+    const messages = binding.sessionTakeMessages(handle);
     if (messages !== null) return this.offer(messages, 0, 0, stateVersion);
-    const event = handle.hook();
+    const event = binding.sessionHook(handle);
     const options = this.connection.options;
     const connection = this.connection;
     const state = connection._stateFor(event.stateVersion);
     switch (event.kind) {
       case 'startup':
-        return settle(() => options.onStartup(state, connection), (value, error) => this.done((poll) => handle.boolDone(Boolean(value), error, poll)));
+        return settle(() => options.onStartup(state, connection), (value, error) => this.done((poll) => binding.sessionBoolDone(handle, Boolean(value), error, poll)));
       case 'validate':
         return settle(
           () => options.validateCredentials(credentials(event), state, connection),
-          (value, error) => this.done((poll) => handle.boolDone(Boolean(value), error, poll)),
+          (value, error) => this.done((poll) => binding.sessionBoolDone(handle, Boolean(value), error, poll)),
         );
       case 'authenticated':
-        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.done((poll) => handle.voidDone(error, poll)));
+        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.done((poll) => binding.sessionVoidDone(handle, error, poll)));
       case 'tls':
-        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.done((poll) => handle.tlsDone(tls, error, poll)));
+        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.done((poll) => binding.sessionTlsDone(handle, tls, error, poll)));
       case 'tlsUpgrade':
-        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.done((poll) => handle.voidDone(error, poll)));
+        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.done((poll) => binding.sessionVoidDone(handle, error, poll)));
       default:
-        this.step = handle.poll();
+        this.step = binding.sessionPoll(handle);
         return undefined;
     }
   }
@@ -195,7 +208,7 @@ class JsDriver {
       try {
         result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
       } catch (err) {
-        this.done((poll) => handle.messagesDone(handled, normalizeError(err), poll));
+        this.done((poll) => binding.sessionMessagesDone(handle, handled, normalizeError(err), poll));
         return undefined;
       }
       if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
@@ -203,12 +216,12 @@ class JsDriver {
           (ok) => {
             if (!ok || connection._detached || end >= data.length) {
               const count = ok ? handled + 1 : handled;
-              this.done((poll) => handle.messagesDone(count, undefined, poll));
+              this.done((poll) => binding.sessionMessagesDone(handle, count, undefined, poll));
               return undefined;
             }
             return this.offer(data, end, handled + 1, stateVersion);
           },
-          (err) => this.done((poll) => handle.messagesDone(handled, normalizeError(err), poll)),
+          (err) => this.done((poll) => binding.sessionMessagesDone(handle, handled, normalizeError(err), poll)),
         );
       }
       if (!result) break;
@@ -216,7 +229,7 @@ class JsDriver {
       start = end;
       if (connection._detached) break;
     }
-    this.done((poll) => handle.messagesDone(handled, undefined, poll));
+    this.done((poll) => binding.sessionMessagesDone(handle, handled, undefined, poll));
     return undefined;
   }
 
@@ -230,7 +243,7 @@ class JsDriver {
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
     this.socket.pause();
-    if (this.handle.isTls) this.tlsStream = new TlsDetachedSocket(this);
+    if (binding.sessionIsTls(this.handle)) this.tlsStream = new TlsDetachedSocket(this);
     // Outside a hook, nothing is in flight: hand over now. Inside one, after it has settled.
     if (!this.busy) this.finishDetach();
     return this.tlsStream ?? this.socket;
@@ -240,7 +253,7 @@ class JsDriver {
     if (this.handedOver) return;
     this.handedOver = true;
     this.busy = false;
-    const leftover = this.handle.takeUnprocessedInput();
+    const leftover = binding.sessionTakeUnprocessedInput(this.handle);
     if (this.tlsStream) {
       this.tlsStream.start(leftover);
       return;
@@ -273,7 +286,7 @@ class TlsDetachedSocket extends Duplex {
     const { socket, handle } = this.driver;
     if (leftover.length > 0) this.push(leftover);
     socket.on('data', (chunk) => {
-      const plaintext = handle.open(chunk);
+      const plaintext = binding.sessionOpen(handle, chunk);
       if (plaintext === null) this.push(null);
       else if (plaintext.length > 0 && !this.push(plaintext)) socket.pause();
     });
@@ -289,11 +302,11 @@ class TlsDetachedSocket extends Duplex {
   }
 
   _write(chunk, encoding, callback) {
-    this.driver.socket.write(this.driver.handle.seal(chunk), callback);
+    this.driver.socket.write(binding.sessionSeal(this.driver.handle, chunk), callback);
   }
 
   _final(callback) {
-    this.driver.socket.end(this.driver.handle.sealClose(), callback);
+    this.driver.socket.end(binding.sessionSealClose(this.driver.handle), callback);
   }
 
   _destroy(err, callback) {
