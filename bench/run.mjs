@@ -155,7 +155,7 @@ const warmed = new WeakSet();
  * Measures one point: every variant once per round, rounds interleaved; mean TPS per variant.
  * `variants` maps a name to a pgbench target; `baseline` names the denominator of ratios.
  */
-async function point(scenario, label, variants, options, baseline) {
+async function point(scenario, label, variants, options, baseline, rounds = ROUNDS) {
   const samples = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   const serverCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
   const machineCpu = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
@@ -166,7 +166,7 @@ async function point(scenario, label, variants, options, baseline) {
     warmed.add(variants);
     for (const target of Object.values(variants)) await pgbench(target, { ...options, seconds: 2 });
   }
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     // A B C, then C B A: a drift during the point (a warming cache, a neighbour on the VM)
     // cancels out instead of always hitting the same variant.
     const order = round % 2 === 0 ? Object.entries(variants) : Object.entries(variants).reverse();
@@ -324,7 +324,9 @@ if (only.has('pglite')) {
   const ports = { theirs: await freePort(), ours: await freePort() };
   const servers = [await startServer('pglite.mjs', [THEIRS, ports.theirs]), await startServer('pglite.mjs', [OURS, ports.ours])];
   const variants = { 'pg-gateway': { port: ports.theirs, pid: servers[0].pid }, 'ours (js driver)': { port: ports.ours, pid: servers[1].pid } };
-  for (const clients of [1, 8]) await point('PGlite, simple', `c=${clients}`, variants, { clients }, 'pg-gateway');
+  // Twice the rounds: two identical PGlite servers differ by up to 10% in one 5 s run (the
+  // WebAssembly's tiering and GC timing), more than the difference being measured.
+  for (const clients of [1, 8]) await point('PGlite, simple', `c=${clients}`, variants, { clients }, 'pg-gateway', ROUNDS * 2);
   await point('PGlite, extended', 'c=1', variants, { clients: 1, mode: 'extended' }, 'pg-gateway');
   for (const server of servers) server.stop();
 }
