@@ -216,11 +216,11 @@ function rssKiB(pid) {
  * With `raw`, the clients are plain (or TLS) sockets that only connect and send a startup
  * packet, for the reference server that speaks no protocol.
  */
-async function idleMemory(server, port, count, ssl, { raw = false } = {}) {
+async function idleMemory(server, port, count, ssl, { raw = false, user = 'bench', password = 'bench' } = {}) {
   const before = rssKiB(server.pid);
   const clients = [];
   const connect = raw ? () => rawIdleClient(port, ssl) : async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', password: 'bench', ssl });
+    const client = new pg.Client({ host: '127.0.0.1', port, user, password, ssl });
     await client.connect();
     return { end: () => client.end() };
   };
@@ -352,6 +352,7 @@ if (only.has('proxy') || only.has('tls-proxy')) {
     };
     for (const clients of [1, 8, 32]) await point('proxy to PostgreSQL', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
     for (const server of servers) server.stop();
+    await proxyMemory(upstream.port);
   }
   if (only.has('tls-proxy')) {
     const ports = { theirs: await freePort(), detach: await freePort(), native: await freePort() };
@@ -370,6 +371,37 @@ if (only.has('proxy') || only.has('tls-proxy')) {
     for (const clients of [1, 8, 32]) await point('TLS-terminating SNI proxy', `c=${clients}`, variants, { clients }, 'pg-gateway detach');
     for (const server of servers) server.stop();
   }
+}
+
+/**
+ * What a pooler in front of many idle clients pays: RSS growth per idle proxied connection,
+ * each proxy a fresh process (one that already served load has free memory to reuse).
+ */
+async function proxyMemory(upstreamPort) {
+  const count = 200;
+  const perConnection = {};
+  const credentials = { user: 'postgres', password: 'postgres' };
+  for (const [name, modulePath, kind] of [['pg-gateway detach', THEIRS, 'detach'], ['ours detach()', OURS, 'detach'], ['ours proxy()', OURS, 'native-listener']]) {
+    const port = await freePort();
+    const server = await startServer('proxy.mjs', [modulePath, port, upstreamPort, kind]);
+    perConnection[name] = await idleMemory(server, port, count, undefined, credentials).catch((err) => {
+      log(`memory ${name} proxy: ${err.message}`);
+      return null;
+    });
+    server.stop();
+  }
+  const bouncer = await startPgBouncer(upstreamPort);
+  if (bouncer) {
+    await new Promise((resolve) => setTimeout(resolve, 300)); // its pidfile
+    const pid = bouncer.pid();
+    perConnection.pgbouncer = pid ? await idleMemory({ pid }, bouncer.port, count, undefined, credentials).catch(() => null) : null;
+    bouncer.stop();
+  }
+  const base = perConnection['pg-gateway detach'];
+  const row = { scenario: 'RSS per idle proxied connection (KiB)', point: `${count} connections`, kib: perConnection, ratio: {} };
+  for (const [name, kib] of Object.entries(perConnection)) row.ratio[name] = base && kib !== null ? kib / base : null;
+  results.push(row);
+  log(`memory proxy ${count}: ${Object.entries(perConnection).map(([n, k]) => `${n} ${k === null ? 'failed' : k.toFixed(1)} KiB`).join(', ')}`);
 }
 
 /** PgBouncer in session mode in front of `upstreamPort` (skipped if not installed). */

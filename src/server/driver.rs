@@ -2,6 +2,7 @@
 //! it asks for, moves its output to the connection's outbound buffer, and acts on what JS asks
 //! (end, destroy, detach, proxy). A failing connection ends that connection only.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +120,7 @@ pub fn adopt(
 /// Runs the session until it ends; returns why.
 async fn drive(
     session: &mut Session,
-    reader: OwnedReadHalf,
+    mut reader: OwnedReadHalf,
     shared: &Arc<ConnShared>,
     hooks: &dyn Hooks,
     auth_timeout: Duration,
@@ -183,25 +184,31 @@ async fn drive(
                     }
                     continue;
                 }
-                // An idle connection holds no buffers: they are released here and allocated
-                // only once the socket is readable.
-                session.release_idle_buffers();
+                // An idle connection holds no buffers: the read buffer exists only while a
+                // read is polled, and is released again when the socket has nothing for it.
+                let read = std::future::poll_fn(|cx| {
+                    // Start small and double while messages are large, so big messages still
+                    // arrive in few reads.
+                    let input = session.input_mut();
+                    if input.capacity() - input.len() < 1024 {
+                        input.reserve(input.len().clamp(2048, 1 << 20));
+                    }
+                    // `read_buf` is cancel-safe, so a fresh one per poll loses nothing, and
+                    // unlike `readable()` + `try_read_buf` a short read clears tokio's
+                    // readiness: no extra recv per message that fails with EAGAIN.
+                    let polled = std::pin::pin!(reader.read_buf(input)).poll(cx);
+                    if polled.is_pending() {
+                        session.release_idle_buffers();
+                    }
+                    polled
+                });
                 tokio::select! {
-                    ready = reader.readable() => {
-                        // Start small and double while messages are large, so big messages
-                        // still arrive in few reads.
-                        let input = session.input_mut();
-                        if input.capacity() - input.len() < 1024 {
-                            input.reserve(input.len().clamp(2048, 1 << 20));
-                        }
-                        match ready.and_then(|()| reader.try_read_buf(input)) {
-                            Ok(0) => session.receive_eof(),
-                            Ok(_) => {}
-                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                            Err(_) => {
-                                shared.out.abort();
-                                return CloseReason::Error;
-                            }
+                    read = read => match read {
+                        Ok(0) => session.receive_eof(),
+                        Ok(_) => {}
+                        Err(_) => {
+                            shared.out.abort();
+                            return CloseReason::Error;
                         }
                     },
                     _ = shared.wake_driver.notified() => {}

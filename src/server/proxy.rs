@@ -3,7 +3,9 @@
 //! directions itself; with TLS, the session's rustls connection opens and seals the client's
 //! records. No payload crosses into JS.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,6 +66,23 @@ pub async fn run(
     reason
 }
 
+/// Reads what the socket has, into a buffer that exists only while the read is polled: an
+/// idle proxied connection holds none (it held two 64 KiB buffers, which a pooler in front of
+/// thousands of idle clients cannot afford). Empty means end of stream. `read_buf` is
+/// cancel-safe, so a fresh one per poll loses nothing; and unlike `readable()` plus
+/// `try_read_buf`, a short read clears tokio's readiness (no recv per message that fails with
+/// EAGAIN), and a spurious wake-up cannot leave a read waiting outside the `select!`.
+fn read_chunk(reader: &mut OwnedReadHalf) -> impl Future<Output = std::io::Result<Vec<u8>>> + '_ {
+    std::future::poll_fn(move |cx| {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        match std::pin::pin!(reader.read_buf(&mut chunk)).poll(cx) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(chunk)),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
 /// Both directions until both ends have closed (or one failed).
 async fn copy(
     session: &mut Session,
@@ -74,23 +93,26 @@ async fn copy(
     shared: &Arc<ConnShared>,
 ) -> CloseReason {
     let tls = session.is_tls();
-    let mut from_client = vec![0u8; CHUNK];
-    let mut from_upstream = vec![0u8; CHUNK];
     let (mut client_open, mut upstream_open) = (true, true);
     while client_open || upstream_open {
         if shared.destroy_requested() {
             return CloseReason::Error;
         }
+        if tls {
+            // The TLS layer's own buffers, emptied by the last copy, go too.
+            session.release_idle_buffers();
+        }
         tokio::select! {
-            read = client.read(&mut from_client), if client_open => {
+            read = read_chunk(client), if client_open => {
                 let written = match read {
-                    Ok(0) | Err(_) => None,
+                    Ok(bytes) if bytes.is_empty() => None,
+                    Err(_) => None,
                     // Plaintext goes upstream as read; only TLS needs new bytes (the opened records).
-                    Ok(n) if tls => match session.open(&from_client[..n]) {
+                    Ok(bytes) if tls => match session.open(&bytes) {
                         Some(plaintext) => Some(upstream_write.write_all(&plaintext).await),
                         None => None,
                     },
-                    Ok(n) => Some(upstream_write.write_all(&from_client[..n]).await),
+                    Ok(bytes) => Some(upstream_write.write_all(&bytes).await),
                 };
                 match written {
                     Some(Ok(())) => {}
@@ -101,25 +123,25 @@ async fn copy(
                     }
                 }
             }
-            read = upstream_read.read(&mut from_upstream), if upstream_open => match read {
-                Ok(0) | Err(_) => {
-                    upstream_open = false;
-                    if tls {
-                        let _ = client_write.write_all(&session.seal_close()).await;
+            read = read_chunk(&mut upstream_read), if upstream_open => {
+                let written = match read {
+                    Ok(bytes) if bytes.is_empty() => None,
+                    Err(_) => None,
+                    Ok(bytes) if tls => Some(client_write.write_all(&session.seal(&bytes)).await),
+                    Ok(bytes) => Some(client_write.write_all(&bytes).await),
+                };
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return CloseReason::Error,
+                    None => {
+                        upstream_open = false;
+                        if tls {
+                            let _ = client_write.write_all(&session.seal_close()).await;
+                        }
+                        let _ = client_write.shutdown().await;
                     }
-                    let _ = client_write.shutdown().await;
                 }
-                Ok(n) => {
-                    let written = if tls {
-                        client_write.write_all(&session.seal(&from_upstream[..n])).await
-                    } else {
-                        client_write.write_all(&from_upstream[..n]).await
-                    };
-                    if written.is_err() {
-                        return CloseReason::Error;
-                    }
-                }
-            },
+            }
             _ = shared.wake_driver.notified() => {}
         }
     }
