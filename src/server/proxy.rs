@@ -74,13 +74,39 @@ pub async fn run(
 /// EAGAIN), and a spurious wake-up cannot leave a read waiting outside the `select!`.
 fn read_chunk(reader: &mut OwnedReadHalf) -> impl Future<Output = std::io::Result<Vec<u8>>> + '_ {
     std::future::poll_fn(move |cx| {
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut chunk = spare_buffer();
         match std::pin::pin!(reader.read_buf(&mut chunk)).poll(cx) {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(chunk)),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                recycle(chunk);
+                Poll::Pending
+            }
         }
     })
+}
+
+thread_local! {
+    /// Empty read buffers of this worker thread, so a poll costs no allocation: at most a few
+    /// per thread (bounded memory), none per connection.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+const MAX_SPARE_BUFFERS: usize = 8;
+
+fn spare_buffer() -> Vec<u8> {
+    SPARE_BUFFERS.with(|spares| spares.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(CHUNK))
+}
+
+/// Gives a read buffer back for the next read on this thread.
+fn recycle(mut buffer: Vec<u8>) {
+    buffer.clear();
+    SPARE_BUFFERS.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < MAX_SPARE_BUFFERS {
+            spares.push(buffer);
+        }
+    });
 }
 
 /// Both directions until both ends have closed (or one failed).
@@ -108,11 +134,19 @@ async fn copy(
                     Ok(bytes) if bytes.is_empty() => None,
                     Err(_) => None,
                     // Plaintext goes upstream as read; only TLS needs new bytes (the opened records).
-                    Ok(bytes) if tls => match session.open(&bytes) {
-                        Some(plaintext) => Some(upstream_write.write_all(&plaintext).await),
-                        None => None,
-                    },
-                    Ok(bytes) => Some(upstream_write.write_all(&bytes).await),
+                    Ok(bytes) if tls => {
+                        let plaintext = session.open(&bytes);
+                        recycle(bytes);
+                        match plaintext {
+                            Some(plaintext) => Some(upstream_write.write_all(&plaintext).await),
+                            None => None,
+                        }
+                    }
+                    Ok(bytes) => {
+                        let written = upstream_write.write_all(&bytes).await;
+                        recycle(bytes);
+                        Some(written)
+                    }
                 };
                 match written {
                     Some(Ok(())) => {}
@@ -127,8 +161,16 @@ async fn copy(
                 let written = match read {
                     Ok(bytes) if bytes.is_empty() => None,
                     Err(_) => None,
-                    Ok(bytes) if tls => Some(client_write.write_all(&session.seal(&bytes)).await),
-                    Ok(bytes) => Some(client_write.write_all(&bytes).await),
+                    Ok(bytes) if tls => {
+                        let sealed = session.seal(&bytes);
+                        recycle(bytes);
+                        Some(client_write.write_all(&sealed).await)
+                    }
+                    Ok(bytes) => {
+                        let written = client_write.write_all(&bytes).await;
+                        recycle(bytes);
+                        Some(written)
+                    }
                 };
                 match written {
                     Some(Ok(())) => {}
