@@ -4,7 +4,7 @@
 // of a point run interleaved (A B C, C B A, ...) after a discarded warm-up run, and ratios are computed within the run:
 // absolute numbers are noise on a shared 2-core machine, ratios measured side by side are not.
 //
-//   npm run bench                      # everything (about 10 minutes)
+//   npm run bench                      # everything (about 16 minutes)
 //   npm run bench -- --quick           # shorter runs, one round
 //   npm run bench -- --only fixed,memory --duration 10 --rounds 3
 
