@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The benchmark: pg-gateway-native against pg-gateway 0.2.4 (and direct PostgreSQL and
-// PgBouncer for the proxy rows), each server in its own process, load from pgbench. Variants
-// of a point run interleaved (A B C, C B A, ...) after a discarded warm-up run, and ratios are computed within the run:
-// absolute numbers are noise on a shared 2-core machine, ratios measured side by side are not.
+// PgBouncer for the proxy rows), each server in its own process, load from pgbench. After a
+// discarded warm-up run, the variants of a point run interleaved (A B C, C B A, ...) and ratios
+// are computed within the run: absolute numbers are noise on a shared 2-core machine, ratios
+// measured side by side are not.
 //
 //   npm run bench                      # everything (about 16 minutes)
 //   npm run bench -- --quick           # shorter runs, one round
