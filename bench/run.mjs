@@ -444,7 +444,27 @@ async function startPgBouncer(upstreamPort) {
       return undefined;
     }
   };
-  return { port, pid, stop: () => child.kill('SIGKILL') };
+  // As root, `child` is runuser, which does not pass a kill on to PgBouncer: kill PgBouncer by
+  // its pidfile too, also when the benchmark exits early.
+  const killBouncer = () => {
+    const bouncerPid = pid();
+    if (bouncerPid) {
+      try {
+        process.kill(bouncerPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  process.on('exit', killBouncer);
+  return {
+    port,
+    pid,
+    stop: () => {
+      killBouncer();
+      child.kill('SIGKILL');
+    },
+  };
 }
 
 for (const cleanup of cleanups.reverse()) await cleanup();
