@@ -155,10 +155,18 @@ class JsDriver {
     this.pump(step);
   }
 
-  /** Hands the session a hook's answer; it polls unless the hook detached the connection. */
-  done(call) {
-    this.step = call(!this.connection._detached);
-    if (this.step & IS_TLS) this.tls = true;
+  /**
+   * Whether a hook's done-call should poll the session on: not once the hook detached the
+   * connection (the bytes behind belong to the detached stream).
+   */
+  get pollAfterHook() {
+    return !this.connection._detached;
+  }
+
+  /** Records the step a hook's done-call returned. */
+  afterHook(step) {
+    this.step = step;
+    if (step & IS_TLS) this.tls = true;
   }
 
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */
@@ -172,18 +180,18 @@ class JsDriver {
     const state = connection._stateFor(event.stateVersion);
     switch (event.kind) {
       case 'startup':
-        return settle(() => options.onStartup(state, connection), (value, error) => this.done((poll) => binding.sessionBoolDone(handle, Boolean(value), error, poll)));
+        return settle(() => options.onStartup(state, connection), (value, error) => this.afterHook(binding.sessionBoolDone(handle, Boolean(value), error, this.pollAfterHook)));
       case 'validate':
         return settle(
           () => options.validateCredentials(credentials(event), state, connection),
-          (value, error) => this.done((poll) => binding.sessionBoolDone(handle, Boolean(value), error, poll)),
+          (value, error) => this.afterHook(binding.sessionBoolDone(handle, Boolean(value), error, this.pollAfterHook)),
         );
       case 'authenticated':
-        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.done((poll) => binding.sessionVoidDone(handle, error, poll)));
+        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.afterHook(binding.sessionVoidDone(handle, error, this.pollAfterHook)));
       case 'tls':
-        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.done((poll) => binding.sessionTlsDone(handle, tls, error, poll)));
+        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.afterHook(binding.sessionTlsDone(handle, tls, error, this.pollAfterHook)));
       case 'tlsUpgrade':
-        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.done((poll) => binding.sessionVoidDone(handle, error, poll)));
+        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.afterHook(binding.sessionVoidDone(handle, error, this.pollAfterHook)));
       default:
         this.step = binding.sessionPoll(handle);
         return undefined;
@@ -208,7 +216,7 @@ class JsDriver {
       try {
         result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
       } catch (err) {
-        this.done((poll) => binding.sessionMessagesDone(handle, handled, normalizeError(err), poll));
+        this.afterHook(binding.sessionMessagesDone(handle, handled, normalizeError(err), this.pollAfterHook));
         return undefined;
       }
       if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
@@ -216,12 +224,12 @@ class JsDriver {
           (ok) => {
             if (!ok || connection._detached || end >= data.length) {
               const count = ok ? handled + 1 : handled;
-              this.done((poll) => binding.sessionMessagesDone(handle, count, undefined, poll));
+              this.afterHook(binding.sessionMessagesDone(handle, count, undefined, this.pollAfterHook));
               return undefined;
             }
             return this.offer(data, end, handled + 1, stateVersion);
           },
-          (err) => this.done((poll) => binding.sessionMessagesDone(handle, handled, normalizeError(err), poll)),
+          (err) => this.afterHook(binding.sessionMessagesDone(handle, handled, normalizeError(err), this.pollAfterHook)),
         );
       }
       if (!result) break;
@@ -229,7 +237,7 @@ class JsDriver {
       start = end;
       if (connection._detached) break;
     }
-    this.done((poll) => binding.sessionMessagesDone(handle, handled, undefined, poll));
+    this.afterHook(binding.sessionMessagesDone(handle, handled, undefined, this.pollAfterHook));
     return undefined;
   }
 

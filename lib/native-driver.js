@@ -19,14 +19,15 @@ function createDispatcher(lookup) {
   // answer Rust cannot read (say, tls options of the wrong type) becomes an error reply.
   return function dispatch(event) {
     const call = event.call;
-    handle(event).catch(failure).then((reply) => {
+    const reply = (answer) => {
       if (call === 0) return;
       try {
-        binding.hookReply(call, reply);
+        binding.hookReply(call, answer);
       } catch (err) {
         binding.hookReply(call, failure(err));
       }
-    });
+    };
+    handle(event).then(reply, (err) => reply(failure(err)));
   };
   async function handle(event) {
     const connection = lookup(event);
@@ -64,15 +65,9 @@ function createDispatcher(lookup) {
   }
 }
 
-/** The reply for a hook whose failure could not even be described normally. */
+/** The reply for a failure outside the user's hooks (normalizeError never throws). */
 function failure(err) {
-  let message;
-  try {
-    message = String(err && err.message !== undefined ? err.message : err);
-  } catch {
-    message = 'unknown error';
-  }
-  return { value: 0, error: { severity: 'ERROR', code: 'XX000', message: `hook failed: ${message}` } };
+  return { value: 0, error: normalizeError(err) };
 }
 
 async function deliverMessages(connection, onMessage, event, state) {

@@ -152,7 +152,7 @@ enum Kind {
 
 impl Hooks for JsHooks {
     fn call(&self, conn: &Arc<ConnShared>, request: HookRequest, offered: &[u8]) -> HookFuture {
-        let (event, kind) = match request {
+        let (mut event, kind) = match request {
             HookRequest::Messages { .. } => {
                 let mut e = event(conn, "message");
                 // The one copy: out of the session's input, into a Buffer JS owns.
@@ -171,7 +171,6 @@ impl Hooks for JsHooks {
                 (e, Kind::Tls { request_client_certificate: self.request_client_certificate })
             }
         };
-        let mut event = event;
         let call = next_call_id();
         event.call = call;
         let (sender, reply) = tokio::sync::oneshot::channel();
