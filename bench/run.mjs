@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, chownSync, statSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -234,12 +235,21 @@ async function idleMemory(server, port, count, ssl, { raw = false, user = 'bench
   return (after - before) / count;
 }
 
+/** Records a memory row: KiB per connection by variant, with ratios to `baseline`. */
+function memoryRow(scenario, label, perConnection, baseline) {
+  const base = perConnection[baseline];
+  const ratio = {};
+  for (const [name, kib] of Object.entries(perConnection)) ratio[name] = base && kib !== null ? kib / base : null;
+  results.push({ scenario, point: label, kib: perConnection, ratio });
+  log(`${scenario}, ${label}: ${Object.entries(perConnection).map(([n, k]) => `${n} ${k === null ? 'failed' : k.toFixed(1)}`).join(', ')}`);
+}
+
 async function rawIdleClient(port, ssl) {
   const body = Buffer.from('\0\x03\0\0user\0bench\0\0', 'latin1');
   const startup = Buffer.concat([Buffer.alloc(4), body]);
   startup.writeInt32BE(startup.length);
   const socket = ssl
-    ? (await import('node:tls')).connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+    ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
     : net.connect(port, '127.0.0.1');
   await new Promise((resolve, reject) => {
     socket.once(ssl ? 'secureConnect' : 'connect', resolve);
@@ -312,11 +322,7 @@ if (only.has('memory')) {
         }
         server.stop();
       }
-      const base = perConnection['pg-gateway'];
-      const row = { scenario: `RSS per idle connection (KiB), ${label}`, point: `${count} connections`, kib: perConnection, ratio: {} };
-      for (const [name, kib] of Object.entries(perConnection)) row.ratio[name] = base && kib !== null ? kib / base : null;
-      results.push(row);
-      log(`memory ${label} ${count}: ${Object.entries(perConnection).map(([n, k]) => `${n} ${k === null ? 'failed' : k.toFixed(1)} KiB`).join(', ')}`);
+      memoryRow(`RSS per idle connection (KiB), ${label}`, `${count} connections`, perConnection, 'pg-gateway');
     }
   }
 }
@@ -398,11 +404,7 @@ async function proxyMemory(upstreamPort) {
     perConnection.pgbouncer = pid ? await idleMemory({ pid }, bouncer.port, count, undefined, credentials).catch(() => null) : null;
     bouncer.stop();
   }
-  const base = perConnection['pg-gateway detach'];
-  const row = { scenario: 'RSS per idle proxied connection (KiB)', point: `${count} connections`, kib: perConnection, ratio: {} };
-  for (const [name, kib] of Object.entries(perConnection)) row.ratio[name] = base && kib !== null ? kib / base : null;
-  results.push(row);
-  log(`memory proxy ${count}: ${Object.entries(perConnection).map(([n, k]) => `${n} ${k === null ? 'failed' : k.toFixed(1)} KiB`).join(', ')}`);
+  memoryRow('RSS per idle proxied connection (KiB)', `${count} connections`, perConnection, 'pg-gateway detach');
 }
 
 /** PgBouncer in session mode in front of `upstreamPort` (skipped if not installed). */

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
@@ -109,6 +109,13 @@ fn recycle(mut buffer: Vec<u8>) {
     });
 }
 
+/// Writes a chunk as read, then gives its buffer back for the next read.
+async fn forward<W: AsyncWrite + Unpin + ?Sized>(writer: &mut W, chunk: Vec<u8>) -> std::io::Result<()> {
+    let written = writer.write_all(&chunk).await;
+    recycle(chunk);
+    written
+}
+
 /// Both directions until both ends have closed (or one failed).
 async fn copy(
     session: &mut Session,
@@ -142,11 +149,7 @@ async fn copy(
                             None => None,
                         }
                     }
-                    Ok(bytes) => {
-                        let written = upstream_write.write_all(&bytes).await;
-                        recycle(bytes);
-                        Some(written)
-                    }
+                    Ok(bytes) => Some(forward(&mut upstream_write, bytes).await),
                 };
                 match written {
                     Some(Ok(())) => {}
@@ -166,11 +169,7 @@ async fn copy(
                         recycle(bytes);
                         Some(client_write.write_all(&sealed).await)
                     }
-                    Ok(bytes) => {
-                        let written = client_write.write_all(&bytes).await;
-                        recycle(bytes);
-                        Some(written)
-                    }
+                    Ok(bytes) => Some(forward(client_write, bytes).await),
                 };
                 match written {
                     Some(Ok(())) => {}
