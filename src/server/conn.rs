@@ -10,9 +10,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::outbound::Outbound;
+use super::signal::Signal;
 use crate::session::{Session, SessionConfig, State};
 
 /// Why a connection ended.
@@ -33,6 +34,18 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    const ALL: [Self; 6] =
+        [Self::ClientEnded, Self::Closed, Self::Error, Self::Timeout, Self::Shutdown, Self::Detached];
+
+    /// As a [`Signal`] value: 0 is "still running".
+    fn code(self) -> u8 {
+        Self::ALL.iter().position(|r| *r == self).map_or(0, |i| i as u8 + 1)
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientEnded => "end",
@@ -84,12 +97,12 @@ pub struct ConnShared {
     pub(super) wake_driver: Notify,
     /// Set once any hook ran, so JS knows this connection and must hear that it closed.
     pub(super) seen_by_js: AtomicBool,
-    /// Watch channels keep no receiver of their own: always update them with `send_replace`,
-    /// which stores the value even when nobody is subscribed yet (`send` would drop it).
-    pub(super) finished: watch::Sender<Option<CloseReason>>,
+    /// Why the driver ended ([`CloseReason::code`]), 0 while it runs.
+    finished: Signal,
     /// After `detach()`: the read side and the bytes read but not processed.
     pub(super) detached: tokio::sync::Mutex<Option<DetachedRead>>,
-    pub(super) detached_ready: watch::Sender<bool>,
+    /// 1 once the read side of a detached connection can be read.
+    detached_ready: Signal,
     /// Once TLS is up, JS writes wait here as plaintext until the driver seals them, in order.
     pub(super) encrypted: AtomicBool,
     pub(super) plain_out: Mutex<BytesMut>,
@@ -115,9 +128,9 @@ impl ConnShared {
             requests: AtomicU8::new(0),
             wake_driver: Notify::new(),
             seen_by_js: AtomicBool::new(false),
-            finished: watch::channel(None).0,
+            finished: Signal::default(),
             detached: tokio::sync::Mutex::new(None),
-            detached_ready: watch::channel(false).0,
+            detached_ready: Signal::default(),
             encrypted: AtomicBool::new(false),
             plain_out: Mutex::new(BytesMut::new()),
             proxy_target: Mutex::new(None),
@@ -212,31 +225,27 @@ impl ConnShared {
     }
 
     pub fn finished(&self) -> Option<CloseReason> {
-        *self.finished.borrow()
+        CloseReason::from_code(self.finished.get())
+    }
+
+    pub(super) fn set_finished(&self, reason: CloseReason) {
+        self.finished.set(reason.code());
     }
 
     /// Resolves when the driver has ended (for a detached connection: when it detached).
     pub async fn wait_finished(&self) -> CloseReason {
-        let mut rx = self.finished.subscribe();
-        loop {
-            if let Some(reason) = *rx.borrow_and_update() {
-                return reason;
-            }
-            if rx.changed().await.is_err() {
-                return CloseReason::Error;
-            }
-        }
+        self.finished.wait_for(CloseReason::from_code).await
+    }
+
+    /// The read side of a detached connection is in place (or gone): readers may go on.
+    pub(super) fn set_detached_ready(&self) {
+        self.detached_ready.set(1);
     }
 
     /// After `detach()`: the next bytes from the client (those read but not processed
     /// first); `None` at EOF or if the connection is gone.
     pub async fn read_detached(&self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
-        let mut ready = self.detached_ready.subscribe();
-        while !*ready.borrow_and_update() {
-            if ready.changed().await.is_err() {
-                return Ok(None);
-            }
-        }
+        self.detached_ready.wait_for(|ready| (ready != 0).then_some(())).await;
         let mut guard = self.detached.lock().await;
         match guard.as_mut() {
             None => Ok(None),
@@ -260,6 +269,6 @@ impl ConnShared {
         if let Ok(mut guard) = self.detached.try_lock() {
             guard.take();
         }
-        self.detached_ready.send_replace(true);
+        self.set_detached_ready();
     }
 }

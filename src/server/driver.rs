@@ -68,7 +68,7 @@ pub fn spawn_connection(
             // is dropped; on abort it stops at once.
             driver_shared.out.stopped().await;
         }
-        driver_shared.finished.send_replace(Some(reason));
+        driver_shared.set_finished(reason);
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.closed(&driver_shared, reason);
         }
@@ -139,7 +139,7 @@ async fn drive(
                     return detached_tls(session, reader, shared, leftover).await;
                 }
                 *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
-                shared.detached_ready.send_replace(true);
+                shared.set_detached_ready();
                 return CloseReason::Detached;
             }
             None => {}
@@ -230,8 +230,8 @@ async fn detached_tls(
     // A few chunks in flight at most: a stream that JS does not read stops the socket reads.
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     *shared.detached.lock().await = Some(DetachedRead::Decrypted { leftover, chunks: receiver });
-    shared.detached_ready.send_replace(true);
-    shared.finished.send_replace(Some(CloseReason::Detached));
+    shared.set_detached_ready();
+    shared.set_finished(CloseReason::Detached);
     // Dropping the sender is how the detached reader learns that the client's stream ended.
     let mut chunks = Some(sender);
     let mut buf = vec![0u8; 64 * 1024];

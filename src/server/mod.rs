@@ -9,6 +9,7 @@ mod hooks;
 mod listener;
 mod outbound;
 mod proxy;
+mod signal;
 
 pub use conn::{CloseReason, ConnShared, ConnectionSettings, ProxyTarget};
 pub use driver::{adopt, secrets, spawn_connection};

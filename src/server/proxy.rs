@@ -27,7 +27,7 @@ pub async fn run(
 ) -> CloseReason {
     let startup = target.replay_startup.then(|| session.state().client_info.clone()).flatten().map(|info| {
         let mut out = BytesMut::new();
-        StartupMessage { major: info.major_version, minor: 0, parameters: info.parameters }.encode(&mut out);
+        StartupMessage { major: info.major_version, minor: 0, parameters: info.parameters.clone() }.encode(&mut out);
         out
     });
     let leftover = session.take_unprocessed_input();

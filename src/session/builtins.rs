@@ -1,6 +1,8 @@
 //! The built-in behaviour: what the session does with a message no hook handled. This is
 //! where PostgreSQL's edge behaviour is reproduced (see `backend_startup.c` and `postgres.c`).
 
+use std::sync::Arc;
+
 use super::{fatal, ClientInfo, Credentials, HookRequest, Phase, Session};
 use crate::auth::AuthMode;
 use crate::protocol::backend::{self, TransactionStatus};
@@ -80,8 +82,11 @@ impl Session {
                     backend::negotiate_protocol_version(&mut self.output, PROTOCOL_3_0, &unrecognized);
                 }
                 self.state.has_started = true;
-                self.state.client_info =
-                    Some(ClientInfo { major_version: message.major, minor_version: message.minor, parameters });
+                self.state.client_info = Some(Arc::new(ClientInfo {
+                    major_version: message.major,
+                    minor_version: message.minor,
+                    parameters,
+                }));
                 self.state_version += 1;
                 self.phase = Phase::Authenticating(self.config.auth_mode);
                 if self.config.hooks.on_startup {

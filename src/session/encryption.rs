@@ -188,11 +188,11 @@ impl Session {
                     handshake_done = true;
                     let alpn = connection.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
                     let client_certificate = connection.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-                    self.state.tls_info = Some(TlsInfo {
+                    self.state.tls_info = Some(Arc::new(TlsInfo {
                         sni_server_name: self.tls_sni.clone(),
                         alpn_protocol: alpn,
                         client_certificate,
-                    });
+                    }));
                     self.state_version += 1;
                     if self.config.hooks.on_tls_upgrade {
                         self.queued = Some(HookRequest::TlsUpgrade);

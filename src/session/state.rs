@@ -1,5 +1,7 @@
 //! The connection state JS sees as `connection.state` (pg-gateway's `State`).
 
+use std::sync::Arc;
+
 /// What the client said in its StartupMessage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientInfo {
@@ -29,6 +31,8 @@ pub struct TlsInfo {
 pub struct State {
     pub has_started: bool,
     pub is_authenticated: bool,
-    pub client_info: Option<ClientInfo>,
-    pub tls_info: Option<TlsInfo>,
+    /// Shared, not copied, by the snapshots a driver publishes: a connection keeps one copy
+    /// of its parameters (and client certificate) for its whole life.
+    pub client_info: Option<Arc<ClientInfo>>,
+    pub tls_info: Option<Arc<TlsInfo>>,
 }
