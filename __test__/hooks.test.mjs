@@ -353,3 +353,44 @@ for (const mode of MODES) {
     assert.deepEqual(reply.map((m) => m.type).join(''), 'TDCZ', 'the answer, then a clean close');
   });
 }
+
+test('createServer: connection.socket, made on first use, hears the close; made after it, says destroyed', async (t) => {
+  const seen = [];
+  let early;
+  let late;
+  const server = await startServer('native', () => answerQueries({
+    onStartup(state, connection) {
+      // The first connection touches its socket in a hook; the second only after it closed.
+      if (!early) {
+        early = connection;
+        connection.socket.on('end', () => seen.push('end'));
+        connection.socket.on('close', (hadError) => seen.push(`close ${hadError}`));
+      } else {
+        late = connection;
+      }
+      return false;
+    },
+  }));
+  t.after(() => server.close());
+  for (let i = 0; i < 2; i += 1) {
+    const client = await rawClient(server.port);
+    client.send(frontend.startup({ user: 'u' }));
+    await client.waitFor((b) => parseMessages(b).some((m) => m.type === 'Z'));
+    client.send(frontend.terminate());
+    await client.waitClosed();
+    client.close();
+  }
+  await waitUntil(() => seen.length === 2 && server.server.connectionCount === 0);
+  assert.deepEqual(seen, ['end', 'close false']);
+  assert.equal(early.socket.destroyed, true);
+  assert.equal(late.socket.destroyed, true, 'a stand-in made after the close starts out destroyed');
+  assert.equal(late.socket.remoteAddress, '127.0.0.1');
+});
+
+async function waitUntil(predicate, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

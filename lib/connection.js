@@ -84,7 +84,23 @@ class PostgresConnection {
     this._handle = handle;
     this._originalSocket = originalSocket;
     this._closed = false;
-    this.socket = new ConnectionSocket(handle);
+    this._socket = null;
+  }
+
+  /**
+   * Your socket on the 'js' driver, as in 0.2.4. On the native driver a stand-in, made on first
+   * use: it is an EventEmitter, and most connections of a server never touch it.
+   */
+  get socket() {
+    if (this._socket === null && this._native) {
+      this._socket = new ConnectionSocket(this._native);
+      this._socket.destroyed = this._closed;
+    }
+    return this._socket;
+  }
+
+  set socket(socket) {
+    this._socket = socket;
   }
 
   _stateFor(version) {
@@ -101,12 +117,14 @@ class PostgresConnection {
     this._closed = true;
     adopted.delete(this._native.id);
     if (reason === 'detached') return;
-    this.socket.destroyed = true;
+    // No stand-in yet means nobody listens to it: one made later starts out destroyed.
+    const socket = this._socket;
+    if (socket) socket.destroyed = true;
     if (reason === 'end') {
-      this.socket.emit('end');
+      socket?.emit('end');
       if (this._originalSocket) this._originalSocket.emit('end');
     }
-    this.socket.emit('close', reason === 'error');
+    socket?.emit('close', reason === 'error');
   }
 
   /** A fresh snapshot of the connection state, as in pg-gateway. */
