@@ -50,12 +50,14 @@ pub async fn run(
     };
     let _ = upstream.set_nodelay(true);
     let (upstream_read, mut upstream_write) = upstream.into_split();
-    for first in [startup.as_deref(), Some(&leftover[..])].into_iter().flatten() {
-        if !first.is_empty() && upstream_write.write_all(first).await.is_err() {
+    // Consumed here, so that none of the startup's buffers stays for the connection's life.
+    for first in [startup, Some(leftover)].into_iter().flatten() {
+        if !first.is_empty() && upstream_write.write_all(&first).await.is_err() {
             shared.out.abort();
             return CloseReason::Error;
         }
     }
+    session.release_idle_buffers();
     // Write the client directly from here on: no hop through the writer task per chunk.
     let Ok(mut client_write) = shared.out.hand_over().await else {
         shared.out.abort();

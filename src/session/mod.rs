@@ -234,7 +234,9 @@ impl Session {
         self.phase = Phase::Closed;
         self.pending = None;
         self.queued = None;
-        self.input.split()
+        // Taken whole: a split would leave the session sharing the read buffer for as long as
+        // the connection lives on (a proxied one, for hours).
+        std::mem::take(&mut self.input)
     }
 
     /// Ends the session from outside (server shutdown, timeout): sends `err` if given.

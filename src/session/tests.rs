@@ -392,6 +392,19 @@ fn builtin_simple_query_answer_keeps_the_connection_usable() {
 }
 
 #[test]
+fn unprocessed_input_is_handed_over_whole_and_the_session_keeps_no_share_of_it() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let query = typed(b'Q', b"select 1\0");
+    h.session.receive(&query[..4]); // half a message: not processed
+    let leftover = h.session.take_unprocessed_input();
+    assert_eq!(&leftover[..], &query[..4]);
+    // A split would leave the session's input sharing the buffer for as long as the
+    // connection lives on (a proxied one, for hours).
+    assert_eq!(h.session.input.capacity(), 0);
+}
+
+#[test]
 fn an_idle_session_releases_its_buffers_and_keeps_a_partial_message() {
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
     h.send(&startup(&[("user", "a")]));
