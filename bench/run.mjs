@@ -208,18 +208,26 @@ async function point(scenario, label, variants, options, baseline, rounds = ROUN
 
 const fmt = (tps) => (tps === null || tps === undefined ? 'failed' : `${Math.round(tps)}`);
 
-function rssKiB(pid) {
+/**
+ * Resident memory of `pid` in KiB: `anon` is what the process allocated (heaps, stacks, JIT
+ * code); `file` the pages of mapped files, mostly the node executable's own code. The latter
+ * grows once, by up to 4 MiB, whenever a code path (V8's optimising compiler above all) first
+ * runs, whichever connection triggers it: that is not memory per connection.
+ */
+function residentKiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+  const field = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+  return { anon: field('RssAnon'), file: field('RssFile') };
 }
 
 /**
- * Connects `count` authenticated idle clients; returns the server's RSS growth per client.
+ * Connects `count` authenticated idle clients; returns the server's anonymous RSS growth per
+ * client (see `residentKiB`; the growth of file pages is logged).
  * With `raw`, the clients are plain (or TLS) sockets that only connect and send a startup
  * packet, for the reference server that speaks no protocol.
  */
-async function idleMemory(server, port, count, ssl, { raw = false, user = 'bench', password = 'bench' } = {}) {
-  const before = rssKiB(server.pid);
+async function idleMemory(server, port, count, ssl, { raw = false, user = 'bench', password = 'bench', label = '' } = {}) {
+  const before = residentKiB(server.pid);
   const clients = [];
   const connect = raw ? () => rawIdleClient(port, ssl) : async () => {
     const client = new pg.Client({ host: '127.0.0.1', port, user, password, ssl });
@@ -230,9 +238,10 @@ async function idleMemory(server, port, count, ssl, { raw = false, user = 'bench
     clients.push(...await Promise.all(Array.from({ length: Math.min(50, count - i) }, connect)));
   }
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = rssKiB(server.pid);
+  const after = residentKiB(server.pid);
   await Promise.all(clients.map((c) => c.end().catch(() => {})));
-  return (after - before) / count;
+  log(`memory ${label}, ${count} idle connections: anonymous RSS +${after.anon - before.anon} KiB, file pages +${after.file - before.file} KiB`);
+  return (after.anon - before.anon) / count;
 }
 
 /** Records a memory row: KiB per connection by variant, with ratios to `baseline`. */
@@ -315,14 +324,14 @@ if (only.has('memory')) {
         const port = await freePort();
         const server = await startServer(script, [first, port, ...rest], env);
         try {
-          perConnection[name] = await idleMemory(server, port, count, ssl, { raw: name === 'Node sockets alone' });
+          perConnection[name] = await idleMemory(server, port, count, ssl, { raw: name === 'Node sockets alone', label: `${name} ${label}` });
         } catch (err) {
           perConnection[name] = null;
           log(`memory ${name} ${label} ${count}: ${err.message}`);
         }
         server.stop();
       }
-      memoryRow(`RSS per idle connection (KiB), ${label}`, `${count} connections`, perConnection, 'pg-gateway');
+      memoryRow(`Anonymous RSS per idle connection (KiB), ${label}`, `${count} connections`, perConnection, 'pg-gateway');
     }
   }
 }
@@ -381,7 +390,7 @@ if (only.has('proxy') || only.has('tls-proxy')) {
 }
 
 /**
- * What a pooler in front of many idle clients pays: RSS growth per idle proxied connection,
+ * What a pooler in front of many idle clients pays: memory per idle proxied connection,
  * each proxy a fresh process (one that already served load has free memory to reuse).
  */
 async function proxyMemory(upstreamPort) {
@@ -391,7 +400,7 @@ async function proxyMemory(upstreamPort) {
   for (const [name, modulePath, kind] of [['pg-gateway detach', THEIRS, 'detach'], ['ours detach()', OURS, 'detach'], ['ours proxy()', OURS, 'native-listener']]) {
     const port = await freePort();
     const server = await startServer('proxy.mjs', [modulePath, port, upstreamPort, kind]);
-    perConnection[name] = await idleMemory(server, port, count, undefined, credentials).catch((err) => {
+    perConnection[name] = await idleMemory(server, port, count, undefined, { ...credentials, label: `${name} proxied` }).catch((err) => {
       log(`memory ${name} proxy: ${err.message}`);
       return null;
     });
@@ -401,10 +410,10 @@ async function proxyMemory(upstreamPort) {
   if (bouncer) {
     await new Promise((resolve) => setTimeout(resolve, 300)); // its pidfile
     const pid = bouncer.pid();
-    perConnection.pgbouncer = pid ? await idleMemory({ pid }, bouncer.port, count, undefined, credentials).catch(() => null) : null;
+    perConnection.pgbouncer = pid ? await idleMemory({ pid }, bouncer.port, count, undefined, { ...credentials, label: 'pgbouncer proxied' }).catch(() => null) : null;
     bouncer.stop();
   }
-  memoryRow('RSS per idle proxied connection (KiB)', `${count} connections`, perConnection, 'pg-gateway detach');
+  memoryRow('Anonymous RSS per idle proxied connection (KiB)', `${count} connections`, perConnection, 'pg-gateway detach');
 }
 
 /** PgBouncer in session mode in front of `upstreamPort` (skipped if not installed). */
