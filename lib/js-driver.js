@@ -6,7 +6,7 @@
 
 const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
-const { normalizeError, credentials, settle, chooseTls, copyAddresses } = require('./values.js');
+const { credentials, settle, offerMessages, chooseTls, copyAddresses } = require('./values.js');
 
 const STEP_NEED_INPUT = 0;
 const STEP_HOOK = 1;
@@ -128,7 +128,7 @@ class JsDriver {
       }
       if (kind === STEP_HOOK) {
         const pending = step & OFFERS_FED_BYTES
-          ? this.offer(fed, 0, 0, step >>> VERSION_SHIFT)
+          ? this.offer(fed, step >>> VERSION_SHIFT)
           : this.runHook(step >>> VERSION_SHIFT);
         if (pending) {
           pending.then(this.resumeAfterHook);
@@ -173,7 +173,7 @@ class JsDriver {
   runHook(stateVersion) {
     const handle = this.handle;
     const messages = binding.sessionTakeMessages(handle);
-    if (messages !== null) return this.offer(messages, 0, 0, stateVersion);
+    if (messages !== null) return this.offer(messages, stateVersion);
     const event = binding.sessionHook(handle);
     const options = this.connection.options;
     const connection = this.connection;
@@ -198,47 +198,15 @@ class JsDriver {
     }
   }
 
-  /**
-   * Offers the messages in `data` from `start` on to `onMessage`, in order, stopping at the
-   * first one it does not handle (the built-ins answer that one); `handled` were handled
-   * before. Synchronous answers run back to back; the first promise makes the rest wait.
-   * The messages are whole frames, so their own length fields delimit them.
-   */
-  offer(data, start, handled, stateVersion) {
-    const handle = this.handle;
+  /** Offers the messages in `data` to `onMessage` (see `offerMessages`). */
+  offer(data, stateVersion) {
     const connection = this.connection;
-    const onMessage = connection.options.onMessage;
-    const state = connection._stateFor(stateVersion);
-    const typed = state.hasStarted;
-    while (start < data.length) {
-      const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
-      let result;
-      try {
-        result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
-      } catch (err) {
-        this.afterHook(binding.sessionMessagesDone(handle, handled, normalizeError(err), this.pollAfterHook));
-        return undefined;
-      }
-      if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-        return Promise.resolve(result).then(
-          (ok) => {
-            if (!ok || connection._detached || end >= data.length) {
-              const count = ok ? handled + 1 : handled;
-              this.afterHook(binding.sessionMessagesDone(handle, count, undefined, this.pollAfterHook));
-              return undefined;
-            }
-            return this.offer(data, end, handled + 1, stateVersion);
-          },
-          (err) => this.afterHook(binding.sessionMessagesDone(handle, handled, normalizeError(err), this.pollAfterHook)),
-        );
-      }
-      if (!result) break;
-      handled += 1;
-      start = end;
-      if (connection._detached) break;
-    }
-    this.afterHook(binding.sessionMessagesDone(handle, handled, undefined, this.pollAfterHook));
-    return undefined;
+    return offerMessages(connection.options.onMessage, data, 0, 0, connection._stateFor(stateVersion), connection, this);
+  }
+
+  /** `offerMessages`' outcome: `count` messages handled, then the session goes on. */
+  messagesDone(count, error) {
+    this.afterHook(binding.sessionMessagesDone(this.handle, count, error, this.pollAfterHook));
   }
 
   /**

@@ -6,19 +6,22 @@
 const { EventEmitter } = require('node:events');
 const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
-const { normalizeError, toBytes, credentials, chooseTls, copyAddresses } = require('./values.js');
+const {
+  normalizeError, toBytes, credentials, settle, offerMessages, chooseTls, copyAddresses,
+} = require('./values.js');
 
 /**
- * Calls the user's hooks for one native event and always resolves to `{ value, error? }`:
- * whatever a hook throws becomes an ErrorResponse to that client, never an unhandled
- * rejection. For `message` events, every message of the batch goes to `onMessage` in order,
- * and the loop stops at the first one the hook did not handle (the built-ins answer it).
+ * Calls the user's hooks for one native event and answers Rust with exactly one
+ * `hookReply(call, { value, error? })`: at once when the hook is synchronous (no promise, no
+ * microtask on the way), after it settles when it is not. Whatever a hook throws becomes an
+ * ErrorResponse to that client, never an unhandled rejection. For `message` events, every
+ * message of the batch goes to `onMessage` in order (see `offerMessages`).
  */
 function createDispatcher(lookup) {
-  // Every event with a call id gets exactly one hookReply, whatever the hook does: even an
-  // answer Rust cannot read (say, tls options of the wrong type) becomes an error reply.
   return function dispatch(event) {
     const call = event.call;
+    // Even an answer Rust cannot read (say, tls options of the wrong type) becomes an error
+    // reply: a call without one would wait forever.
     const reply = (answer) => {
       if (call === 0) return;
       try {
@@ -27,71 +30,47 @@ function createDispatcher(lookup) {
         binding.hookReply(call, failure(err));
       }
     };
-    handle(event).then(reply, (err) => reply(failure(err)));
-  };
-  async function handle(event) {
-    const connection = lookup(event);
-    if (!connection) return { value: 0 };
-    if (event.kind === 'close') {
-      connection._onClose(event.reason);
-      return { value: 0 };
-    }
-    const options = connection.options;
-    const state = connection._stateFor(event.stateVersion);
     try {
-      switch (event.kind) {
-        case 'message':
-          return await deliverMessages(connection, options.onMessage, event, state);
-        case 'startup':
-          return { value: (await options.onStartup(state, connection)) ? 1 : 0 };
-        case 'validate':
-          return { value: (await options.validateCredentials(credentials(event), state, connection)) ? 1 : 0 };
-        case 'authenticated':
-          await options.onAuthenticated(state, connection);
-          return { value: 0 };
-        case 'tlsUpgrade':
-          await options.onTlsUpgrade(state, connection);
-          return { value: 0 };
-        case 'tls':
-          return await new Promise((resolve) => {
-            chooseTls(options.tls, event.sniServerName, (tls, error) => resolve({ value: 0, tls, error }));
-          });
-        default:
-          return { value: 0 };
-      }
+      handle(lookup(event), event, reply);
     } catch (err) {
-      return { value: 0, error: normalizeError(err) };
+      reply(failure(err));
     }
+  };
+}
+
+function handle(connection, event, reply) {
+  if (!connection) return reply({ value: 0 });
+  if (event.kind === 'close') {
+    connection._onClose(event.reason);
+    return reply({ value: 0 });
+  }
+  const options = connection.options;
+  const state = connection._stateFor(event.stateVersion);
+  const answerBool = (value, error) => reply({ value: value ? 1 : 0, error });
+  const answerVoid = (_, error) => reply({ value: 0, error });
+  switch (event.kind) {
+    case 'message':
+      return offerMessages(options.onMessage, event.data, 0, 0, state, connection, {
+        messagesDone: (count, error) => reply({ value: count, error }),
+      });
+    case 'startup':
+      return settle(() => options.onStartup(state, connection), answerBool);
+    case 'validate':
+      return settle(() => options.validateCredentials(credentials(event), state, connection), answerBool);
+    case 'authenticated':
+      return settle(() => options.onAuthenticated(state, connection), answerVoid);
+    case 'tlsUpgrade':
+      return settle(() => options.onTlsUpgrade(state, connection), answerVoid);
+    case 'tls':
+      return chooseTls(options.tls, event.sniServerName, (tls, error) => reply({ value: 0, tls, error }));
+    default:
+      return reply({ value: 0 });
   }
 }
 
 /** The reply for a failure outside the user's hooks (normalizeError never throws). */
 function failure(err) {
   return { value: 0, error: normalizeError(err) };
-}
-
-async function deliverMessages(connection, onMessage, event, state) {
-  // Whole messages back to back: their own length fields delimit them (4 bytes before
-  // startup, type byte plus 4 after).
-  const { data } = event;
-  const typed = state.hasStarted;
-  let start = 0;
-  let handled = 0;
-  while (start < data.length) {
-    const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
-    const message = data.subarray(start, end);
-    start = end;
-    let result;
-    try {
-      result = await onMessage(message, state, connection);
-    } catch (err) {
-      return { value: handled, error: normalizeError(err) };
-    }
-    if (!result) break;
-    handled += 1;
-    if (connection._detached) break;
-  }
-  return { value: handled };
 }
 
 /**

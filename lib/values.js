@@ -154,6 +154,46 @@ function settle(fn, done) {
 }
 
 /**
+ * Offers the whole messages in `data` from `start` on to `onMessage`, in order, stopping at the
+ * first one it does not handle (the built-ins answer that one) or once the connection is
+ * detached; `handled` were handled before. Synchronous answers run back to back; the first
+ * promise makes the rest wait and is returned. `sink.messagesDone(count, error)` hears the
+ * outcome exactly once. The frames' own length fields delimit them: 4 bytes before startup,
+ * a type byte and 4 after.
+ */
+function offerMessages(onMessage, data, start, handled, state, connection, sink) {
+  const typed = state.hasStarted;
+  while (start < data.length) {
+    const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
+    let result;
+    try {
+      result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
+    } catch (err) {
+      sink.messagesDone(handled, normalizeError(err));
+      return undefined;
+    }
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      return Promise.resolve(result).then(
+        (ok) => {
+          if (!ok || connection._detached || end >= data.length) {
+            sink.messagesDone(ok ? handled + 1 : handled, undefined);
+            return undefined;
+          }
+          return offerMessages(onMessage, data, end, handled + 1, state, connection, sink);
+        },
+        (err) => sink.messagesDone(handled, normalizeError(err)),
+      );
+    }
+    if (!result) break;
+    handled += 1;
+    start = end;
+    if (connection._detached) break;
+  }
+  sink.messagesDone(handled, undefined);
+  return undefined;
+}
+
+/**
  * Calls the user's `tls` callback for a server name and hands `done(options, error)` the
  * result in the binding's shape (see `settle`).
  */
@@ -177,4 +217,6 @@ function copyAddresses(target, source) {
   }
 }
 
-module.exports = { nativeOptions, normalizeError, toBytes, toState, credentials, settle, chooseTls, copyAddresses, HOOK_NAMES };
+module.exports = {
+  nativeOptions, normalizeError, toBytes, toState, credentials, settle, offerMessages, chooseTls, copyAddresses, HOOK_NAMES,
+};
