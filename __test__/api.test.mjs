@@ -51,7 +51,10 @@ test('createStartupMessage builds a StartupMessage with no type byte', () => {
 test('invalid options are refused at construction with a clear error', async () => {
   assert.throws(() => gateway.createServer({ authMode: 'scram' }), /unknown authMode 'scram'/);
   assert.throws(() => gateway.createServer({ onMessage: 'yes' }), /onMessage must be a function/);
-  assert.throws(() => gateway.createServer({ authTimeout: -1 }), /authTimeout must be a positive integer/);
+  assert.throws(() => gateway.createServer({ authTimeout: -1 }), /authTimeout must be an integer from 1 to 2147483647/);
+  // 2^31 ms would become a 1 ms Node timer on the js driver and cut every connection.
+  assert.throws(() => gateway.createServer({ authTimeout: 2 ** 31 }), /authTimeout must be an integer from 1 to 2147483647/);
+  assert.throws(() => gateway.createServer({ writeTimeout: 1.5 }), /writeTimeout must be an integer from 0/);
   assert.throws(() => gateway.createServer({ tls: { key: Buffer.alloc(0), cert: Buffer.alloc(0) } }), /tls.cert: no certificate found/);
   assert.throws(() => gateway.createServer({ tls: { cert: Buffer.alloc(0) } }), /tls.key is required/);
   assert.throws(() => gateway.createServer({ authMode: 'certificate' }), /authMode 'certificate' needs the tls option/);

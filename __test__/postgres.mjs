@@ -38,9 +38,10 @@ function asServerUser(command, args) {
 }
 
 /**
- * `ssl: { cert, key }` (PEM Buffers) turns TLS on; `settings` are extra `-c` settings.
+ * `ssl: { cert, key }` (PEM Buffers) turns TLS on; `settings` are extra `-c` settings;
+ * `auth: 'trust'` lets every local client in without a password.
  */
-export async function startPostgres({ password = 'postgres', ssl, settings = {} } = {}) {
+export async function startPostgres({ password = 'postgres', ssl, settings = {}, auth = 'scram-sha-256' } = {}) {
   const bin = findBin();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-pg-'));
   const data = path.join(dir, 'data');
@@ -52,7 +53,7 @@ export async function startPostgres({ password = 'postgres', ssl, settings = {} 
     chownSync(dir, uid, gid);
     chownSync(pwfile, uid, gid);
   }
-  await asServerUser(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync']);
+  await asServerUser(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', `--auth=${auth}`, `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
   let options = `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${dir} -c fsync=off -c max_connections=1100`;
   if (ssl) {

@@ -8,7 +8,9 @@
 const net = require('node:net');
 const binding = require('./binding.js');
 const { createStartupMessage } = require('./helpers.js');
-const { nativeOptions, normalizeError, toBytes, toState } = require('./values.js');
+const {
+  nativeOptions, normalizeError, toBytes, toState, MisconfiguredCertificateAuth,
+} = require('./values.js');
 const { JsDriver } = require('./js-driver.js');
 const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
 
@@ -27,9 +29,29 @@ function backendMessage(type, body) {
   return out;
 }
 
+/**
+ * The options as the binding takes them. `authMode: 'certificate'` without `tls` is accepted
+ * here, as pg-gateway 0.2.4 does, because throwing would happen inside the user's `net`
+ * connection callback and take the process down: every client is refused with
+ * `FATAL 08000` by the session instead, and the process is warned once.
+ */
+function connectionOptions(options) {
+  try {
+    return nativeOptions(options);
+  } catch (err) {
+    if (!(err instanceof MisconfiguredCertificateAuth)) throw err;
+    if (!warnedCertificateWithoutTls) {
+      warnedCertificateWithoutTls = true;
+      process.emitWarning(`${err.message}; every client is refused with FATAL 08000`, 'PgGatewayWarning');
+    }
+    return nativeOptions(options, { allowCertificateWithoutTls: true });
+  }
+}
+let warnedCertificateWithoutTls = false;
+
 class PostgresConnection {
   constructor(socket, options = {}) {
-    const native = nativeOptions(options);
+    const native = connectionOptions(options);
     // pg-gateway 0.2.4 writes its default into the caller's options object; users may read it.
     if (!options.authMode) options.authMode = 'md5Password';
     this.options = options;
@@ -155,8 +177,12 @@ class PostgresConnection {
     return this._driver ? this._driver.write(backendMessage('Z', Buffer.from(byte))) : this._native.sendReadyForQuery(byte);
   }
 
+  /** AuthenticationOk; a hook that authenticates the client itself also tells the session so. */
   sendAuthenticationOk() {
-    return this._driver ? this._driver.write(backendMessage('R', Buffer.alloc(4))) : this._native.sendAuthenticationOk();
+    if (!this._driver) return this._native.sendAuthenticationOk();
+    const ok = this._driver.write(backendMessage('R', Buffer.alloc(4)));
+    binding.sessionAuthenticatedByHook(this._driver.handle);
+    return ok;
   }
 
   sendParameterStatus(name, value) {
@@ -214,12 +240,17 @@ function upstreamError(host, port, err) {
  * StartupMessage (already consumed by the gateway) is replayed before them. Returns at once:
  * the switch happens when the current hook returns, so never wait for it inside a hook.
  */
-PostgresConnection.prototype.proxy = function proxy({ host = '127.0.0.1', port, startup = false } = {}) {
+PostgresConnection.prototype.proxy = function proxy({
+  host = '127.0.0.1', port, startup = false, connectTimeout = DEFAULT_CONNECT_TIMEOUT_MS,
+} = {}) {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError('proxy({ host, port }): port must be a TCP port');
+  if (!Number.isInteger(connectTimeout) || connectTimeout <= 0 || connectTimeout > 2 ** 31 - 1) {
+    throw new TypeError('proxy({ connectTimeout }): milliseconds, an integer from 1 to 2147483647');
+  }
   if (this._detached) throw new Error('this connection was already detached or proxied');
   if (!this._driver) {
     this._detached = true;
-    this._native.proxy(String(host), port, Boolean(startup));
+    this._native.proxy(String(host), port, Boolean(startup), connectTimeout);
     return;
   }
   const info = this.state.clientInfo;
@@ -228,15 +259,25 @@ PostgresConnection.prototype.proxy = function proxy({ host = '127.0.0.1', port, 
   upstream.setNoDelay(true);
   if (startup && info) upstream.write(createStartupMessage({ ...info, minorVersion: 0 }));
   let connected = false;
-  upstream.once('connect', () => { connected = true; });
+  // PgBouncer's server_connect_timeout: an upstream that drops SYNs must not hold the client.
+  const timer = setTimeout(() => upstream.destroy(new Error(`timed out after ${connectTimeout} ms`)), connectTimeout);
+  timer.unref();
+  upstream.once('connect', () => {
+    connected = true;
+    clearTimeout(timer);
+  });
   client.pipe(upstream);
   upstream.pipe(client);
   upstream.on('error', (err) => {
     if (connected) client.destroy();
     else client.end(upstreamError(host, port, err));
   });
+  upstream.on('close', () => clearTimeout(timer));
   client.on('error', () => upstream.destroy());
   client.on('close', () => upstream.destroy());
 };
+
+/** How long `proxy()` waits for the upstream to accept (PgBouncer's server_connect_timeout). */
+const DEFAULT_CONNECT_TIMEOUT_MS = 15000;
 
 module.exports = { PostgresConnection };

@@ -1,22 +1,32 @@
 'use strict';
 // The JS-thread driver: Node reads and writes the socket; the Rust session (framing, limits,
-// startup, auth, built-in answers) runs synchronously inside each 'data' event; user hooks are
-// called directly. No thread hop per hook, which is what a request/response workload through
-// `onMessage` pays for on the tokio driver.
+// startup, auth, deadlines, backpressure, built-in answers) runs synchronously inside each
+// event; user hooks are called directly. No thread hop per hook, which is what a
+// request/response workload through `onMessage` pays for on the tokio driver.
+//
+// Like the tokio driver it is a thin pump: every event (bytes, EOF, a hook's answer, the timer,
+// 'drain') goes to the session, which answers with a step code saying what to do next, whether
+// to keep reading and whether its deadline moved.
 
 const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
-const { credentials, settle, offerMessages, chooseTls, copyAddresses } = require('./values.js');
+const { offerMessages, copyAddresses } = require('./values.js');
+const { callHook } = require('./hooks.js');
 
-const STEP_NEED_INPUT = 0;
-const STEP_HOOK = 1;
-const STEP_CLOSE = 2;
-const STEP_NONE = 3;
-const STEP_MASK = 3;
-const HAS_OUTPUT = 4;
-const IS_TLS = 8;
-const OFFERS_FED_BYTES = 16;
-const VERSION_SHIFT = 5;
+const {
+  STEP_WAIT, STEP_HOOK, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
+  WANTS_INPUT, TIMER_CHANGED, VERSION_SHIFT, OUTPUT_HIGH_WATER,
+} = binding;
+
+/** Node timers wait at most 2^31 - 1 ms; a longer deadline is re-armed when the timer fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * After our FIN and once everything is written, how long the client has to close too before
+ * the socket is destroyed (the tokio driver's linger). Reading on until then keeps the kernel
+ * from answering the client's late bytes with a reset that could cut our last answer.
+ */
+const LINGER_MS = 2000;
 
 class JsDriver {
   /**
@@ -28,22 +38,36 @@ class JsDriver {
     this.connection = connection;
     this.socket = socket;
     this.handle = binding.sessionNew(config);
-    this.busy = false;
+    /** A hook's promise is pending. */
+    this.inHook = false;
+    /** Inside `run()` (a synchronous hook's `detach()` waits for it to finish). */
+    this.running = false;
     this.detached = false;
+    this.closing = false;
+    /** We paused the socket because the session wants no input now. */
+    this.paused = false;
     this.waitingForDrain = false;
-    this.resumeAfterHook = () => this.resume();
-    // The step the session asked for last (see `run`); set by every call that polls.
+    this.timer = null;
+    // The step the session asked for last; set by every call that polls.
     this.step = STEP_NONE;
     // Whether writes must be sealed; from the step codes, so a write costs no native call.
     this.tls = false;
-    this.onData = (chunk) => {
-      // While a hook is pending the session must not be polled: only take the bytes.
-      if (this.busy || this.detached) binding.sessionReceive(this.handle, chunk);
-      else this.pump(binding.sessionFeed(this.handle, chunk), chunk);
+    this.resumeAfterHook = () => this.resume();
+    this.failAfterHook = () => this.socket.destroy();
+    this.onData = (chunk) => this.pump(binding.sessionFeed(this.handle, chunk), chunk);
+    this.onEnd = () => this.pump(binding.sessionReceiveEof(this.handle));
+    this.onDrain = () => {
+      this.waitingForDrain = false;
+      this.reportBacklog();
+      this.pump(binding.sessionPoll(this.handle));
     };
-    this.onEnd = () => {
-      binding.sessionReceiveEof(this.handle);
-      this.pump();
+    this.onTimer = () => {
+      this.timer = null;
+      if (this.detached || this.socket.destroyed) return;
+      if (this.socket.writableLength > 0) this.reportBacklog();
+      this.pump(binding.sessionHandleTimeout(this.handle));
+      // A deadline further than a Node timer reaches, or one that did not change: arm again.
+      if (this.timer === null && !this.detached) this.armTimer();
     };
     // A client that resets the connection must end that connection only: without an 'error'
     // listener Node would throw and take the process down (pg-gateway 0.2.4 does).
@@ -54,13 +78,10 @@ class JsDriver {
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
-    // PostgreSQL's authentication_timeout: a startup that stalls is closed without a word.
-    this.timer = setTimeout(() => {
-      if (!binding.sessionIsAuthenticated(this.handle) && !this.detached) socket.destroy();
-    }, config.authTimeout);
-    this.timer.unref?.();
     // A socket from `pauseOnConnect` stays paused until told otherwise.
     socket.resume();
+    // Arms the authentication deadline.
+    this.pump(binding.sessionPoll(this.handle));
   }
 
   /** The session's state snapshot (what `connection.state` is built from). */
@@ -68,45 +89,50 @@ class JsDriver {
     return binding.sessionState(this.handle);
   }
 
-  stopTimer() {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-  }
-
   /** Sends protocol bytes from the user, encrypted once TLS is up. */
   write(bytes) {
     return this.writeWire(this.tls ? binding.sessionSeal(this.handle, bytes) : bytes);
   }
 
-  /** Sends wire bytes; when the client stops reading, stop reading from it until it catches up. */
+  /** Sends wire bytes; when the socket holds more than it likes, the session hears of it. */
   writeWire(bytes) {
     if (this.socket.destroyed) return false;
     const ok = this.socket.write(bytes);
-    if (!ok && !this.waitingForDrain) {
-      this.waitingForDrain = true;
-      this.socket.pause();
-      this.socket.once('drain', () => {
-        this.waitingForDrain = false;
-        if (!this.detached) this.socket.resume();
-      });
+    if (!ok) {
+      this.reportBacklog();
+      if (!this.waitingForDrain) {
+        this.waitingForDrain = true;
+        this.socket.once('drain', this.onDrain);
+      }
     }
     return ok;
   }
 
-  /** Runs the session until it needs input, closes, or waits for an async hook. */
+  /** Tells the session what the socket has not sent yet, and how much it has sent. */
+  reportBacklog() {
+    const socket = this.socket;
+    const unsent = socket.writableLength;
+    const sent = typeof socket.bytesWritten === 'number' ? Math.max(0, socket.bytesWritten - unsent) : 0;
+    binding.sessionBacklog(this.handle, unsent, sent);
+  }
+
+  /** For `offerMessages`: what is unsent once it is above the mark, so the batch stops there. */
+  backedUp() {
+    const unsent = this.socket.writableLength;
+    return unsent > OUTPUT_HIGH_WATER ? unsent : undefined;
+  }
+
+  /** Runs the session until it waits, closes, or waits for an async hook. */
   pump(step, fed) {
-    // Never poll while a hook is pending: the session would take it as a driver bug.
-    if (this.busy || this.detached) return;
-    if (step === undefined) step = binding.sessionPoll(this.handle);
-    this.busy = true;
+    if (this.detached) return;
     // Everything written while the session runs synchronously (its own replies and the
     // hooks' sendData) leaves in one writev, as the tokio driver's single buffer does.
     this.socket.cork();
+    this.running = true;
     try {
       this.run(step, fed);
     } finally {
+      this.running = false;
       this.socket.uncork();
     }
   }
@@ -119,40 +145,80 @@ class JsDriver {
     for (;;) {
       if (step & IS_TLS) this.tls = true;
       if (step & HAS_OUTPUT) this.writeWire(binding.sessionTakeOutput(this.handle));
+      if (step & TIMER_CHANGED) this.armTimer();
       const kind = step & STEP_MASK;
-      if (kind === STEP_NEED_INPUT) break;
-      if (kind === STEP_CLOSE) {
-        this.stopTimer();
-        this.socket.end();
-        break;
-      }
-      if (kind === STEP_HOOK) {
-        const pending = step & OFFERS_FED_BYTES
-          ? this.offer(fed, step >>> VERSION_SHIFT)
-          : this.runHook(step >>> VERSION_SHIFT);
-        if (pending) {
-          pending.then(this.resumeAfterHook);
-          return; // still busy: nothing else runs until the hook has settled
-        }
+      if (kind === STEP_WAIT) return this.setReading((step & WANTS_INPUT) !== 0);
+      if (kind === STEP_CLOSE) return this.close();
+      if (kind === STEP_ABORT) return this.abort();
+      if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile
+      const pending = step & OFFERS_FED_BYTES
+        ? this.offer(fed, step >>> VERSION_SHIFT)
+        : this.runHook(step >>> VERSION_SHIFT);
+      if (pending) {
+        // The session keeps taking bytes (up to its read-ahead) and EOF while the hook runs.
+        this.inHook = true;
+        // resume() throwing must cost this connection only, never an unhandled rejection.
+        pending.then(this.resumeAfterHook).catch(this.failAfterHook);
+        return this.setReading((step & WANTS_INPUT) !== 0);
       }
       if (this.detached) return this.finishDetach();
       step = this.step; // the hook's done-call polled already
     }
-    if (this.timer && binding.sessionIsAuthenticated(this.handle)) this.stopTimer();
-    this.busy = false;
   }
 
   resume() {
-    this.busy = false;
+    this.inHook = false;
     if (this.detached) return this.finishDetach();
     const step = this.step;
-    // How an async onMessage usually ends (PGlite): the session only wants more input, so
-    // there is nothing to pump.
-    if ((step & (STEP_MASK | HAS_OUTPUT)) === STEP_NEED_INPUT) {
-      if (this.timer && binding.sessionIsAuthenticated(this.handle)) this.stopTimer();
-      return;
+    // How an async onMessage usually ends (PGlite): the session only wants more input, and
+    // the socket is flowing already: nothing to pump.
+    if ((step & (STEP_MASK | HAS_OUTPUT | TIMER_CHANGED | WANTS_INPUT)) === (STEP_WAIT | WANTS_INPUT) && !this.paused) return undefined;
+    return this.pump(step);
+  }
+
+  /** Pauses or resumes the socket as the session wants input or not. */
+  setReading(wanted) {
+    if (wanted === !this.paused) return;
+    this.paused = !wanted;
+    if (wanted) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  armTimer() {
+    this.stopTimer();
+    const ms = binding.sessionTimeout(this.handle);
+    if (ms < 0) return;
+    this.timer = setTimeout(this.onTimer, Math.min(ms, MAX_TIMER_MS));
+    // A connection's deadline does not keep the process alive; its socket does.
+    this.timer.unref?.();
+  }
+
+  stopTimer() {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
     }
-    this.pump(step);
+  }
+
+  /** The session ended: FIN once the output is out, then a short linger for the client's. */
+  close() {
+    // Keep reading: the session drops what comes now, and the client's FIN must be seen.
+    this.setReading(true);
+    if (this.closing) return;
+    this.closing = true;
+    const socket = this.socket;
+    socket.end();
+    socket.once('finish', () => {
+      const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+      linger.unref?.();
+      socket.once('close', () => clearTimeout(linger));
+    });
+  }
+
+  /** The session ended without sending what is pending (a deadline passed). */
+  abort() {
+    this.stopTimer();
+    this.socket.destroy();
   }
 
   /**
@@ -175,27 +241,10 @@ class JsDriver {
     const messages = binding.sessionTakeMessages(handle);
     if (messages !== null) return this.offer(messages, stateVersion);
     const event = binding.sessionHook(handle);
-    const options = this.connection.options;
     const connection = this.connection;
-    const state = connection._stateFor(event.stateVersion);
-    switch (event.kind) {
-      case 'startup':
-        return settle(() => options.onStartup(state, connection), (value, error) => this.afterHook(binding.sessionBoolDone(handle, Boolean(value), error, this.pollAfterHook)));
-      case 'validate':
-        return settle(
-          () => options.validateCredentials(credentials(event), state, connection),
-          (value, error) => this.afterHook(binding.sessionBoolDone(handle, Boolean(value), error, this.pollAfterHook)),
-        );
-      case 'authenticated':
-        return settle(() => options.onAuthenticated(state, connection), (_, error) => this.afterHook(binding.sessionVoidDone(handle, error, this.pollAfterHook)));
-      case 'tls':
-        return chooseTls(options.tls, event.sniServerName, (tls, error) => this.afterHook(binding.sessionTlsDone(handle, tls, error, this.pollAfterHook)));
-      case 'tlsUpgrade':
-        return settle(() => options.onTlsUpgrade(state, connection), (_, error) => this.afterHook(binding.sessionVoidDone(handle, error, this.pollAfterHook)));
-      default:
-        this.step = binding.sessionPoll(handle);
-        return undefined;
-    }
+    return callHook(connection, event, connection._stateFor(event.stateVersion), (reply) => {
+      this.afterHook(binding.sessionHookDone(handle, reply, this.pollAfterHook));
+    });
   }
 
   /** Offers the messages in `data` to `onMessage` (see `offerMessages`). */
@@ -205,8 +254,8 @@ class JsDriver {
   }
 
   /** `offerMessages`' outcome: `count` messages handled, then the session goes on. */
-  messagesDone(count, error) {
-    this.afterHook(binding.sessionMessagesDone(this.handle, count, error, this.pollAfterHook));
+  messagesDone(count, error, backlog) {
+    this.afterHook(binding.sessionMessagesDone(this.handle, count, error, this.pollAfterHook, backlog));
   }
 
   /**
@@ -218,18 +267,19 @@ class JsDriver {
     this.stopTimer();
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
+    this.socket.off('drain', this.onDrain);
     this.socket.pause();
+    this.paused = false;
     if (binding.sessionIsTls(this.handle)) this.tlsStream = new TlsDetachedSocket(this);
-    // Outside a hook, nothing is in flight: hand over now. Inside one, after it has settled.
-    if (!this.busy) this.finishDetach();
+    // Outside a hook, nothing is in flight: hand over now. Inside one, after it has answered.
+    if (!this.inHook && !this.running) this.finishDetach();
     return this.tlsStream ?? this.socket;
   }
 
   finishDetach() {
     if (this.handedOver) return;
     this.handedOver = true;
-    this.busy = false;
-    const leftover = binding.sessionTakeUnprocessedInput(this.handle);
+    const leftover = binding.sessionDetach(this.handle);
     if (this.tlsStream) {
       this.tlsStream.start(leftover);
       return;

@@ -6,16 +6,18 @@
 const { EventEmitter } = require('node:events');
 const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
-const {
-  normalizeError, toBytes, credentials, settle, offerMessages, chooseTls, copyAddresses,
-} = require('./values.js');
+const { normalizeError, toBytes, offerMessages, copyAddresses } = require('./values.js');
+const { callHook } = require('./hooks.js');
+
+/** Output held for one connection above which an `onMessage` batch pauses (as in Rust). */
+const OUTPUT_HIGH_WATER = binding.OUTPUT_HIGH_WATER;
 
 /**
  * Calls the user's hooks for one native event and answers Rust with exactly one
- * `hookReply(call, { value, error? })`: at once when the hook is synchronous (no promise, no
- * microtask on the way), after it settles when it is not. Whatever a hook throws becomes an
- * ErrorResponse to that client, never an unhandled rejection. For `message` events, every
- * message of the batch goes to `onMessage` in order (see `offerMessages`).
+ * `hookReply(call, reply)`: at once when the hook is synchronous (no promise, no microtask on
+ * the way), after it settles when it is not. Whatever a hook throws becomes an ErrorResponse
+ * to that client, never an unhandled rejection. For `message` events, the messages of the
+ * batch go to `onMessage` in order (see `offerMessages`).
  */
 function createDispatcher(lookup) {
   return function dispatch(event) {
@@ -44,28 +46,16 @@ function handle(connection, event, reply) {
     connection._onClose(event.reason);
     return reply({ value: 0 });
   }
-  const options = connection.options;
   const state = connection._stateFor(event.stateVersion);
-  const answerBool = (value, error) => reply({ value: value ? 1 : 0, error });
-  const answerVoid = (_, error) => reply({ value: 0, error });
-  switch (event.kind) {
-    case 'message':
-      return offerMessages(options.onMessage, event.data, 0, 0, state, connection, {
-        messagesDone: (count, error) => reply({ value: count, error }),
-      });
-    case 'startup':
-      return settle(() => options.onStartup(state, connection), answerBool);
-    case 'validate':
-      return settle(() => options.validateCredentials(credentials(event), state, connection), answerBool);
-    case 'authenticated':
-      return settle(() => options.onAuthenticated(state, connection), answerVoid);
-    case 'tlsUpgrade':
-      return settle(() => options.onTlsUpgrade(state, connection), answerVoid);
-    case 'tls':
-      return chooseTls(options.tls, event.sniServerName, (tls, error) => reply({ value: 0, tls, error }));
-    default:
-      return reply({ value: 0 });
-  }
+  if (event.kind !== 'message') return callHook(connection, event, state, reply);
+  const native = connection._native;
+  return offerMessages(connection.options.onMessage, event.data, 0, 0, state, connection, {
+    messagesDone: (count, error, backlog) => reply({ value: count, error, paused: backlog !== undefined }),
+    backedUp: () => {
+      const unsent = native.bufferedAmount;
+      return unsent > OUTPUT_HIGH_WATER ? unsent : undefined;
+    },
+  });
 }
 
 /** The reply for a failure outside the user's hooks (normalizeError never throws). */
@@ -84,13 +74,27 @@ class ConnectionSocket extends EventEmitter {
     copyAddresses(this, native);
     this.destroyed = false;
     this.encrypted = false;
+    this._drainPending = false;
   }
 
   write(data, encoding, callback) {
     const cb = typeof encoding === 'function' ? encoding : callback;
     const ok = this._native.sendData(toBytes(typeof data === 'string' && typeof encoding === 'string' ? Buffer.from(data, encoding) : data));
     if (cb) process.nextTick(cb);
+    if (!ok) this._drainLater();
     return ok;
+  }
+
+  /** A write returned false: emit 'drain' once the output is under the high-water mark. */
+  _drainLater() {
+    if (this._drainPending) return;
+    this._drainPending = true;
+    this._native.drained().then(() => {
+      this._drainPending = false;
+      if (!this.destroyed) this.emit('drain');
+    }, () => {
+      this._drainPending = false;
+    });
   }
 
   end(data, encoding, callback) {
@@ -133,10 +137,13 @@ class DetachedSocket extends Duplex {
     this._reading = false;
     copyAddresses(this, native);
     this.encrypted = native.encrypted;
-    // When the connection can no longer send (reset, or both sides ended), close the stream.
+    this._ending = false;
+    // When the connection can no longer send because the client went away, close the stream.
+    // When it stopped because we ended our side (`_final`), the client may still be sending:
+    // under allowHalfOpen its data is read to the end and the stream closes as any Duplex.
     native.writeClosed().then(() => {
-      if (!this.destroyed) this.destroy();
-    });
+      if (!this._ending && !this.destroyed) this.destroy();
+    }, () => {});
   }
 
   _read(size) {
@@ -162,6 +169,7 @@ class DetachedSocket extends Duplex {
   }
 
   _final(callback) {
+    this._ending = true;
     this._native.end();
     this._native.writeClosed().then(() => callback(), callback);
   }

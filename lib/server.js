@@ -51,9 +51,16 @@ class PostgresServer extends EventEmitter {
     return this._native.connectionCount;
   }
 
-  /** Stops accepting, ends open connections (FATAL 57P01), resolves when all are closed. */
-  async close() {
-    await this._native.close();
+  /**
+   * Stops accepting and ends open connections with FATAL 57P01: each at once if no hook of it
+   * runs, or when its hook settles; at `gracePeriod` ms whatever still runs is cut. Resolves
+   * when every connection is closed.
+   */
+  async close({ gracePeriod = 10000 } = {}) {
+    if (!Number.isInteger(gracePeriod) || gracePeriod < 0 || gracePeriod > 2 ** 31 - 1) {
+      throw new TypeError('close({ gracePeriod }): milliseconds, an integer from 0 to 2147483647');
+    }
+    await this._native.close(gracePeriod);
     this._address = null;
     this.emit('close');
   }

@@ -10,7 +10,7 @@ const ERROR_FIELDS = [
 ];
 
 /** Checks pg-gateway options and turns them into the plain object the binding takes. */
-function nativeOptions(options) {
+function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   if (options === null || typeof options !== 'object') {
     throw new TypeError('PostgresConnection options must be an object');
   }
@@ -35,15 +35,13 @@ function nativeOptions(options) {
     if (typeof options.tls === 'function') tlsCallback = true;
     else tls = tlsOptions(options.tls, 'tls');
   }
-  if (authMode === 'certificate' && !tls && !tlsCallback) {
-    throw new TypeError("authMode 'certificate' needs the tls option (with tls.ca, the CA that signs client certificates)");
+  if (authMode === 'certificate' && !tls && !tlsCallback && !allowCertificateWithoutTls) {
+    throw new MisconfiguredCertificateAuth();
   }
-  for (const name of ['maxMessageSize', 'authTimeout']) {
-    const value = options[name];
-    if (value !== undefined && !(Number.isInteger(value) && value > 0 && value <= 0xffffffff)) {
-      throw new TypeError(`option ${name} must be a positive integer`);
-    }
-  }
+  integerOption(options, 'maxMessageSize', 1, 0xffffffff);
+  // Milliseconds; Node's timers cannot wait longer than 2^31 - 1 ms.
+  integerOption(options, 'authTimeout', 1, MAX_TIMEOUT_MS);
+  integerOption(options, 'writeTimeout', 0, MAX_TIMEOUT_MS);
   return {
     authMode,
     serverVersion: options.serverVersion,
@@ -51,9 +49,31 @@ function nativeOptions(options) {
     hooks: HOOK_NAMES.filter((name) => typeof options[name] === 'function'),
     maxMessageSize: options.maxMessageSize,
     authTimeout: options.authTimeout,
+    writeTimeout: options.writeTimeout,
     tls,
     tlsCallback,
   };
+}
+
+/** The longest delay a Node timer can wait (and so the longest timeout option). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+function integerOption(options, name, min, max) {
+  const value = options[name];
+  if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) {
+    throw new TypeError(`option ${name} must be an integer from ${min} to ${max}${name.endsWith('Timeout') ? ' (milliseconds)' : ''}`);
+  }
+}
+
+/**
+ * `authMode: 'certificate'` without `tls`. pg-gateway 0.2.4 accepts it and refuses each client
+ * with `FATAL 08000`; `createServer` reports it at once, `new PostgresConnection` behaves as 0.2.4
+ * (see `connection.js`).
+ */
+class MisconfiguredCertificateAuth extends TypeError {
+  constructor() {
+    super("authMode 'certificate' needs the tls option (with tls.ca, the CA that signs client certificates)");
+  }
 }
 
 const PEM_FIELDS = ['key', 'cert', 'ca'];
@@ -135,45 +155,72 @@ function credentials(event) {
   return { authMode: 'cleartextPassword', user: event.user, password: event.secret };
 }
 
+/**
+ * The `then` method of a hook's result, or undefined if it is not a thenable. Reading it may
+ * throw (a getter, a revoked Proxy): callers read it inside their `try`.
+ */
+function thenOf(value) {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return undefined;
+  const then = value.then;
+  return typeof then === 'function' ? then : undefined;
+}
+
+/** A promise for a thenable whose `then` was already read (so it is not read twice). */
+function adopt(value, then) {
+  return new Promise((resolve, reject) => then.call(value, resolve, reject));
+}
+
 /** Calls `fn` and hands `done(value, error)` its result: at once if it returned a plain value
- * or threw, later if it returned a promise (the promise is returned then). Errors are
+ * or threw, later if it returned a thenable (a promise is returned then). Errors are
  * normalised to BackendError objects; nothing escapes as an exception or a rejection. */
 function settle(fn, done) {
   let result;
+  let then;
   try {
     result = fn();
+    then = thenOf(result);
   } catch (err) {
     done(undefined, normalizeError(err));
     return undefined;
   }
-  if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-    return Promise.resolve(result).then((value) => done(value, undefined), (err) => done(undefined, normalizeError(err)));
+  if (then === undefined) {
+    done(result, undefined);
+    return undefined;
   }
-  done(result, undefined);
-  return undefined;
+  return adopt(result, then).then((value) => done(value, undefined), (err) => done(undefined, normalizeError(err)));
 }
 
 /**
  * Offers the whole messages in `data` from `start` on to `onMessage`, in order, stopping at the
- * first one it does not handle (the built-ins answer that one) or once the connection is
- * detached; `handled` were handled before. Synchronous answers run back to back; the first
- * promise makes the rest wait and is returned. `sink.messagesDone(count, error)` hears the
- * outcome exactly once. The frames' own length fields delimit them: 4 bytes before startup,
- * a type byte and 4 after.
+ * first one it does not handle (the built-ins answer that one), once the connection is
+ * detached, or when the output backs up (`sink.backedUp()` returns what is unsent then; the
+ * rest is offered again once the client has read). `handled` were handled before. Synchronous
+ * answers run back to back; the first promise makes the rest wait and is returned.
+ * `sink.messagesDone(count, error, backlog)` hears the outcome exactly once. The frames' own
+ * length fields delimit them: 4 bytes before startup, a type byte and 4 after.
  */
 function offerMessages(onMessage, data, start, handled, state, connection, sink) {
   const typed = state.hasStarted;
   while (start < data.length) {
+    if (handled > 0) {
+      const backlog = sink.backedUp();
+      if (backlog !== undefined) {
+        sink.messagesDone(handled, undefined, backlog);
+        return undefined;
+      }
+    }
     const end = typed ? start + 1 + data.readInt32BE(start + 1) : start + data.readInt32BE(start);
     let result;
+    let then;
     try {
       result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
+      then = thenOf(result);
     } catch (err) {
       sink.messagesDone(handled, normalizeError(err));
       return undefined;
     }
-    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-      return Promise.resolve(result).then(
+    if (then !== undefined) {
+      return adopt(result, then).then(
         (ok) => {
           if (!ok || connection._detached || end >= data.length) {
             sink.messagesDone(ok ? handled + 1 : handled, undefined);
@@ -193,23 +240,6 @@ function offerMessages(onMessage, data, start, handled, state, connection, sink)
   return undefined;
 }
 
-/**
- * Calls the user's `tls` callback for a server name and hands `done(options, error)` the
- * result in the binding's shape (see `settle`).
- */
-function chooseTls(callback, sniServerName, done) {
-  return settle(() => callback({ sniServerName: sniServerName ?? undefined }), (value, error) => {
-    if (error) return done(undefined, error);
-    let options;
-    try {
-      options = tlsOptions(value, 'the tls callback result');
-    } catch (err) {
-      return done(undefined, normalizeError(err, 'FATAL'));
-    }
-    return done(options, undefined);
-  });
-}
-
 /** The address fields of a `net.Socket`, copied from a socket or a native connection. */
 function copyAddresses(target, source) {
   for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort']) {
@@ -218,5 +248,6 @@ function copyAddresses(target, source) {
 }
 
 module.exports = {
-  nativeOptions, normalizeError, toBytes, toState, credentials, settle, offerMessages, chooseTls, copyAddresses, HOOK_NAMES,
+  nativeOptions, normalizeError, tlsOptions, toBytes, toState, credentials, settle, offerMessages, copyAddresses,
+  HOOK_NAMES, MisconfiguredCertificateAuth,
 };

@@ -1,7 +1,15 @@
-//! Authentication helpers. The exchanges themselves are driven by the session; secrets are
-//! checked by the user's `validateCredentials` hook, as in pg-gateway.
+//! Authentication exchanges, sans-IO: one state machine per method. An exchange takes the
+//! client's answers (its `p` messages) and the verdict of `validateCredentials`, and says what
+//! to do next as an [`AuthStep`]. Nothing here sends bytes, reads a clock or calls a hook: the
+//! session does what the steps say. SCRAM joins as one more exchange of the same shape.
 
+pub mod certificate;
 pub mod md5;
+mod password;
+
+pub use password::PasswordExchange;
+
+use crate::protocol::{PgError, SqlState};
 
 /// How clients authenticate, named as pg-gateway's `authMode` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,4 +43,39 @@ impl AuthMode {
             Self::Certificate => "certificate",
         }
     }
+}
+
+/// Credentials as pg-gateway's `validateCredentials` receives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    Cleartext { user: String, password: String },
+    Md5 { user: String, hash: String, salt: [u8; 4] },
+}
+
+/// An authentication request the client must answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRequest {
+    /// AuthenticationCleartextPassword.
+    CleartextPassword,
+    /// AuthenticationMD5Password with this salt.
+    Md5Password { salt: [u8; 4] },
+}
+
+/// What the session must do next for an exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this request and wait for the client's answer.
+    Request(AuthRequest),
+    /// Ask `validateCredentials`, then hand its verdict back.
+    Validate(Credentials),
+    /// The client is who it says it is.
+    Ok,
+    /// Refuse the client with this (FATAL) error.
+    Fail(PgError),
+}
+
+/// `FATAL 28P01` with PostgreSQL's wording (`auth.c`, `auth_failed`). libpq keys its `.pgpass`
+/// retry logic on this code.
+pub fn password_failed(user: &str) -> PgError {
+    PgError::fatal(SqlState::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""))
 }

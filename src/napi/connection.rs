@@ -21,11 +21,12 @@ impl NativeConnection {
         Self { shared }
     }
 
-    /// Encodes one backend message and queues it; false if the connection cannot send.
+    /// Encodes one backend message and queues it; false if the connection cannot send, or
+    /// holds more than the high-water mark (as `socket.write` says false).
     fn send(&self, encode: impl FnOnce(&mut bytes::BytesMut)) -> bool {
         let mut out = bytes::BytesMut::new();
         encode(&mut out);
-        self.shared.write_from_js(&out)
+        self.shared.write_from_js(&out) && !self.shared.out.over_high_water()
     }
 }
 
@@ -65,26 +66,26 @@ impl StateSnapshot {
 
 #[napi]
 impl NativeConnection {
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn id(&self) -> u32 {
         self.shared.id
     }
 
     /// Queues bytes for the client. False once the connection cannot send any more, and when
     /// more than the high-water mark is buffered (wait for `drained()` then).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_data(&self, data: BufferSlice) -> bool {
         self.shared.write_from_js(&data) && !self.shared.out.over_high_water()
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_error(&self, error: BackendErrorInput) -> bool {
         let err = error.into_pg_error(Severity::Error);
         self.send(|out| backend::error_response(out, &err))
     }
 
     /// `'I'`, `'T'` or `'E'`, already checked by `index.js`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_ready_for_query(&self, status: String) -> bool {
         let status = match status.as_str() {
             "T" => backend::TransactionStatus::InTransaction,
@@ -94,92 +95,98 @@ impl NativeConnection {
         self.send(|out| backend::ready_for_query(out, status))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_parameter_status(&self, name: String, value: String) -> bool {
         self.send(|out| backend::parameter_status(out, &name, &value))
     }
 
-    #[napi]
+    /// AuthenticationOk from a hook: the client is authenticated by the user's code, so the
+    /// session's authentication deadline ends.
+    #[napi(catch_unwind)]
     pub fn send_authentication_ok(&self) -> bool {
-        self.send(backend::authentication_ok)
+        let sent = self.send(backend::authentication_ok);
+        self.shared.authenticated_by_hook();
+        sent
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn state(&self) -> StateSnapshot {
         let (version, state) = self.shared.state();
         StateSnapshot::new(version, &state)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn state_version(&self) -> u32 {
         self.shared.state_version()
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn remote_address(&self) -> Option<String> {
         self.shared.peer.map(|a| a.ip().to_string())
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn remote_port(&self) -> Option<u32> {
         self.shared.peer.map(|a| u32::from(a.port()))
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn remote_family(&self) -> Option<String> {
         self.shared.peer.map(|a| if a.is_ipv4() { "IPv4" } else { "IPv6" }.to_string())
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn local_address(&self) -> Option<String> {
         self.shared.local.map(|a| a.ip().to_string())
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn local_port(&self) -> Option<u32> {
         self.shared.local.map(|a| u32::from(a.port()))
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn buffered_amount(&self) -> u32 {
-        self.shared.out.buffered().min(u32::MAX as usize) as u32
+        self.shared.out.unsent().min(u32::MAX as usize) as u32
     }
 
     /// Flush, then close.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn end(&self) {
         self.shared.end();
     }
 
     /// Close now.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn destroy(&self) {
         self.shared.destroy();
     }
 
     /// Stop processing protocol messages; read the client's bytes with `read()` from now on.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn detach(&self) {
         self.shared.detach();
     }
 
     /// Whether the connection is encrypted (for `detach()`'s `encrypted` flag).
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn encrypted(&self) -> bool {
         self.shared.is_encrypted()
     }
 
     /// Proxies the connection to `host:port` in Rust, after the current hook; with
-    /// `replay_startup`, the client's StartupMessage is sent upstream first.
-    #[napi]
-    pub fn proxy(&self, host: String, port: u32, replay_startup: bool) -> Result<()> {
+    /// `replay_startup`, the client's StartupMessage is sent upstream first. The upstream must
+    /// accept within `connect_timeout` milliseconds.
+    #[napi(catch_unwind)]
+    pub fn proxy(&self, host: String, port: u32, replay_startup: bool, connect_timeout: u32) -> Result<()> {
         let port = u16::try_from(port).map_err(|_| Error::new(Status::InvalidArg, format!("invalid port {port}")))?;
-        self.shared.proxy(crate::server::ProxyTarget { host, port, replay_startup });
+        let connect_timeout = std::time::Duration::from_millis(u64::from(connect_timeout.max(1)));
+        self.shared.proxy(crate::server::ProxyTarget { host, port, replay_startup, connect_timeout });
         Ok(())
     }
 
     /// After `detach()`: the next chunk from the client, `null` at EOF.
-    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    #[napi(ts_return_type = "Promise<Buffer | null>", catch_unwind)]
     pub fn read(&self, env: &Env, max: u32) -> Result<AsyncBlock<Option<Buffer>>> {
         let shared = self.shared.clone();
         AsyncBlockBuilder::new(async move {
@@ -192,7 +199,7 @@ impl NativeConnection {
     }
 
     /// Resolves when the buffered output is under the high-water mark again.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn drained(&self, env: &Env) -> Result<AsyncBlock<()>> {
         let shared = self.shared.clone();
         AsyncBlockBuilder::new(async move {
@@ -204,7 +211,7 @@ impl NativeConnection {
 
     /// Resolves with the close reason once the connection has ended (or was detached). While
     /// it is pending, Node stays alive, as it would for an open socket.
-    #[napi(ts_return_type = "Promise<string>")]
+    #[napi(ts_return_type = "Promise<string>", catch_unwind)]
     pub fn closed(&self, env: &Env) -> Result<AsyncBlock<String>> {
         let shared = self.shared.clone();
         AsyncBlockBuilder::new(async move { Ok(shared.wait_finished().await.as_str().to_string()) }).build(env)
@@ -212,7 +219,7 @@ impl NativeConnection {
 
     /// Resolves once the write side has stopped (after `end()`/`destroy()` on a detached
     /// connection).
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn write_closed(&self, env: &Env) -> Result<AsyncBlock<()>> {
         let shared = self.shared.clone();
         AsyncBlockBuilder::new(async move {
@@ -225,7 +232,7 @@ impl NativeConnection {
 
 /// Takes over a connected `node:net` socket by file descriptor. Must run synchronously on the
 /// JS thread before Node closes its own descriptor.
-#[napi]
+#[napi(catch_unwind)]
 pub fn adopt_socket(
     fd: i32,
     initial: Option<BufferSlice>,
@@ -233,12 +240,12 @@ pub fn adopt_socket(
     dispatch: Function<HookEvent, Unknown<'static>>,
 ) -> Result<NativeConnection> {
     let request_client_certificate = options.auth_mode == "certificate";
-    let settings = settings(options)?;
+    let config = settings(options)?;
     let hooks = Arc::new(JsHooks::new(&dispatch, request_client_certificate)?);
     let initial = initial.as_deref().unwrap_or_default().to_vec();
     let id = crate::server::next_connection_id();
     let shared =
-        napi::bindgen_prelude::within_runtime_if_available(|| crate::server::adopt(id, fd, &initial, settings, hooks))
+        napi::bindgen_prelude::within_runtime_if_available(|| crate::server::adopt(id, fd, &initial, config, hooks))
             .map_err(|err| Error::new(Status::GenericFailure, format!("cannot take over the socket: {err}")))?;
     Ok(NativeConnection::new(shared))
 }

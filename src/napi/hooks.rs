@@ -17,9 +17,10 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use super::errors::BackendErrorInput;
+use crate::auth::AuthMode;
 use crate::protocol::{PgError, Severity, SqlState};
 use crate::server::{CloseReason, ConnShared, HookFuture, Hooks};
-use crate::session::{Credentials, HookRequest, HookResult};
+use crate::session::{Credentials, HookAnswer, HookRequest, HookResult};
 
 /// One hook call as JS receives it.
 #[napi(object)]
@@ -27,7 +28,8 @@ pub struct HookEvent {
     pub conn: u32,
     /// What to pass to `hookReply` with the answer; 0 for events that want none (`close`).
     pub call: u32,
-    /// `message`, `startup`, `validate`, `authenticated` or `close`.
+    /// A [`crate::session::HookKind`] name (`message`, `startup`, `validate`, `authenticated`,
+    /// `tls`, `tlsUpgrade`), or `close`.
     pub kind: String,
     pub state_version: u32,
     /// For `message`: the messages, whole and back to back (their length fields delimit them).
@@ -44,14 +46,32 @@ pub struct HookEvent {
     pub sni_server_name: Option<String>,
 }
 
-/// What the JS dispatcher resolves to.
+/// What JS answers for a hook call (both drivers, every kind).
 #[napi(object)]
 pub struct HookReply {
     /// Messages handled (for `message`), or 1/0 for the boolean hooks.
     pub value: u32,
+    /// For `message`: the batch stopped early because output is backed up.
+    pub paused: Option<bool>,
     pub error: Option<BackendErrorInput>,
     /// For `tls`: the options the callback chose.
     pub tls: Option<super::tls::TlsOptionsInput>,
+}
+
+impl HookReply {
+    /// The answer in the session's terms (TLS options become a configuration here).
+    pub fn into_answer(self, request_client_certificate: bool) -> HookAnswer {
+        let tls = self.tls.map(|options| {
+            super::tls::tls_server(&options, request_client_certificate)
+                .map_err(|err| PgError::fatal(SqlState::INTERNAL_ERROR, err.reason))
+        });
+        HookAnswer {
+            value: self.value,
+            paused: self.paused.unwrap_or(false),
+            error: self.error.map(|e| e.into_pg_error(Severity::Error)),
+            tls,
+        }
+    }
 }
 
 pub type DispatchFn = ThreadsafeFunction<HookEvent, Unknown<'static>, HookEvent, Status, false, true>;
@@ -70,10 +90,24 @@ fn lock_pending() -> std::sync::MutexGuard<'static, HashMap<u32, ReplySender>> {
 
 /// JS's answer to the hook call `call` (an id from a [`HookEvent`]). Unknown ids are ignored:
 /// the connection may have gone while the hook ran.
-#[napi]
+#[napi(catch_unwind)]
 pub fn hook_reply(call: u32, reply: HookReply) {
     if let Some(sender) = lock_pending().remove(&call) {
         let _ = sender.send(reply);
+    }
+}
+
+/// A hook call waiting for its reply. Dropped unanswered (the connection ended while the hook
+/// ran), it takes its entry out of the pending table, so hooks that never settle leave nothing
+/// behind.
+struct Waiting {
+    call: u32,
+    reply: tokio::sync::oneshot::Receiver<HookReply>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        lock_pending().remove(&self.call);
     }
 }
 
@@ -101,10 +135,6 @@ impl JsHooks {
     }
 }
 
-fn event(conn: &ConnShared, kind: &str) -> HookEvent {
-    HookEvent::new(conn.id, kind, conn.state_version())
-}
-
 impl HookEvent {
     pub fn new(conn: u32, kind: &str, state_version: u32) -> Self {
         Self {
@@ -122,55 +152,35 @@ impl HookEvent {
         }
     }
 
-    /// A `validate` event: the credentials as `validateCredentials` will receive them.
-    pub fn validate(conn: u32, state_version: u32, credentials: Credentials) -> Self {
-        let mut event = Self::new(conn, "validate", state_version);
-        match credentials {
-            Credentials::Cleartext { user, password } => {
-                event.auth_mode = Some("cleartextPassword".into());
+    /// The event for a hook the session asked for; `offered` holds the messages of a
+    /// `Messages` request.
+    pub fn for_request(conn: u32, state_version: u32, request: HookRequest, offered: &[u8]) -> Self {
+        let mut event = Self::new(conn, request.kind().name(), state_version);
+        match request {
+            // The one copy: out of the session's input, into a Buffer JS owns.
+            HookRequest::Messages { .. } => event.data = Some(offered.to_vec().into()),
+            HookRequest::ValidateCredentials(Credentials::Cleartext { user, password }) => {
+                event.auth_mode = Some(AuthMode::CleartextPassword.name().into());
                 event.user = Some(user);
                 event.secret = Some(password);
             }
-            Credentials::Md5 { user, hash, salt } => {
-                event.auth_mode = Some("md5Password".into());
+            HookRequest::ValidateCredentials(Credentials::Md5 { user, hash, salt }) => {
+                event.auth_mode = Some(AuthMode::Md5Password.name().into());
                 event.user = Some(user);
                 event.secret = Some(hash);
                 event.salt = Some(salt.to_vec().into());
             }
+            HookRequest::TlsConfig { sni_server_name } => event.sni_server_name = sni_server_name,
+            HookRequest::Startup | HookRequest::Authenticated | HookRequest::TlsUpgrade => {}
         }
         event
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Messages,
-    Bool,
-    Void,
-    Tls { request_client_certificate: bool },
-}
-
 impl Hooks for JsHooks {
     fn call(&self, conn: &Arc<ConnShared>, request: HookRequest, offered: &[u8]) -> HookFuture {
-        let (mut event, kind) = match request {
-            HookRequest::Messages { .. } => {
-                let mut e = event(conn, "message");
-                // The one copy: out of the session's input, into a Buffer JS owns.
-                e.data = Some(offered.to_vec().into());
-                (e, Kind::Messages)
-            }
-            HookRequest::Startup => (event(conn, "startup"), Kind::Bool),
-            HookRequest::ValidateCredentials(credentials) => {
-                (HookEvent::validate(conn.id, conn.state_version(), credentials), Kind::Bool)
-            }
-            HookRequest::Authenticated => (event(conn, "authenticated"), Kind::Void),
-            HookRequest::TlsUpgrade => (event(conn, "tlsUpgrade"), Kind::Void),
-            HookRequest::TlsConfig { sni_server_name } => {
-                let mut e = event(conn, "tls");
-                e.sni_server_name = sni_server_name;
-                (e, Kind::Tls { request_client_certificate: self.request_client_certificate })
-            }
-        };
+        let kind = request.kind();
+        let mut event = HookEvent::for_request(conn.id, conn.state_version(), request, offered);
         let call = next_call_id();
         event.call = call;
         let (sender, reply) = tokio::sync::oneshot::channel();
@@ -179,9 +189,11 @@ impl Hooks for JsHooks {
         if status != Status::Ok {
             lock_pending().remove(&call);
         }
+        let request_client_certificate = self.request_client_certificate;
+        let mut waiting = Waiting { call, reply };
         Box::pin(async move {
-            match reply.await {
-                Ok(reply) => to_result(kind, reply),
+            match (&mut waiting.reply).await {
+                Ok(reply) => kind.result(reply.into_answer(request_client_certificate)),
                 // The call never reached JS (the environment is shutting down).
                 Err(_) => {
                     HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, format!("hook call failed: {status}")))
@@ -191,31 +203,9 @@ impl Hooks for JsHooks {
     }
 
     fn closed(&self, conn: &Arc<ConnShared>, reason: CloseReason) {
-        let mut e = event(conn, "close");
+        let mut e = HookEvent::new(conn.id, "close", conn.state_version());
         e.reason = Some(reason.as_str().to_string());
         // Fire and forget: nothing waits for JS to acknowledge a close.
         let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
-    }
-}
-
-fn to_result(kind: Kind, reply: HookReply) -> HookResult {
-    let error = reply.error.map(|e| e.into_pg_error(Severity::Error));
-    match (kind, error) {
-        (Kind::Messages, error) => HookResult::Messages { handled: reply.value as usize, error },
-        (_, Some(error)) => HookResult::Failed(error),
-        (Kind::Bool, None) => HookResult::Bool(reply.value != 0),
-        (Kind::Void, None) => HookResult::Done,
-        (Kind::Tls { request_client_certificate }, None) => tls_result(reply.tls.as_ref(), request_client_certificate),
-    }
-}
-
-/// The `tls` callback's options as a configuration, or why they cannot be one.
-pub fn tls_result(options: Option<&super::tls::TlsOptionsInput>, request_client_certificate: bool) -> HookResult {
-    let Some(options) = options else {
-        return HookResult::Failed(PgError::fatal(SqlState::INTERNAL_ERROR, "the tls callback returned no options"));
-    };
-    match super::tls::tls_server(options, request_client_certificate) {
-        Ok(server) => HookResult::Tls(server),
-        Err(err) => HookResult::Failed(PgError::fatal(SqlState::INTERNAL_ERROR, err.reason)),
     }
 }

@@ -10,7 +10,6 @@ use napi_derive::napi;
 
 use crate::auth::AuthMode;
 use crate::protocol::FrameLimits;
-use crate::server::ConnectionSettings;
 use crate::session::{HookSet, SessionConfig, TlsSettings};
 
 use super::tls::{tls_server, TlsOptionsInput};
@@ -26,13 +25,16 @@ pub struct NativeOptions {
     pub max_message_size: Option<u32>,
     /// PostgreSQL's `authentication_timeout`, in milliseconds.
     pub auth_timeout: Option<u32>,
+    /// How long a client may take none of our output before it is dropped, in milliseconds;
+    /// 0 for never.
+    pub write_timeout: Option<u32>,
     /// Fixed TLS options (`tls: { key, cert, ca?, passphrase? }`).
     pub tls: Option<TlsOptionsInput>,
     /// True when `tls` is a callback that chooses options per server name.
     pub tls_callback: Option<bool>,
 }
 
-pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
+pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
     let auth_mode = AuthMode::parse(&options.auth_mode).ok_or_else(|| {
         Error::new(
             Status::InvalidArg,
@@ -64,14 +66,21 @@ pub fn settings(options: NativeOptions) -> Result<ConnectionSettings> {
     let mut server_parameters: Vec<(String, String)> =
         options.server_parameters.unwrap_or_default().into_iter().collect();
     server_parameters.sort();
-    let session = SessionConfig {
+    let write_timeout = match options.write_timeout {
+        None => defaults.write_timeout,
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(u64::from(ms))),
+    };
+    Ok(Arc::new(SessionConfig {
         auth_mode,
         server_version: options.server_version.unwrap_or(defaults.server_version),
         server_parameters,
         hooks,
         limits,
         tls,
-    };
-    let auth_timeout = Duration::from_millis(u64::from(options.auth_timeout.unwrap_or(60_000).max(1)));
-    Ok(ConnectionSettings { session: Arc::new(session), auth_timeout })
+        auth_timeout: options
+            .auth_timeout
+            .map_or(defaults.auth_timeout, |ms| Duration::from_millis(u64::from(ms.max(1)))),
+        write_timeout,
+    }))
 }

@@ -9,11 +9,12 @@ use napi_derive::napi;
 use super::connection::NativeConnection;
 use super::hooks::{HookEvent, JsHooks};
 use super::options::{settings, NativeOptions};
-use crate::server::{ConnectionSettings, Hooks, Listener};
+use crate::server::{Hooks, Listener};
+use crate::session::SessionConfig;
 
 #[napi]
 pub struct NativeServer {
-    settings: ConnectionSettings,
+    config: Arc<SessionConfig>,
     hooks: Arc<dyn Hooks>,
     listener: Arc<Mutex<Option<Arc<Listener>>>>,
 }
@@ -27,31 +28,31 @@ pub struct AddressInfo {
 
 #[napi]
 impl NativeServer {
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Unknown<'static>>) -> Result<Self> {
         let request_client_certificate = options.auth_mode == "certificate";
         Ok(Self {
-            settings: settings(options)?,
+            config: settings(options)?,
             hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?),
             listener: Arc::default(),
         })
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts accepting.
-    #[napi(ts_return_type = "Promise<AddressInfo>")]
+    #[napi(ts_return_type = "Promise<AddressInfo>", catch_unwind)]
     pub fn listen(&self, env: &Env, host: String, port: u32) -> Result<AsyncBlock<AddressInfo>> {
         let ip: IpAddr = host
             .parse()
             .map_err(|_| Error::new(Status::InvalidArg, format!("host must be an IP address, got '{host}'")))?;
         let port = u16::try_from(port).map_err(|_| Error::new(Status::InvalidArg, format!("invalid port {port}")))?;
-        let settings = self.settings.clone();
+        let config = self.config.clone();
         let hooks = self.hooks.clone();
         let slot = self.listener.clone();
         AsyncBlockBuilder::new(async move {
             if lock(&slot).is_some() {
                 return Err(Error::new(Status::GenericFailure, "server is already listening"));
             }
-            let listener = Listener::bind(SocketAddr::new(ip, port), settings, hooks)
+            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks)
                 .await
                 .map_err(|err| Error::new(Status::GenericFailure, format!("listen {host}:{port}: {err}")))?;
             let addr = listener.local_addr;
@@ -67,7 +68,7 @@ impl NativeServer {
 
     /// Resolves when the server stops listening. While it is pending, Node stays alive, as it
     /// would for a listening `net.Server`.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn serving(&self, env: &Env) -> Result<AsyncBlock<()>> {
         let listener = lock(&self.listener).clone();
         AsyncBlockBuilder::new(async move {
@@ -80,25 +81,27 @@ impl NativeServer {
     }
 
     /// The connection with this id, while it is open.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn connection(&self, id: u32) -> Option<NativeConnection> {
         let listener = lock(&self.listener).clone()?;
         listener.connection(id).map(NativeConnection::new)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn connection_count(&self) -> u32 {
         lock(&self.listener).as_ref().map_or(0, |l| l.connection_count() as u32)
     }
 
-    /// Stops accepting, ends open connections (FATAL 57P01 to sessions), resolves when all
-    /// are closed.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self, env: &Env) -> Result<AsyncBlock<()>> {
+    /// Stops accepting and ends open connections: FATAL 57P01 to each session once its hook
+    /// (if one runs) has answered, and at `grace_period` milliseconds whatever is left is
+    /// closed at once. Resolves when all are closed.
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
+    pub fn close(&self, env: &Env, grace_period: u32) -> Result<AsyncBlock<()>> {
         let listener = lock(&self.listener).take();
+        let grace = std::time::Duration::from_millis(u64::from(grace_period));
         AsyncBlockBuilder::new(async move {
             if let Some(listener) = listener {
-                listener.close().await;
+                listener.close(grace).await;
             }
             Ok(())
         })

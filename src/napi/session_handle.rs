@@ -1,55 +1,74 @@
-//! The JS-thread driver's view of a session: `index.js` reads the Node socket, feeds the bytes
-//! in here, calls the user's hooks directly and writes what comes out. Framing, limits, the
-//! startup/auth state machine and the built-in answers are the same Rust code as on the tokio
-//! driver; only the thread hop per hook is gone. Every method is safe to call in any order.
+//! The JS-thread driver's view of a session: `lib/js-driver.js` reads the Node socket, feeds
+//! the bytes in here, calls the user's hooks directly and writes what comes out. Framing,
+//! limits, the startup/auth state machine, deadlines, backpressure and the built-in answers are
+//! the same Rust code as on the tokio driver; only the thread hop per hook is gone. Every
+//! function is safe to call in any order. The current time is read here, on the driver's side
+//! of the session.
+
+use std::time::Instant;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::connection::StateSnapshot;
 use super::errors::BackendErrorInput;
-use super::hooks::HookEvent;
+use super::hooks::{HookEvent, HookReply};
 use super::options::{settings, NativeOptions};
-use super::tls::TlsOptionsInput;
 use crate::protocol::Severity;
-use crate::server::ConnectionSettings;
-use crate::session::{HookRequest, HookResult, Session, Step};
+use crate::session::{HookAnswer, HookKind, HookRequest, Session, SessionConfig, Step};
 
-/// `sessionPoll()` result: what to do next (low 2 bits), [`HAS_OUTPUT`] when there are bytes to
-/// send first, and the state version from bit [`VERSION_SHIFT`] up (so JS needs no extra call
-/// to know whether its cached state is current).
-pub const STEP_NEED_INPUT: u32 = 0;
+// Step codes: what to do next in the low bits (`STEP_MASK`), flags above, and the state version
+// from bit `VERSION_SHIFT` up (so JS needs no extra call to know whether its cached state is
+// current). Exported, so `lib/js-driver.js` reads them from here instead of repeating them.
+#[napi]
+pub const STEP_WAIT: u32 = 0;
+#[napi]
 pub const STEP_HOOK: u32 = 1;
+#[napi]
 pub const STEP_CLOSE: u32 = 2;
-/// Returned by the `session*Done` functions when asked not to poll.
-pub const STEP_NONE: u32 = 3;
-pub const HAS_OUTPUT: u32 = 4;
-/// Set once the connection is encrypted, so JS knows to seal its writes without asking.
-pub const IS_TLS: u32 = 8;
+#[napi]
+pub const STEP_ABORT: u32 = 3;
+/// Returned by the done-functions when asked not to poll.
+#[napi]
+pub const STEP_NONE: u32 = 4;
+#[napi]
+pub const STEP_MASK: u32 = 7;
+/// `sessionTakeOutput()` has bytes to send first.
+#[napi]
+pub const HAS_OUTPUT: u32 = 8;
+/// The connection is encrypted, so JS seals its writes without asking.
+#[napi]
+pub const IS_TLS: u32 = 16;
 /// From `sessionFeed()`: the messages offered to `onMessage` are exactly the bytes just fed, so
 /// JS hands its own chunk to the hook instead of fetching a copy with `sessionTakeMessages()`.
-pub const OFFERS_FED_BYTES: u32 = 16;
-pub const VERSION_SHIFT: u32 = 5;
+#[napi]
+pub const OFFERS_FED_BYTES: u32 = 32;
+/// The session wants bytes: keep the socket flowing (pause it otherwise).
+#[napi]
+pub const WANTS_INPUT: u32 = 64;
+/// A deadline changed: re-arm the timer from `sessionTimeout()`.
+#[napi]
+pub const TIMER_CHANGED: u32 = 128;
+#[napi]
+pub const VERSION_SHIFT: u32 = 8;
+
+/// The session's backpressure mark, for the JS side's own checks (`lib/values.js`).
+#[napi]
+pub const OUTPUT_HIGH_WATER: u32 = crate::session::OUTPUT_HIGH_WATER as u32;
 
 /// Parsed options, shared by every connection made with the same options object.
 #[napi]
 pub struct NativeConfig {
-    settings: ConnectionSettings,
+    config: std::sync::Arc<SessionConfig>,
     request_client_certificate: bool,
 }
 
 #[napi]
 impl NativeConfig {
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(options: NativeOptions) -> Result<Self> {
         let request_client_certificate = options.auth_mode == "certificate";
-        Ok(Self { settings: settings(options)?, request_client_certificate })
-    }
-
-    /// Milliseconds a client has to finish startup and authentication.
-    #[napi(getter)]
-    pub fn auth_timeout(&self) -> u32 {
-        self.settings.auth_timeout.as_millis().min(u128::from(u32::MAX)) as u32
+        Ok(Self { config: settings(options)?, request_client_certificate })
     }
 }
 
@@ -60,34 +79,24 @@ impl NativeConfig {
 pub struct SessionHandle {
     session: Session,
     request_client_certificate: bool,
-    /// The hook `sessionPoll()` asked for, until JS fetches it with `sessionHook()`.
+    /// The hook `sessionPoll()` asked for, until JS fetches it.
     request: Option<HookRequest>,
+    /// The kind of the hook JS fetched with `sessionHook()`, for its answer.
+    running: Option<HookKind>,
 }
 
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_new(config: &NativeConfig) -> External<SessionHandle> {
     External::new(SessionHandle {
-        session: Session::new(config.settings.session.clone(), crate::server::secrets()),
+        session: Session::new(config.config.clone(), crate::server::secrets(), Instant::now()),
         request_client_certificate: config.request_client_certificate,
         request: None,
+        running: None,
     })
 }
 
-/// Bytes read from the client.
-#[napi]
-pub fn session_receive(handle: &mut External<SessionHandle>, data: BufferSlice) {
-    handle.session.receive(&data);
-}
-
-/// The client closed its side.
-#[napi]
-pub fn session_receive_eof(handle: &mut External<SessionHandle>) {
-    handle.session.receive_eof();
-}
-
-/// `sessionReceive()` then `sessionPoll()`, in one call (the per-read hot path). Only call it
-/// when no hook is pending.
-#[napi]
+/// Bytes read from the client, then the next step (the per-read hot path).
+#[napi(catch_unwind)]
 pub fn session_feed(handle: &mut External<SessionHandle>, data: BufferSlice) -> u32 {
     // The common case of a request/response client: one read is exactly the next
     // message(s), with nothing buffered before it.
@@ -95,7 +104,7 @@ pub fn session_feed(handle: &mut External<SessionHandle>, data: BufferSlice) -> 
     handle.session.receive(&data);
     let step = poll(handle);
     let offers_fed_bytes = fresh
-        && !handle.session.is_tls()
+        && step & STEP_MASK == STEP_HOOK
         && matches!(handle.request, Some(HookRequest::Messages { .. }))
         && handle.session.offered().len() == data.len();
     if offers_fed_bytes {
@@ -106,29 +115,52 @@ pub fn session_feed(handle: &mut External<SessionHandle>, data: BufferSlice) -> 
     }
 }
 
-/// Advances the session: `STEP_NEED_INPUT`, `STEP_HOOK` (fetch it with `sessionHook()`) or
-/// `STEP_CLOSE`, with `HAS_OUTPUT` set when `sessionTakeOutput()` has bytes to send first.
-#[napi]
+/// The client closed its side; then the next step.
+#[napi(catch_unwind)]
+pub fn session_receive_eof(handle: &mut External<SessionHandle>) -> u32 {
+    handle.session.receive_eof(Instant::now());
+    poll(handle)
+}
+
+/// The next step.
+#[napi(catch_unwind)]
 pub fn session_poll(handle: &mut External<SessionHandle>) -> u32 {
     poll(handle)
 }
 
 fn poll(handle: &mut SessionHandle) -> u32 {
-    let step = match handle.session.poll() {
-        Step::NeedInput => {
+    let session = &mut handle.session;
+    let step = match session.poll() {
+        Step::Wait => {
             // What an idle connection keeps: nothing.
-            handle.session.release_idle_buffers();
-            STEP_NEED_INPUT
+            session.release_idle_buffers();
+            STEP_WAIT
         }
         Step::Close => STEP_CLOSE,
+        Step::Abort => STEP_ABORT,
         Step::Hook(request) => {
             handle.request = Some(request);
             STEP_HOOK
         }
     };
-    let step = if handle.session.has_output() { step | HAS_OUTPUT } else { step };
-    let step = if handle.session.is_tls() { step | IS_TLS } else { step };
-    step | (handle.session.state_version() << VERSION_SHIFT)
+    step | flags(session)
+}
+
+fn flags(session: &mut Session) -> u32 {
+    let mut flags = session.state_version() << VERSION_SHIFT;
+    if session.has_output() {
+        flags |= HAS_OUTPUT;
+    }
+    if session.is_tls() {
+        flags |= IS_TLS;
+    }
+    if session.wants_input() {
+        flags |= WANTS_INPUT;
+    }
+    if session.take_timeout_changed() {
+        flags |= TIMER_CHANGED;
+    }
+    flags
 }
 
 /// After a hook answered: the next step, or `STEP_NONE` without polling (after `detach()`).
@@ -136,14 +168,13 @@ fn then_poll(handle: &mut SessionHandle, poll: Option<bool>) -> u32 {
     if poll.unwrap_or(true) {
         self::poll(handle)
     } else {
-        let tls = if handle.session.is_tls() { IS_TLS } else { 0 };
-        STEP_NONE | tls | (handle.session.state_version() << VERSION_SHIFT)
+        STEP_NONE | flags(&mut handle.session)
     }
 }
 
 /// The bytes to send, copied into a JS-owned Buffer (cheaper than an external buffer for
 /// the small replies that make up most traffic).
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_take_output<'env>(
     handle: &mut External<SessionHandle>,
     env: &'env Env,
@@ -154,10 +185,10 @@ pub fn session_take_output<'env>(
     BufferSlice::copy_from(env, handle.session.take_output()).map(Some)
 }
 
-/// The fast path for `onMessage`: when `sessionPoll()` asked for the message hook, the messages
+/// The fast path for `onMessage`: when the session asked for the message hook, the messages
 /// themselves, back to back and whole (JS walks their length fields), or null if the
 /// pending hook is another one (fetch it with `sessionHook()`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_take_messages<'env>(
     handle: &mut External<SessionHandle>,
     env: &'env Env,
@@ -172,95 +203,88 @@ pub fn session_take_messages<'env>(
     }
 }
 
-/// The hook `sessionPoll()` asked for (`kind` is empty if there is none).
-#[napi]
+/// The hook the session asked for, as the same event the native driver dispatches (`kind` is
+/// empty if there is none).
+#[napi(catch_unwind)]
 pub fn session_hook(handle: &mut External<SessionHandle>) -> HookEvent {
     let version = handle.session.state_version();
     match handle.request.take() {
-        Some(HookRequest::Messages { .. }) => {
-            let mut event = HookEvent::new(0, "message", version);
-            event.data = Some(handle.session.offered().to_vec().into());
-            event
+        Some(request) => {
+            handle.running = Some(request.kind());
+            HookEvent::for_request(0, version, request, handle.session.offered())
         }
-        Some(HookRequest::Startup) => HookEvent::new(0, "startup", version),
-        Some(HookRequest::Authenticated) => HookEvent::new(0, "authenticated", version),
-        Some(HookRequest::TlsUpgrade) => HookEvent::new(0, "tlsUpgrade", version),
-        Some(HookRequest::TlsConfig { sni_server_name }) => {
-            let mut event = HookEvent::new(0, "tls", version);
-            event.sni_server_name = sni_server_name;
-            event
-        }
-        Some(HookRequest::ValidateCredentials(credentials)) => HookEvent::validate(0, version, credentials),
         None => HookEvent::new(0, "", version),
     }
 }
 
-/// `onMessage` handled the first `handled` messages; `error` is what the next one threw.
-#[napi]
+/// `onMessage` handled `handled` messages (or threw `error` on the next one); `backlog`, when
+/// given, is what the socket holds unsent after the batch stopped early for backpressure.
+#[napi(catch_unwind)]
 pub fn session_messages_done(
     handle: &mut External<SessionHandle>,
     handled: u32,
     error: Option<BackendErrorInput>,
     poll: Option<bool>,
+    backlog: Option<f64>,
 ) -> u32 {
+    let paused = backlog.is_some();
+    if let Some(unsent) = backlog {
+        // No claim of progress: only `sessionBacklog()` reports bytes sent.
+        let sent = handle.session.backlog_sent();
+        handle.session.handle_backlog(Instant::now(), unsent as usize, sent);
+    }
     let error = error.map(|e| e.into_pg_error(Severity::Error));
-    handle.session.hook_done(HookResult::Messages { handled: handled as usize, error });
+    let answer = HookAnswer { value: handled, paused, error, tls: None };
+    handle.session.hook_done(HookKind::Message.result(answer));
     then_poll(handle, poll)
 }
 
-/// A boolean hook (`onStartup`, `validateCredentials`) answered, or threw.
-#[napi]
-pub fn session_bool_done(
-    handle: &mut External<SessionHandle>,
-    value: bool,
-    error: Option<BackendErrorInput>,
-    poll: Option<bool>,
-) -> u32 {
-    handle.session.hook_done(match error {
-        Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
-        None => HookResult::Bool(value),
-    });
+/// The hook fetched with `sessionHook()` answered (or threw).
+#[napi(catch_unwind)]
+pub fn session_hook_done(handle: &mut External<SessionHandle>, reply: HookReply, poll: Option<bool>) -> u32 {
+    if let Some(kind) = handle.running.take() {
+        let answer = reply.into_answer(handle.request_client_certificate);
+        handle.session.hook_done(kind.result(answer));
+    }
     then_poll(handle, poll)
 }
 
-/// A hook whose value is ignored (`onAuthenticated`) finished, or threw.
-#[napi]
-pub fn session_void_done(
-    handle: &mut External<SessionHandle>,
-    error: Option<BackendErrorInput>,
-    poll: Option<bool>,
-) -> u32 {
-    handle.session.hook_done(match error {
-        Some(e) => HookResult::Failed(e.into_pg_error(Severity::Error)),
-        None => HookResult::Done,
-    });
-    then_poll(handle, poll)
+/// What the socket holds unsent (`writableLength`) and how many bytes it has sent in all.
+#[napi(catch_unwind)]
+pub fn session_backlog(handle: &mut External<SessionHandle>, unsent: f64, sent: f64) {
+    handle.session.handle_backlog(Instant::now(), unsent as usize, sent as u64);
 }
 
-/// The `tls` callback returned options (or threw).
-#[napi]
-pub fn session_tls_done(
-    handle: &mut External<SessionHandle>,
-    options: Option<TlsOptionsInput>,
-    error: Option<BackendErrorInput>,
-    poll: Option<bool>,
-) -> u32 {
-    let result = match error {
-        Some(e) => HookResult::Failed(e.into_pg_error(Severity::Fatal)),
-        None => super::hooks::tls_result(options.as_ref(), handle.request_client_certificate),
-    };
-    handle.session.hook_done(result);
-    then_poll(handle, poll)
+/// Milliseconds until the next deadline (0 if it has passed), or -1 for none.
+#[napi(catch_unwind)]
+pub fn session_timeout(handle: &External<SessionHandle>) -> f64 {
+    match handle.session.poll_timeout() {
+        None => -1.0,
+        Some(at) => at.saturating_duration_since(Instant::now()).as_millis() as f64,
+    }
+}
+
+/// The timer fired: act on the deadlines that passed, then the next step.
+#[napi(catch_unwind)]
+pub fn session_handle_timeout(handle: &mut External<SessionHandle>) -> u32 {
+    handle.session.handle_timeout(Instant::now());
+    poll(handle)
+}
+
+/// A hook sent AuthenticationOk itself.
+#[napi(catch_unwind)]
+pub fn session_authenticated_by_hook(handle: &mut External<SessionHandle>) {
+    handle.session.authenticated_by_hook();
 }
 
 /// Whether the connection is encrypted (TLS is up or being negotiated).
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_is_tls(handle: &External<SessionHandle>) -> bool {
     handle.session.is_tls()
 }
 
 /// After `detach()` on a TLS connection: plaintext for the client, as TLS records.
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_seal<'env>(
     handle: &mut External<SessionHandle>,
     env: &'env Env,
@@ -272,7 +296,7 @@ pub fn session_seal<'env>(
 
 /// After `detach()` on a TLS connection: what the client sent, decrypted; null once the
 /// TLS connection has ended or failed.
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_open<'env>(
     handle: &mut External<SessionHandle>,
     env: &'env Env,
@@ -285,31 +309,26 @@ pub fn session_open<'env>(
 }
 
 /// After `detach()` on a TLS connection: close_notify (and anything still pending).
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_seal_close<'env>(handle: &mut External<SessionHandle>, env: &'env Env) -> Result<BufferSlice<'env>> {
     let wire = handle.session.seal_close();
     BufferSlice::copy_from(env, wire)
 }
 
-#[napi]
+#[napi(catch_unwind)]
 pub fn session_state(handle: &External<SessionHandle>) -> StateSnapshot {
     StateSnapshot::new(handle.session.state_version(), handle.session.state())
 }
 
-#[napi]
-pub fn session_is_authenticated(handle: &External<SessionHandle>) -> bool {
-    handle.session.state().is_authenticated
-}
-
 /// For `detach()`: what was received but not processed. The session is over afterwards.
-#[napi]
-pub fn session_take_unprocessed_input(handle: &mut External<SessionHandle>) -> Buffer {
+#[napi(catch_unwind)]
+pub fn session_detach(handle: &mut External<SessionHandle>) -> Buffer {
     handle.request = None;
-    handle.session.take_unprocessed_input().to_vec().into()
+    handle.session.detach().to_vec().into()
 }
 
 /// Encoders for `sendError` and friends on connections whose socket JS owns.
-#[napi]
+#[napi(catch_unwind)]
 pub fn encode_error_response(error: BackendErrorInput) -> Buffer {
     let mut out = bytes::BytesMut::new();
     crate::protocol::backend::error_response(&mut out, &error.into_pg_error(Severity::Error));

@@ -8,13 +8,13 @@ use crate::auth::md5;
 use crate::protocol::StartupMessage;
 
 /// `"md5" + md5hex(md5hex(password + user) + salt)`, as libpq sends it.
-#[napi]
+#[napi(catch_unwind)]
 pub fn hash_md5_password_sync(user: String, password: String, salt: BufferSlice) -> String {
     md5::hash_md5_password(&user, &password, &salt)
 }
 
 /// A StartupMessage (no type byte), e.g. to replay a client's startup to an upstream.
-#[napi]
+#[napi(catch_unwind)]
 pub fn encode_startup_message(major: u32, minor: u32, parameters: Vec<String>) -> Buffer {
     let message = StartupMessage {
         major: major as u16,

@@ -87,6 +87,17 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, version: i32, unrecognized
     });
 }
 
+/// An error in protocol 2.0's format (`E`, then `"FATAL:  <message>\n"` and a NUL, no length):
+/// what PostgreSQL sends a client that asked for a protocol older than 3.0, since such a
+/// client reads nothing else.
+pub fn error_response_v2(out: &mut BytesMut, err: &PgError) {
+    out.put_u8(b'E');
+    out.put_slice(err.severity.as_str().as_bytes());
+    out.put_slice(b":  ");
+    out.put_slice(err.message.replace('\0', "").as_bytes());
+    out.put_slice(b"\n\0");
+}
+
 /// ErrorResponse: `S` and `V` (both the severity, as pg-gateway and PostgreSQL send them),
 /// `C`, `M`, then the optional fields in the order given.
 pub fn error_response(out: &mut BytesMut, err: &PgError) {

@@ -153,6 +153,17 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+impl DecodeError {
+    /// Whether PostgreSQL closes the connection without a word for this error. It reports
+    /// impossible lengths as `COMMERROR` (its own log only): the stream is out of step, so
+    /// nothing it could send would be read as intended, and node-postgres, whose
+    /// `client.connect(); client.end()` sends Terminate before the StartupMessage, treats such
+    /// an answer as a fatal `'error'` event.
+    pub fn closes_silently(&self) -> bool {
+        matches!(self, Self::StartupPacketLength { .. } | Self::MessageLength { .. })
+    }
+}
+
 impl From<DecodeError> for PgError {
     fn from(err: DecodeError) -> Self {
         PgError::fatal(SqlState::PROTOCOL_VIOLATION, err.to_string())

@@ -6,7 +6,9 @@
 use super::error::DecodeError;
 
 /// `MAX_STARTUP_PACKET_LENGTH` in PostgreSQL's `pqcomm.h`: "just to prevent simple
-/// denial-of-service attacks".
+/// denial-of-service attacks". Like every limit here it counts the body, not the length word:
+/// PostgreSQL subtracts the 4 bytes of the length field before comparing, so a declared length
+/// of 10 004 is still accepted.
 pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;
 
 /// `PQ_SMALL_MESSAGE_LIMIT`: messages that never carry user data (Sync, Describe, Close ...).
@@ -32,7 +34,7 @@ impl Default for FrameLimits {
 }
 
 impl FrameLimits {
-    /// The largest body (length field included) accepted for a message type, following
+    /// The largest body (length field excluded) accepted for a message type, following
     /// PostgreSQL's `SocketBackend` once authenticated and `PG_MAX_AUTH_TOKEN_LENGTH` before.
     pub fn max_len(&self, tag: u8, authenticated: bool) -> usize {
         if !authenticated {
@@ -50,9 +52,10 @@ impl FrameLimits {
 pub fn startup_frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     let Some(header) = buf.get(..4) else { return Ok(None) };
     let len = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-    // 8 is the shortest legal packet (length + request code).
-    if len < 8 || len as usize > MAX_STARTUP_PACKET_LEN {
-        return Err(DecodeError::StartupPacketLength { len: len.into(), max: MAX_STARTUP_PACKET_LEN });
+    // 8 is the shortest legal packet (length + request code); `ProcessStartupPacket` checks the
+    // body, `len - 4`, against the limit.
+    if len < 8 || len as usize - 4 > MAX_STARTUP_PACKET_LEN {
+        return Err(DecodeError::StartupPacketLength { len: len.into(), max: MAX_STARTUP_PACKET_LEN + 4 });
     }
     let len = len as usize;
     Ok((buf.len() >= len).then_some(len))
@@ -63,7 +66,8 @@ pub fn typed_frame_len(buf: &[u8], max_len: impl Fn(u8) -> usize) -> Result<Opti
     let Some(header) = buf.get(..5) else { return Ok(None) };
     let tag = header[0];
     let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-    let max = max_len(tag);
+    // `pq_getmessage` compares the body, `len - 4`, with the limit.
+    let max = max_len(tag).saturating_add(4);
     if len < 4 || len as usize > max {
         return Err(DecodeError::MessageLength { tag, len: len.into(), max });
     }
@@ -111,14 +115,15 @@ mod tests {
             startup_frame_len(&[0xff, 0xff, 0xff, 0xff]),
             Err(DecodeError::StartupPacketLength { len: -1, .. })
         ));
-        assert!(startup_frame_len(&10_001i32.to_be_bytes()).is_err());
-        assert_eq!(startup_frame_len(&10_000i32.to_be_bytes()), Ok(None));
+        assert!(startup_frame_len(&10_005i32.to_be_bytes()).is_err());
+        assert_eq!(startup_frame_len(&10_004i32.to_be_bytes()), Ok(None), "PostgreSQL accepts a body of 10 000");
         assert!(matches!(
             typed_frame_len(&[b'Q', 0, 0, 0, 3], |_| 100),
             Err(DecodeError::MessageLength { len: 3, .. })
         ));
         assert!(matches!(typed_frame_len(&[b'Q', 0x80, 0, 0, 0], |_| 100), Err(DecodeError::MessageLength { .. })));
-        assert!(typed_frame_len(&[b'Q', 0, 0, 0, 101], |_| 100).is_err());
+        assert!(typed_frame_len(&[b'Q', 0, 0, 0, 105], |_| 100).is_err());
+        assert_eq!(typed_frame_len(&[b'Q', 0, 0, 0, 104], |_| 100), Ok(None), "a body of exactly the limit");
     }
 
     #[test]

@@ -265,7 +265,7 @@ mod tests {
             for cut in 5..len {
                 let mut short = frame[..cut].to_vec();
                 short[1..5].copy_from_slice(&((cut - 1) as i32).to_be_bytes());
-                let _ = FrontendMessage::decode(&short);
+                assert!(FrontendMessage::decode(&short).is_err(), "{:?} cut to {cut} bytes decoded", frame[0] as char);
             }
             rest = &rest[len..];
         }

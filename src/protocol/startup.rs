@@ -27,6 +27,12 @@ pub enum StartupPacket<'a> {
         secret_key: &'a [u8],
     },
     Startup(StartupMessage),
+    /// A StartupMessage for a major version other than 3. PostgreSQL checks the version before
+    /// it looks at the parameters, so their layout does not matter here.
+    UnsupportedVersion {
+        major: u16,
+        minor: u16,
+    },
 }
 
 /// A StartupMessage: protocol version and parameters, in the order the client sent them.
@@ -85,6 +91,9 @@ impl<'a> StartupPacket<'a> {
             version => {
                 let major = (version >> 16) as u16;
                 let minor = (version & 0xffff) as u16;
+                if major != 3 {
+                    return Ok(Self::UnsupportedVersion { major, minor });
+                }
                 Ok(Self::Startup(StartupMessage { major, minor, parameters: decode_parameters(&mut r)? }))
             }
         }
@@ -149,6 +158,16 @@ mod tests {
         extra.push(b'x');
         assert_eq!(StartupPacket::decode(&extra), Err(DecodeError::StartupLayout));
         assert_eq!(StartupPacket::decode(b"\x00\x00\x00\x0b\x00\x03\x00\x00ab"), Err(DecodeError::StartupLayout));
+    }
+
+    #[test]
+    fn judges_the_version_before_the_parameters() {
+        // 8 bytes, version 2.0: PostgreSQL answers "unsupported frontend protocol", not a layout error.
+        assert_eq!(
+            StartupPacket::decode(b"\x00\x00\x00\x08\x00\x02\x00\x00"),
+            Ok(StartupPacket::UnsupportedVersion { major: 2, minor: 0 })
+        );
+        assert_eq!(StartupPacket::decode(b"\x00\x00\x00\x08\x00\x03\x00\x00"), Err(DecodeError::StartupLayout));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -14,48 +14,15 @@ use tokio::sync::Notify;
 
 use super::outbound::Outbound;
 use super::signal::Signal;
-use crate::session::{Session, SessionConfig, State};
+use crate::session::{CloseReason, Session, State};
 
-/// Why a connection ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed its side (EOF, or Terminate).
-    ClientEnded,
-    /// The session ended it (a FATAL error) or JS called `end()`.
-    Closed,
-    /// The socket failed (reset, broken pipe) or JS called `destroy()`.
-    Error,
-    /// The startup did not finish within the authentication timeout.
-    Timeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// JS took the connection over with `detach()`.
-    Detached,
+/// `CloseReason` as a [`Signal`] value: 0 is "still running".
+fn reason_code(reason: CloseReason) -> u8 {
+    CloseReason::ALL.iter().position(|r| *r == reason).map_or(0, |i| i as u8 + 1)
 }
 
-impl CloseReason {
-    const ALL: [Self; 6] =
-        [Self::ClientEnded, Self::Closed, Self::Error, Self::Timeout, Self::Shutdown, Self::Detached];
-
-    /// As a [`Signal`] value: 0 is "still running".
-    fn code(self) -> u8 {
-        Self::ALL.iter().position(|r| *r == self).map_or(0, |i| i as u8 + 1)
-    }
-
-    fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientEnded => "end",
-            Self::Closed => "closed",
-            Self::Error => "error",
-            Self::Timeout => "timeout",
-            Self::Shutdown => "shutdown",
-            Self::Detached => "detached",
-        }
-    }
+fn reason_from_code(code: u8) -> Option<CloseReason> {
+    CloseReason::ALL.get(usize::from(code).checked_sub(1)?).copied()
 }
 
 /// Requests JS can make of a running connection, checked by the driver between steps.
@@ -67,6 +34,8 @@ pub(super) const REQ_SHUTDOWN: u8 = 8;
 pub(super) const REQ_FLUSH: u8 = 16;
 /// JS asked for the connection to be proxied to an upstream server.
 pub(super) const REQ_PROXY: u8 = 32;
+/// A hook sent AuthenticationOk itself: authentication is over.
+pub(super) const REQ_AUTHENTICATED: u8 = 64;
 
 /// Where `proxy()` sends a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,14 +44,9 @@ pub struct ProxyTarget {
     pub port: u16,
     /// Send the client's StartupMessage first (when the gateway already consumed it).
     pub replay_startup: bool,
-}
-
-/// Per-connection settings the listener or the adopting call chooses.
-#[derive(Clone, Debug)]
-pub struct ConnectionSettings {
-    pub session: Arc<SessionConfig>,
-    /// PostgreSQL's `authentication_timeout`: the whole startup must finish within it.
-    pub auth_timeout: Duration,
+    /// How long to wait for the upstream to accept the connection (PgBouncer's
+    /// `server_connect_timeout` is 15 s).
+    pub connect_timeout: Duration,
 }
 
 /// What a connection shares with JS: its identity, its outbound buffer, the state snapshot
@@ -97,7 +61,7 @@ pub struct ConnShared {
     pub(super) wake_driver: Notify,
     /// Set once any hook ran, so JS knows this connection and must hear that it closed.
     pub(super) seen_by_js: AtomicBool,
-    /// Why the driver ended ([`CloseReason::code`]), 0 while it runs.
+    /// Why the driver ended ([`reason_code`]), 0 while it runs.
     finished: Signal,
     /// After `detach()`: the read side and the bytes read but not processed.
     pub(super) detached: tokio::sync::Mutex<Option<DetachedRead>>,
@@ -107,6 +71,10 @@ pub struct ConnShared {
     pub(super) encrypted: AtomicBool,
     pub(super) plain_out: Mutex<BytesMut>,
     pub(super) proxy_target: Mutex<Option<ProxyTarget>>,
+    /// Set by `end()`: JS writes after it are refused, as a Node socket refuses them.
+    ending: AtomicBool,
+    /// When a server shutdown ends whatever still runs ([`Self::shutdown`]).
+    shutdown_deadline: Mutex<Option<Instant>>,
 }
 
 /// The read side of a detached connection.
@@ -134,6 +102,8 @@ impl ConnShared {
             encrypted: AtomicBool::new(false),
             plain_out: Mutex::new(BytesMut::new()),
             proxy_target: Mutex::new(None),
+            ending: AtomicBool::new(false),
+            shutdown_deadline: Mutex::new(None),
         })
     }
 
@@ -155,6 +125,9 @@ impl ConnShared {
 
     /// Queues protocol bytes from JS. False once the connection cannot send any more.
     pub fn write_from_js(&self, data: &[u8]) -> bool {
+        if self.ending.load(Ordering::Acquire) {
+            return false;
+        }
         if !self.encrypted.load(Ordering::Acquire) {
             return self.out.write(data);
         }
@@ -189,15 +162,30 @@ impl ConnShared {
         self.requests.load(Ordering::Acquire) & REQ_DESTROY != 0
     }
 
+    /// The requests made since the last call.
+    pub(super) fn take_requests(&self) -> u8 {
+        self.requests.swap(0, Ordering::AcqRel)
+    }
+
     fn request(&self, flag: u8) {
         self.requests.fetch_or(flag, Ordering::AcqRel);
         self.wake_driver.notify_one();
     }
 
-    /// Flush, then close (like `socket.end()`).
+    /// Flush, then close (like `socket.end()`). The driver ends the session, so everything JS
+    /// queued before (sealed first, on TLS) goes out ahead of the FIN.
     pub fn end(&self) {
-        self.out.end();
+        self.ending.store(true, Ordering::Release);
+        if self.finished() == Some(CloseReason::Detached) && !self.is_encrypted() {
+            // A plaintext detached stream has no driver any more: the writer ends it.
+            self.out.end();
+        }
         self.request(REQ_END);
+    }
+
+    /// A hook sent AuthenticationOk (`sendAuthenticationOk()`).
+    pub fn authenticated_by_hook(&self) {
+        self.request(REQ_AUTHENTICATED);
     }
 
     /// Close now (like `socket.destroy()`).
@@ -219,22 +207,28 @@ impl ConnShared {
         self.request(REQ_PROXY);
     }
 
-    /// Server shutdown: FATAL 57P01 to a connection that is still a session.
-    pub fn shutdown(&self) {
+    /// Server shutdown: FATAL 57P01 to a connection that is still a session, once its hook
+    /// (if one runs) has answered, and at `deadline` in any case.
+    pub fn shutdown(&self, deadline: Instant) {
+        *self.shutdown_deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
         self.request(REQ_SHUTDOWN);
     }
 
+    pub(super) fn shutdown_deadline(&self) -> Option<Instant> {
+        *self.shutdown_deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn finished(&self) -> Option<CloseReason> {
-        CloseReason::from_code(self.finished.get())
+        reason_from_code(self.finished.get())
     }
 
     pub(super) fn set_finished(&self, reason: CloseReason) {
-        self.finished.set(reason.code());
+        self.finished.set(reason_code(reason));
     }
 
     /// Resolves when the driver has ended (for a detached connection: when it detached).
     pub async fn wait_finished(&self) -> CloseReason {
-        self.finished.wait_for(CloseReason::from_code).await
+        self.finished.wait_for(reason_from_code).await
     }
 
     /// The read side of a detached connection is in place (or gone): readers may go on.

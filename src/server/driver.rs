@@ -1,25 +1,31 @@
-//! The task that drives one session over a TCP stream: reads into the session, runs the hooks
-//! it asks for, moves its output to the connection's outbound buffer, and acts on what JS asks
-//! (end, destroy, detach, proxy). A failing connection ends that connection only.
+//! The task that drives one session over a TCP stream: a thin pump. It feeds the session what
+//! happens (bytes, EOF, hook answers, JS requests, the time, the writer's progress), sends what
+//! the session outputs, runs the hooks it asks for, and waits for whichever input comes next.
+//! Every decision (deadlines, when to read, when to stop) is the session's. A failing
+//! connection ends that connection only, a panic included.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::BufMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::{
-    CloseReason, ConnShared, ConnectionSettings, DetachedRead, ProxyTarget, REQ_DESTROY, REQ_DETACH, REQ_END,
-    REQ_FLUSH, REQ_PROXY, REQ_SHUTDOWN,
+    ConnShared, DetachedRead, ProxyTarget, REQ_AUTHENTICATED, REQ_DESTROY, REQ_DETACH, REQ_END, REQ_PROXY, REQ_SHUTDOWN,
 };
-use super::hooks::Hooks;
-use crate::protocol::{PgError, SqlState};
-use crate::session::{Secrets, Session, Step};
+use super::hooks::{HookFuture, Hooks};
+use super::unwind::CatchUnwind;
+use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, Step};
+
+/// After a graceful close, how long we keep reading (and discarding) until the client closes
+/// too. Closing a socket that still has unread bytes makes the kernel send RST and drop what
+/// it had not sent yet: the FATAL error we just queued would be lost.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Random md5 salt, process id and cancel key from the OS's CSPRNG.
 pub fn secrets() -> Secrets {
@@ -47,7 +53,7 @@ pub fn spawn_connection(
     id: u32,
     stream: TcpStream,
     initial: &[u8],
-    settings: ConnectionSettings,
+    config: Arc<SessionConfig>,
     hooks: Arc<dyn Hooks>,
     register: impl FnOnce(&Arc<ConnShared>),
     unregister: impl FnOnce() + Send + 'static,
@@ -55,18 +61,29 @@ pub fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
     register(&shared);
-    let mut session = Session::new(settings.session.clone(), secrets());
+    let write_timeout = config.write_timeout;
+    let mut session = Session::new(config, secrets(), Instant::now().into_std());
     session.receive(initial);
     let (reader, writer) = stream.into_split();
     let writer_shared = shared.clone();
-    tokio::spawn(async move { writer_shared.out.run_writer(writer).await });
+    tokio::spawn(async move {
+        if CatchUnwind::new(writer_shared.out.run_writer(writer)).await.is_err() {
+            writer_shared.out.mark_stopped();
+        }
+    });
     let driver_shared = shared.clone();
     tokio::spawn(async move {
-        let reason = drive(&mut session, reader, &driver_shared, &*hooks, settings.auth_timeout).await;
+        let reason = match CatchUnwind::new(drive(&mut session, reader, &driver_shared, &*hooks)).await {
+            Ok(reason) => reason,
+            // A bug in this connection: it ends here, and the cleanup below still runs.
+            Err(()) => {
+                driver_shared.out.abort();
+                CloseReason::Error
+            }
+        };
         if reason != CloseReason::Detached {
-            // Let the writer flush (a FATAL error must reach the client) before the socket
-            // is dropped; on abort it stops at once.
-            driver_shared.out.stopped().await;
+            // Bounded: the writer has stopped or been told to, unless a proxied write is stuck.
+            finish_writes(&driver_shared, write_timeout).await;
         }
         driver_shared.set_finished(reason);
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
@@ -81,13 +98,22 @@ pub fn spawn_connection(
     shared
 }
 
+/// Waits for the writer to stop, at most `timeout` (then it is aborted).
+async fn finish_writes(shared: &ConnShared, timeout: Option<Duration>) {
+    let timeout = timeout.unwrap_or(LINGER);
+    if tokio::time::timeout(timeout, shared.out.stopped()).await.is_err() {
+        shared.out.abort();
+        shared.out.stopped().await;
+    }
+}
+
 /// Adopts a connected socket's file descriptor (duplicated, so the caller may close its own).
 #[cfg(unix)]
 pub fn adopt(
     id: u32,
     fd: i32,
     initial: &[u8],
-    settings: ConnectionSettings,
+    config: Arc<SessionConfig>,
     hooks: Arc<dyn Hooks>,
 ) -> std::io::Result<Arc<ConnShared>> {
     use std::os::fd::BorrowedFd;
@@ -100,7 +126,7 @@ pub fn adopt(
     let std_stream = std::net::TcpStream::from(owned);
     std_stream.set_nonblocking(true)?;
     let stream = TcpStream::from_std(std_stream)?;
-    Ok(spawn_connection(id, stream, initial, settings, hooks, |_| {}, || {}))
+    Ok(spawn_connection(id, stream, initial, config, hooks, |_| {}, || {}))
 }
 
 #[cfg(not(unix))]
@@ -108,7 +134,7 @@ pub fn adopt(
     _id: u32,
     _fd: i32,
     _initial: &[u8],
-    _settings: ConnectionSettings,
+    _config: Arc<SessionConfig>,
     _hooks: Arc<dyn Hooks>,
 ) -> std::io::Result<Arc<ConnShared>> {
     Err(std::io::Error::new(
@@ -117,106 +143,179 @@ pub fn adopt(
     ))
 }
 
+/// What JS asked to take the connection over with; acted on once no hook runs, because the
+/// bytes behind the message a hook handled belong to whoever takes over.
+enum Handover {
+    Detach,
+    Proxy(ProxyTarget),
+}
+
+/// What woke the driver.
+enum Event {
+    Hook(HookResult),
+    Read(std::io::Result<usize>),
+    Woken,
+    Deadline,
+}
+
 /// Runs the session until it ends; returns why.
 async fn drive(
     session: &mut Session,
     mut reader: OwnedReadHalf,
     shared: &Arc<ConnShared>,
     hooks: &dyn Hooks,
-    auth_timeout: Duration,
 ) -> CloseReason {
-    let deadline = Instant::now() + auth_timeout;
+    let mut call: Option<HookFuture> = None;
+    let mut handover: Option<Handover> = None;
+    let mut closing = false;
     loop {
-        // Requests first: after a hook called detach(), the bytes behind the message it
-        // handled belong to the detached stream and must not be parsed.
-        match take_request(session, shared) {
-            Some(Request::Close(reason)) => return reason,
-            Some(Request::Proxy(target)) => return super::proxy::run(session, reader, shared, target).await,
-            Some(Request::Detach) => {
-                shared.out.write_owned(session.take_output());
-                let leftover = session.take_unprocessed_input();
-                if session.is_tls() {
-                    return detached_tls(session, reader, shared, leftover).await;
-                }
-                *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
-                shared.set_detached_ready();
-                return CloseReason::Detached;
-            }
-            None => {}
+        let requests = shared.take_requests();
+        if requests & REQ_DESTROY != 0 {
+            shared.out.abort();
+            return CloseReason::Error;
         }
+        if requests & REQ_DETACH != 0 {
+            handover = Some(Handover::Detach);
+        }
+        if requests & REQ_PROXY != 0 {
+            if let Some(target) = shared.proxy_target.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                handover = Some(Handover::Proxy(target));
+            }
+        }
+        if call.is_none() && !closing {
+            match handover.take() {
+                Some(Handover::Proxy(target)) => return super::proxy::run(session, reader, shared, target).await,
+                Some(Handover::Detach) => return detach(session, reader, shared).await,
+                None => {}
+            }
+        }
+        // JS writes first: JS made them before whatever it asked next.
         shared.flush_js_writes(session);
+        if requests & REQ_AUTHENTICATED != 0 {
+            session.authenticated_by_hook();
+        }
+        if requests & REQ_END != 0 {
+            session.end();
+        }
+        if requests & REQ_SHUTDOWN != 0 {
+            if let Some(deadline) = shared.shutdown_deadline() {
+                session.shutdown(deadline);
+            }
+        }
+        let now = Instant::now().into_std();
+        session.handle_backlog(now, shared.out.unsent(), shared.out.sent());
+        if session.poll_timeout().is_some_and(|at| at <= now) {
+            session.handle_timeout(now);
+        }
         let step = session.poll();
         shared.out.write_owned(session.take_output());
         shared.encrypted.store(session.is_tls(), Ordering::Release);
         shared.publish(session);
-        if shared.out.is_dead() {
-            return CloseReason::Error;
-        }
-        let authenticating = !session.state().is_authenticated;
         match step {
+            Step::Abort => {
+                shared.out.abort();
+                return session.close_reason().unwrap_or(CloseReason::Error);
+            }
             Step::Close => {
-                shared.out.end();
-                return if session.ended_by_client() { CloseReason::ClientEnded } else { CloseReason::Closed };
+                if !closing {
+                    closing = true;
+                    shared.out.end();
+                }
+                if shared.out.is_dead() {
+                    linger(&mut reader).await;
+                    return session.close_reason().unwrap_or(CloseReason::Closed);
+                }
             }
             Step::Hook(request) => {
                 shared.mark_seen_by_js();
-                let mut call = hooks.call(shared, request, session.offered());
-                let result = loop {
-                    tokio::select! {
-                        result = &mut call => break result,
-                        // Writes JS makes while its hook runs go out now, sealed if encrypted;
-                        // other requests stay flagged for after the hook.
-                        _ = shared.wake_driver.notified() => {
-                            if shared.requests.fetch_and(!REQ_FLUSH, Ordering::AcqRel) & REQ_FLUSH != 0 {
-                                shared.flush_js_writes(session);
-                            }
-                        }
-                        _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
-                    }
-                };
+                call = Some(hooks.call(shared, request, session.offered()));
+            }
+            Step::Wait => {}
+        }
+        if !closing && shared.out.is_dead() {
+            // The socket failed under the writer (reset, broken pipe).
+            return CloseReason::Error;
+        }
+        let limit = session.read_limit();
+        let deadline = session.poll_timeout();
+        let watch_progress = closing || shared.out.unsent() > 0;
+        let event = tokio::select! {
+            result = async { match call.as_mut() { Some(call) => call.await, None => std::future::pending().await } }, if call.is_some() => Event::Hook(result),
+            read = read_into(&mut reader, session, limit), if limit > 0 => Event::Read(read),
+            _ = shared.wake_driver.notified() => Event::Woken,
+            _ = shared.out.progress(), if watch_progress => Event::Woken,
+            _ = tokio::time::sleep_until(deadline.map_or_else(far_future, Instant::from_std)), if deadline.is_some() => Event::Deadline,
+        };
+        match event {
+            Event::Hook(result) => {
+                call = None;
                 session.hook_done(result);
             }
-            Step::NeedInput => {
-                if shared.out.over_high_water() {
-                    tokio::select! {
-                        _ = shared.out.drained() => {}
-                        _ = shared.wake_driver.notified() => {}
-                    }
-                    continue;
-                }
-                // An idle connection holds no buffers: the read buffer exists only while a
-                // read is polled, and is released again when the socket has nothing for it.
-                let read = std::future::poll_fn(|cx| {
-                    // Start small and double while messages are large, so big messages still
-                    // arrive in few reads.
-                    let input = session.input_mut();
-                    if input.capacity() - input.len() < 1024 {
-                        input.reserve(input.len().clamp(2048, 1 << 20));
-                    }
-                    // `read_buf` is cancel-safe, so a fresh one per poll loses nothing, and
-                    // unlike `readable()` + `try_read_buf` a short read clears tokio's
-                    // readiness: no extra recv per message that fails with EAGAIN.
-                    let polled = std::pin::pin!(reader.read_buf(input)).poll(cx);
-                    if polled.is_pending() {
-                        session.release_idle_buffers();
-                    }
-                    polled
-                });
-                tokio::select! {
-                    read = read => match read {
-                        Ok(0) => session.receive_eof(),
-                        Ok(_) => {}
-                        Err(_) => {
-                            shared.out.abort();
-                            return CloseReason::Error;
-                        }
-                    },
-                    _ = shared.wake_driver.notified() => {}
-                    _ = tokio::time::sleep_until(deadline), if authenticating => return timed_out(shared),
-                }
+            Event::Read(Ok(0)) => session.receive_eof(std::time::Instant::now()),
+            Event::Read(Ok(_)) => {}
+            Event::Read(Err(_)) => {
+                shared.out.abort();
+                return CloseReason::Error;
             }
+            Event::Woken => {}
+            Event::Deadline => session.handle_timeout(Instant::now().into_std()),
         }
     }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Reads at most `limit` bytes into the session's input. The buffer exists only while the read
+/// is polled: an idle connection holds none.
+fn read_into<'a>(
+    reader: &'a mut OwnedReadHalf,
+    session: &'a mut Session,
+    limit: usize,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        // Start small and double while messages are large, so big messages still arrive in
+        // few reads.
+        let input = session.input_mut();
+        if input.capacity() - input.len() < 1024 {
+            input.reserve(input.len().clamp(2048, 1 << 20));
+        }
+        // `read_buf` is cancel-safe, so a fresh one per poll loses nothing, and unlike
+        // `readable()` + `try_read_buf` a short read clears tokio's readiness: no extra recv
+        // per message that fails with EAGAIN.
+        let mut limited = input.limit(limit);
+        let polled = std::pin::pin!(reader.read_buf(&mut limited)).poll(cx);
+        if polled.is_pending() {
+            session.release_idle_buffers();
+        }
+        polled
+    })
+}
+
+/// After our FIN, reads and discards until the client closes too, for at most [`LINGER`].
+async fn linger(reader: &mut OwnedReadHalf) {
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// `detach()`: the session lets go, and what it read but did not process is handed over first.
+async fn detach(session: &mut Session, reader: OwnedReadHalf, shared: &Arc<ConnShared>) -> CloseReason {
+    shared.out.write_owned(session.take_output());
+    let leftover = session.detach();
+    if session.is_tls() {
+        return detached_tls(session, reader, shared, leftover).await;
+    }
+    *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
+    shared.set_detached_ready();
+    CloseReason::Detached
 }
 
 /// After `detach()` on a TLS connection, the driver stays on as the TLS layer of the detached
@@ -225,7 +324,7 @@ async fn detached_tls(
     session: &mut Session,
     mut reader: OwnedReadHalf,
     shared: &Arc<ConnShared>,
-    leftover: BytesMut,
+    leftover: bytes::BytesMut,
 ) -> CloseReason {
     // A few chunks in flight at most: a stream that JS does not read stops the socket reads.
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
@@ -235,14 +334,16 @@ async fn detached_tls(
     // Dropping the sender is how the detached reader learns that the client's stream ended.
     let mut chunks = Some(sender);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut ended = false;
     loop {
-        let requests = shared.requests.swap(0, Ordering::AcqRel);
+        let requests = shared.take_requests();
         if requests & REQ_DESTROY != 0 || shared.out.is_dead() {
             shared.out.abort();
             return CloseReason::Detached;
         }
         shared.flush_js_writes(session);
-        if requests & REQ_END != 0 {
+        if requests & REQ_END != 0 && !ended {
+            ended = true;
             shared.out.write_owned(session.seal_close());
             shared.out.end();
         }
@@ -273,49 +374,10 @@ async fn detached_tls(
     }
 }
 
-/// PostgreSQL closes a stalled startup without a word ("canceling authentication due to
-/// timeout" goes to the log only), and so do we.
-fn timed_out(shared: &ConnShared) -> CloseReason {
-    shared.out.abort();
-    CloseReason::Timeout
-}
-
-enum Request {
-    Close(CloseReason),
-    Detach,
-    Proxy(ProxyTarget),
-}
-
-/// Acts on what JS or the server asked for since the last step.
-fn take_request(session: &mut Session, shared: &ConnShared) -> Option<Request> {
-    let requests = shared.requests.swap(0, Ordering::AcqRel);
-    if requests & REQ_DESTROY != 0 {
-        shared.out.abort();
-        Some(Request::Close(CloseReason::Error))
-    } else if requests & REQ_PROXY != 0 {
-        shared.proxy_target.lock().unwrap_or_else(|p| p.into_inner()).take().map(Request::Proxy)
-    } else if requests & REQ_DETACH != 0 {
-        Some(Request::Detach)
-    } else if requests & REQ_SHUTDOWN != 0 {
-        session.terminate(Some(PgError::fatal(
-            SqlState::ADMIN_SHUTDOWN,
-            "terminating connection due to administrator command",
-        )));
-        shared.out.write_owned(session.take_output());
-        shared.out.end();
-        Some(Request::Close(CloseReason::Shutdown))
-    } else if requests & REQ_END != 0 {
-        shared.out.end();
-        Some(Request::Close(CloseReason::Closed))
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{HookRequest, HookResult, HookSet, SessionConfig};
+    use crate::session::{HookRequest, HookSet};
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
@@ -323,9 +385,9 @@ mod tests {
     struct DetachOnFirstMessage;
 
     impl Hooks for DetachOnFirstMessage {
-        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest, _: &[u8]) -> super::super::HookFuture {
+        fn call(&self, conn: &Arc<ConnShared>, _: HookRequest, _: &[u8]) -> HookFuture {
             conn.detach();
-            Box::pin(async { HookResult::Messages { handled: 1, error: None } })
+            Box::pin(async { HookResult::Messages { handled: 1, paused: false, error: None } })
         }
 
         fn closed(&self, _: &Arc<ConnShared>, _: CloseReason) {}
@@ -336,10 +398,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let session =
+        let config =
             SessionConfig { hooks: HookSet { on_message: true, ..HookSet::default() }, ..SessionConfig::default() };
-        let settings = ConnectionSettings { session: Arc::new(session), auth_timeout: Duration::from_secs(5) };
-        let conn = spawn_connection(1, stream, &[], settings, Arc::new(DetachOnFirstMessage), |_| {}, || {});
+        let conn = spawn_connection(1, stream, &[], Arc::new(config), Arc::new(DetachOnFirstMessage), |_| {}, || {});
         client.write_all(b"\x00\x00\x00\x10\x00\x03\x00\x00user\x00u\x00\x00raw bytes").await.unwrap();
         assert_eq!(conn.wait_finished().await, CloseReason::Detached);
         // The reader arrives only after the driver signalled that the stream is ready.

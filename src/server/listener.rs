@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::conn::{ConnShared, ConnectionSettings};
+use super::conn::ConnShared;
 use super::driver::spawn_connection;
 use super::hooks::Hooks;
+use crate::session::SessionConfig;
 
 /// Connection ids are unique per process, so hooks can tell connections apart across
 /// servers and adopted sockets alike.
@@ -27,16 +28,20 @@ type Registry = Arc<Mutex<HashMap<u32, Arc<ConnShared>>>>;
 pub struct Listener {
     pub local_addr: SocketAddr,
     connections: Registry,
+    /// Woken whenever a connection leaves the registry.
+    departed: Arc<tokio::sync::Notify>,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
 }
 
 impl Listener {
     /// Binds and starts accepting on the current tokio runtime.
-    pub async fn bind(addr: SocketAddr, settings: ConnectionSettings, hooks: Arc<dyn Hooks>) -> std::io::Result<Self> {
+    pub async fn bind(addr: SocketAddr, config: Arc<SessionConfig>, hooks: Arc<dyn Hooks>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let connections: Registry = Arc::default();
+        let departed = Arc::new(tokio::sync::Notify::new());
+        let departures = departed.clone();
         let (stop, mut stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
         let registry = connections.clone();
@@ -47,17 +52,19 @@ impl Listener {
                         Ok((stream, _)) => {
                             let id = next_connection_id();
                             let unregister = registry.clone();
+                            let departures = departures.clone();
                             spawn_connection(
                                 id,
                                 stream,
                                 &[],
-                                settings.clone(),
+                                config.clone(),
                                 hooks.clone(),
                                 |conn| {
                                     lock(&registry).insert(id, conn.clone());
                                 },
                                 move || {
                                     lock(&unregister).remove(&id);
+                                    departures.notify_waiters();
                                 },
                             );
                         }
@@ -71,7 +78,7 @@ impl Listener {
             drop(listener);
             let _ = stopped_tx.send(true);
         });
-        Ok(Self { local_addr, connections, stop, stopped })
+        Ok(Self { local_addr, connections, departed, stop, stopped })
     }
 
     /// Resolves once the listener has stopped accepting.
@@ -92,22 +99,36 @@ impl Listener {
         lock(&self.connections).len()
     }
 
-    /// Stops accepting, tells every open session the server is shutting down (FATAL 57P01),
-    /// closes detached connections, and waits until all of them have ended.
-    pub async fn close(&self) {
+    /// Stops accepting and ends every connection: sessions get `FATAL 57P01` as soon as no
+    /// hook of theirs runs; at `grace` from now, whatever is left (hooks that never settle,
+    /// clients that read nothing, detached and proxied connections) is closed at once. Resolves
+    /// when every connection is gone, so within about `grace` whatever hooks and clients do.
+    pub async fn close(&self, grace: Duration) {
         let _ = self.stop.send(true);
         self.wait_stopped().await;
-        let open: Vec<_> = lock(&self.connections).values().cloned().collect();
-        for conn in &open {
-            if conn.finished().is_some() {
-                conn.destroy();
-            } else {
-                conn.shutdown();
-            }
+        let deadline = tokio::time::Instant::now() + grace;
+        for conn in lock(&self.connections).values() {
+            conn.shutdown(deadline.into_std());
         }
-        for conn in open {
-            conn.wait_finished().await;
-            conn.out.stopped().await;
+        if tokio::time::timeout_at(deadline, self.all_gone()).await.is_err() {
+            let open: Vec<_> = lock(&self.connections).values().cloned().collect();
+            for conn in open {
+                conn.destroy();
+            }
+            self.all_gone().await;
+        }
+    }
+
+    /// Resolves once the registry is empty.
+    async fn all_gone(&self) {
+        loop {
+            let departed = self.departed.notified();
+            let mut departed = std::pin::pin!(departed);
+            departed.as_mut().enable();
+            if lock(&self.connections).is_empty() {
+                return;
+            }
+            departed.await;
         }
     }
 }

@@ -10,8 +10,10 @@ mod listener;
 mod outbound;
 mod proxy;
 mod signal;
+mod unwind;
 
-pub use conn::{CloseReason, ConnShared, ConnectionSettings, ProxyTarget};
+pub use crate::session::CloseReason;
+pub use conn::{ConnShared, ProxyTarget};
 pub use driver::{adopt, secrets, spawn_connection};
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};

@@ -1,19 +1,18 @@
 //! The single ordered outbound buffer of a connection. The session's replies and JS
 //! `sendData` calls append to it in program order; one writer task drains it, so whatever
-//! accumulated while a hook ran leaves in as few syscalls as possible.
+//! accumulated while a hook ran leaves in as few syscalls as possible. It counts what is still
+//! unsent and what was sent, which is how the session learns about backpressure.
 
 use std::sync::Mutex;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 
+pub use crate::session::OUTPUT_HIGH_WATER as HIGH_WATER_MARK;
+
 /// The socket's write half, handed over by the writer task (see [`Outbound::hand_over`]).
 pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
-
-/// Above this many buffered bytes the driver stops reading from the client and `sendData`
-/// reports backpressure, so a client that does not read cannot grow our memory without bound.
-pub const HIGH_WATER_MARK: usize = 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Closing {
@@ -28,6 +27,10 @@ enum Closing {
 #[derive(Default)]
 struct Inner {
     buf: BytesMut,
+    /// Bytes the writer took out of `buf` and has not written yet.
+    in_flight: usize,
+    /// Bytes written to the socket so far.
+    sent: u64,
     closing: Option<Closing>,
     /// The writer has stopped (closed or failed); writes are dropped.
     dead: bool,
@@ -37,8 +40,14 @@ struct Inner {
 pub struct Outbound {
     inner: Mutex<Inner>,
     wake_writer: Notify,
-    /// Woken whenever the writer has written a chunk or stopped.
+    /// Tells a writer blocked on a client that does not read to stop (a stored permit, so it
+    /// is not missed).
+    abort_writer: Notify,
+    /// Woken (all waiters) whenever the writer has written something or stopped.
     progress: Notify,
+    /// Woken on the same events with a stored permit, for the one task that drives the
+    /// connection: it must not miss the last progress between checking and waiting.
+    progress_for_driver: Notify,
     /// Where the writer task sends the write half on [`Self::hand_over`].
     hand_over_to: Mutex<Option<oneshot::Sender<WriteHalf>>>,
 }
@@ -84,12 +93,19 @@ impl Outbound {
         self.wake_writer.notify_one();
     }
 
-    pub fn buffered(&self) -> usize {
-        self.lock().buf.len()
+    /// Bytes accepted and not yet written to the socket.
+    pub fn unsent(&self) -> usize {
+        let inner = self.lock();
+        inner.buf.len() + inner.in_flight
+    }
+
+    /// Bytes written to the socket so far.
+    pub fn sent(&self) -> u64 {
+        self.lock().sent
     }
 
     pub fn over_high_water(&self) -> bool {
-        self.buffered() > HIGH_WATER_MARK
+        self.unsent() > HIGH_WATER_MARK
     }
 
     pub fn is_dead(&self) -> bool {
@@ -106,13 +122,14 @@ impl Outbound {
         self.wake_writer.notify_one();
     }
 
-    /// Stop now, dropping what is buffered.
+    /// Stop now, dropping what is buffered, even in the middle of a write.
     pub fn abort(&self) {
         let mut inner = self.lock();
         inner.closing = Some(Closing::Abort);
         inner.buf.clear();
         drop(inner);
         self.wake_writer.notify_one();
+        self.abort_writer.notify_one();
     }
 
     /// Flushes what is buffered, then hands the socket's write half over (for the proxy,
@@ -130,19 +147,31 @@ impl Outbound {
         receiver
     }
 
-    /// The write half handed over is closed: the connection can no longer send.
+    /// The connection can no longer send (the write half handed over is closed, or the writer
+    /// task ended abnormally).
     pub fn mark_stopped(&self) {
-        self.lock().dead = true;
+        let mut inner = self.lock();
+        inner.dead = true;
+        inner.buf.clear();
+        inner.in_flight = 0;
+        drop(inner);
+        self.progressed();
+    }
+
+    fn progressed(&self) {
         self.progress.notify_waiters();
+        self.progress_for_driver.notify_one();
     }
 
     /// Waits until the buffer is at or under the high-water mark, or the writer stopped.
     pub async fn drained(&self) {
         loop {
             let progress = self.progress.notified();
+            let mut progress = std::pin::pin!(progress);
+            progress.as_mut().enable();
             {
                 let inner = self.lock();
-                if inner.dead || inner.buf.len() <= HIGH_WATER_MARK {
+                if inner.dead || inner.buf.len() + inner.in_flight <= HIGH_WATER_MARK {
                     return;
                 }
             }
@@ -154,6 +183,8 @@ impl Outbound {
     pub async fn stopped(&self) {
         loop {
             let progress = self.progress.notified();
+            let mut progress = std::pin::pin!(progress);
+            progress.as_mut().enable();
             if self.is_dead() {
                 return;
             }
@@ -161,13 +192,21 @@ impl Outbound {
         }
     }
 
+    /// For the driver: resolves after the writer made progress or stopped (at least once
+    /// since the last call).
+    pub async fn progress(&self) {
+        self.progress_for_driver.notified().await;
+    }
+
     /// The writer task: drains the buffer into `writer` until closed or a write fails.
     pub async fn run_writer<W: AsyncWrite + Unpin + Send + 'static>(&self, mut writer: W) {
-        let graceful = loop {
-            let (chunk, closing) = {
+        let graceful = 'writer: loop {
+            let (mut chunk, closing) = {
                 let mut inner = self.lock();
                 // Taken whole (not split), so an idle connection keeps no buffer behind.
-                (std::mem::take(&mut inner.buf), inner.closing)
+                let chunk = std::mem::take(&mut inner.buf);
+                inner.in_flight = chunk.len();
+                (chunk, inner.closing)
             };
             if closing == Some(Closing::Abort) {
                 break false;
@@ -189,18 +228,73 @@ impl Outbound {
                 self.wake_writer.notified().await;
                 continue;
             }
-            if writer.write_all(&chunk).await.is_err() {
-                break false;
+            // Piece by piece, so that progress is visible (the session's write deadline) and
+            // an abort is heard even while the client reads nothing.
+            while !chunk.is_empty() {
+                let written = tokio::select! {
+                    biased;
+                    _ = self.abort_writer.notified() => break 'writer false,
+                    written = writer.write(&chunk) => written,
+                };
+                match written {
+                    Ok(0) | Err(_) => break 'writer false,
+                    Ok(n) => {
+                        chunk.advance(n);
+                        let mut inner = self.lock();
+                        inner.in_flight = chunk.len();
+                        inner.sent += n as u64;
+                        drop(inner);
+                        self.progressed();
+                    }
+                }
             }
-            self.progress.notify_waiters();
         };
         if graceful {
             let _ = writer.shutdown().await;
         }
-        let mut inner = self.lock();
-        inner.dead = true;
-        inner.buf.clear();
-        drop(inner);
-        self.progress.notify_waiters();
+        self.mark_stopped();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn abort_stops_a_writer_that_the_peer_never_reads() {
+        // A tiny pipe the reader never empties: the writer blocks inside a write.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let out = Arc::new(Outbound::default());
+        let writer = tokio::spawn({
+            let out = out.clone();
+            async move { out.run_writer(ours).await }
+        });
+        assert!(out.write(&[7u8; 4096]));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(out.sent(), 64, "the pipe took what fits");
+        assert_eq!(out.unsent(), 4096 - 64);
+        out.abort();
+        tokio::time::timeout(Duration::from_secs(5), writer).await.expect("the writer stops").expect("no panic");
+        assert!(out.is_dead());
+        assert!(!out.write(b"late"), "nothing is accepted after an abort");
+    }
+
+    #[tokio::test]
+    async fn a_graceful_end_sends_everything_first() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let out = Arc::new(Outbound::default());
+        tokio::spawn({
+            let out = out.clone();
+            async move { out.run_writer(ours).await }
+        });
+        assert!(out.write(&[1u8; 1000]));
+        out.end();
+        let mut received = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut received).await.unwrap();
+        assert_eq!(received.len(), 1000);
+        tokio::time::timeout(Duration::from_secs(5), out.stopped()).await.expect("stopped");
+        assert_eq!(out.sent(), 1000);
     }
 }

@@ -1,23 +1,31 @@
-//! `connection.proxy()`: the native fast path for reverse proxies. Rust connects upstream,
-//! sends what the client already sent (and, if asked, its StartupMessage), then copies both
-//! directions itself; with TLS, the session's rustls connection opens and seals the client's
-//! records. No payload crosses into JS.
+//! `connection.proxy()`: the native fast path for reverse proxies. Rust connects upstream
+//! (within a deadline, watching the client meanwhile), sends what the client already sent (and,
+//! if asked, its StartupMessage), then copies both directions itself; with TLS, the session's
+//! rustls connection opens and seals the client's records. No payload crosses into JS.
+//!
+//! The two directions are independent: a write that waits for one peer never stops the other
+//! direction from moving, so a client that pipelines a lot before it reads cannot deadlock the
+//! pair. Each direction holds at most one chunk.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
-use super::conn::{CloseReason, ConnShared, ProxyTarget};
-use super::outbound::WriteHalf;
+use super::conn::{ConnShared, ProxyTarget};
 use crate::protocol::{backend, PgError, SqlState, StartupMessage};
-use crate::session::Session;
+use crate::session::{CloseReason, Session, READ_AHEAD_LIMIT};
 
 const CHUNK: usize = 64 * 1024;
+
+/// Once one side has closed, how long the other may take to close too. PgBouncer drops the
+/// server link as soon as its client leaves; we pass the FIN on and wait this long.
+const LINGER: Duration = Duration::from_secs(5);
 
 pub async fn run(
     session: &mut Session,
@@ -30,11 +38,16 @@ pub async fn run(
         StartupMessage { major: info.major_version, minor: 0, parameters: info.parameters.clone() }.encode(&mut out);
         out
     });
-    let leftover = session.take_unprocessed_input();
+    let write_timeout = session.write_timeout();
     shared.out.write_owned(session.take_output());
-    let upstream = match TcpStream::connect((target.host.as_str(), target.port)).await {
-        Ok(stream) => stream,
-        Err(err) => {
+    let mut leftover = session.detach();
+    let upstream = match connect(&target, &mut client, &mut leftover, shared).await {
+        Connected::Upstream(stream) => stream,
+        Connected::ClientGone(reason) => {
+            shared.out.abort();
+            return reason;
+        }
+        Connected::Failed(err) => {
             // What a server that cannot reach its database says, then close.
             let error = PgError::fatal(
                 SqlState::CONNECTION_FAILURE,
@@ -52,20 +65,61 @@ pub async fn run(
     let (upstream_read, mut upstream_write) = upstream.into_split();
     // Consumed here, so that none of the startup's buffers stays for the connection's life.
     for first in [startup, Some(leftover)].into_iter().flatten() {
-        if !first.is_empty() && upstream_write.write_all(&first).await.is_err() {
+        if !first.is_empty() && write_within(&mut upstream_write, &first, write_timeout).await.is_err() {
             shared.out.abort();
             return CloseReason::Error;
         }
     }
     session.release_idle_buffers();
     // Write the client directly from here on: no hop through the writer task per chunk.
-    let Ok(mut client_write) = shared.out.hand_over().await else {
+    let Ok(client_write) = shared.out.hand_over().await else {
         shared.out.abort();
         return CloseReason::Error;
     };
-    let reason = copy(session, &mut client, &mut client_write, upstream_read, upstream_write, shared).await;
+    let pair = Pair { session: Mutex::new(session), write_timeout };
+    let reason = pair.copy(client, client_write, upstream_read, upstream_write, shared).await;
     shared.out.mark_stopped();
     reason
+}
+
+enum Connected {
+    Upstream(TcpStream),
+    /// The client left (or JS destroyed the connection) before the upstream answered.
+    ClientGone(CloseReason),
+    Failed(std::io::Error),
+}
+
+/// Connects within the target's deadline. Meanwhile the client is watched: what it sends is
+/// kept for the upstream (up to the read-ahead limit), and if it leaves, so do we.
+async fn connect(
+    target: &ProxyTarget,
+    client: &mut OwnedReadHalf,
+    early: &mut BytesMut,
+    shared: &ConnShared,
+) -> Connected {
+    let connecting =
+        tokio::time::timeout(target.connect_timeout, TcpStream::connect((target.host.as_str(), target.port)));
+    let mut connecting = std::pin::pin!(connecting);
+    loop {
+        let room = READ_AHEAD_LIMIT.saturating_sub(early.len());
+        tokio::select! {
+            connected = &mut connecting => return match connected {
+                Ok(Ok(stream)) => Connected::Upstream(stream),
+                Ok(Err(err)) => Connected::Failed(err),
+                Err(_) => Connected::Failed(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout expired")),
+            },
+            read = async { client.read_buf(&mut (&mut *early).limit(room)).await }, if room > 0 => match read {
+                Ok(0) => return Connected::ClientGone(CloseReason::ClientEnded),
+                Ok(_) => {}
+                Err(_) => return Connected::ClientGone(CloseReason::Error),
+            },
+            _ = shared.wake_driver.notified() => {
+                if shared.destroy_requested() {
+                    return Connected::ClientGone(CloseReason::Error);
+                }
+            }
+        }
+    }
 }
 
 /// Reads what the socket has, into a buffer that exists only while the read is polled: an
@@ -74,7 +128,7 @@ pub async fn run(
 /// cancel-safe, so a fresh one per poll loses nothing; and unlike `readable()` plus
 /// `try_read_buf`, a short read clears tokio's readiness (no recv per message that fails with
 /// EAGAIN), and a spurious wake-up cannot leave a read waiting outside the `select!`.
-fn read_chunk(reader: &mut OwnedReadHalf) -> impl Future<Output = std::io::Result<Vec<u8>>> + '_ {
+fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> impl Future<Output = std::io::Result<Vec<u8>>> + '_ {
     std::future::poll_fn(move |cx| {
         let mut chunk = spare_buffer();
         match std::pin::pin!(reader.read_buf(&mut chunk)).poll(cx) {
@@ -111,82 +165,155 @@ fn recycle(mut buffer: Vec<u8>) {
     });
 }
 
-/// Writes a chunk as read, then gives its buffer back for the next read.
-async fn forward<W: AsyncWrite + Unpin + ?Sized>(writer: &mut W, chunk: Vec<u8>) -> std::io::Result<()> {
-    let written = writer.write_all(&chunk).await;
-    recycle(chunk);
-    written
+/// Writes all of `bytes`, failing if a single write waits longer than `stall` (a peer that
+/// reads nothing must not hold the pair forever).
+async fn write_within<W: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut W,
+    mut bytes: &[u8],
+    stall: Option<Duration>,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let written = match stall {
+            Some(stall) => tokio::time::timeout(stall, writer.write(bytes))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer takes no data"))??,
+            None => writer.write(bytes).await?,
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }
 
-/// Both directions until both ends have closed (or one failed).
-async fn copy(
-    session: &mut Session,
-    client: &mut OwnedReadHalf,
-    client_write: &mut WriteHalf,
-    mut upstream_read: tokio::net::tcp::OwnedReadHalf,
-    mut upstream_write: tokio::net::tcp::OwnedWriteHalf,
-    shared: &Arc<ConnShared>,
-) -> CloseReason {
-    let tls = session.is_tls();
-    let (mut client_open, mut upstream_open) = (true, true);
-    while client_open || upstream_open {
-        if shared.destroy_requested() {
-            return CloseReason::Error;
-        }
-        if tls {
-            // The TLS layer's own buffers, emptied by the last copy, go too.
-            session.release_idle_buffers();
-        }
-        tokio::select! {
-            read = read_chunk(client), if client_open => {
-                let written = match read {
-                    Ok(bytes) if bytes.is_empty() => None,
-                    Err(_) => None,
-                    // Plaintext goes upstream as read; only TLS needs new bytes (the opened records).
-                    Ok(bytes) if tls => {
-                        let plaintext = session.open(&bytes);
-                        recycle(bytes);
-                        match plaintext {
-                            Some(plaintext) => Some(upstream_write.write_all(&plaintext).await),
-                            None => None,
-                        }
-                    }
-                    Ok(bytes) => Some(forward(&mut upstream_write, bytes).await),
-                };
-                match written {
-                    Some(Ok(())) => {}
-                    Some(Err(_)) => return CloseReason::Error,
-                    None => {
-                        client_open = false;
-                        let _ = upstream_write.shutdown().await;
+/// A proxied pair. The session (for TLS) is shared by the two directions, which run in the same
+/// task: it is locked only between awaits, never across one, so the lock is never contended.
+struct Pair<'a> {
+    session: Mutex<&'a mut Session>,
+    write_timeout: Option<Duration>,
+}
+
+/// How one direction ended.
+enum Ended {
+    /// Its reader reached EOF and the FIN was passed on.
+    Closed,
+    /// A read or write failed, or stalled.
+    Failed,
+}
+
+impl<'a> Pair<'a> {
+    fn session(&self) -> std::sync::MutexGuard<'_, &'a mut Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Both directions until both ends have closed, one failed, one side stays silent for
+    /// [`LINGER`] after the other closed, or JS destroys the connection.
+    async fn copy(
+        &self,
+        mut client: OwnedReadHalf,
+        mut client_write: super::outbound::WriteHalf,
+        mut upstream_read: OwnedReadHalf,
+        mut upstream_write: tokio::net::tcp::OwnedWriteHalf,
+        shared: &ConnShared,
+    ) -> CloseReason {
+        let to_upstream = std::pin::pin!(self.client_to_upstream(&mut client, &mut upstream_write));
+        let to_client = std::pin::pin!(self.upstream_to_client(&mut upstream_read, &mut client_write));
+        let mut to_upstream = Some(to_upstream);
+        let mut to_client = Some(to_client);
+        let linger = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+        let mut linger = std::pin::pin!(linger);
+        let mut lingering = false;
+        loop {
+            if to_upstream.is_none() && to_client.is_none() {
+                return CloseReason::ClientEnded;
+            }
+            if !lingering && (to_upstream.is_none() || to_client.is_none()) {
+                lingering = true;
+                linger.as_mut().reset(tokio::time::Instant::now() + LINGER);
+            }
+            tokio::select! {
+                ended = async { to_upstream.as_mut().expect("guarded").await }, if to_upstream.is_some() => {
+                    to_upstream = None;
+                    if matches!(ended, Ended::Failed) {
+                        return CloseReason::Error;
                     }
                 }
-            }
-            read = read_chunk(&mut upstream_read), if upstream_open => {
-                let written = match read {
-                    Ok(bytes) if bytes.is_empty() => None,
-                    Err(_) => None,
-                    Ok(bytes) if tls => {
-                        let sealed = session.seal(&bytes);
-                        recycle(bytes);
-                        Some(client_write.write_all(&sealed).await)
-                    }
-                    Ok(bytes) => Some(forward(client_write, bytes).await),
-                };
-                match written {
-                    Some(Ok(())) => {}
-                    Some(Err(_)) => return CloseReason::Error,
-                    None => {
-                        upstream_open = false;
-                        if tls {
-                            let _ = client_write.write_all(&session.seal_close()).await;
-                        }
-                        let _ = client_write.shutdown().await;
+                ended = async { to_client.as_mut().expect("guarded").await }, if to_client.is_some() => {
+                    to_client = None;
+                    if matches!(ended, Ended::Failed) {
+                        return CloseReason::Error;
                     }
                 }
+                _ = shared.wake_driver.notified() => {
+                    if shared.destroy_requested() {
+                        return CloseReason::Error;
+                    }
+                }
+                _ = &mut linger, if lingering => return CloseReason::ClientEnded,
             }
-            _ = shared.wake_driver.notified() => {}
         }
     }
-    CloseReason::ClientEnded
+
+    async fn client_to_upstream<W: AsyncWrite + Unpin>(&self, client: &mut OwnedReadHalf, upstream: &mut W) -> Ended {
+        let tls = self.session().is_tls();
+        loop {
+            let chunk = match read_chunk(client).await {
+                Ok(chunk) if !chunk.is_empty() => chunk,
+                Ok(_) => break,
+                Err(_) => return Ended::Failed,
+            };
+            let written = if tls {
+                // Plaintext goes upstream as read; only TLS needs new bytes (the opened records).
+                let opened = self.session().open(&chunk);
+                recycle(chunk);
+                match opened {
+                    Some(plaintext) => write_within(upstream, &plaintext, self.write_timeout).await,
+                    None => break,
+                }
+            } else {
+                let written = write_within(upstream, &chunk, self.write_timeout).await;
+                recycle(chunk);
+                written
+            };
+            if written.is_err() {
+                return Ended::Failed;
+            }
+        }
+        let _ = upstream.shutdown().await;
+        Ended::Closed
+    }
+
+    async fn upstream_to_client<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        upstream: &mut OwnedReadHalf,
+        client: &mut W,
+    ) -> Ended {
+        let tls = self.session().is_tls();
+        loop {
+            let chunk = match read_chunk(upstream).await {
+                Ok(chunk) if !chunk.is_empty() => chunk,
+                Ok(_) => break,
+                Err(_) => return Ended::Failed,
+            };
+            let written = if tls {
+                let sealed = self.session().seal(&chunk);
+                recycle(chunk);
+                write_within(client, &sealed, self.write_timeout).await
+            } else {
+                let written = write_within(client, &chunk, self.write_timeout).await;
+                recycle(chunk);
+                written
+            };
+            if written.is_err() {
+                return Ended::Failed;
+            }
+        }
+        if tls {
+            let close = self.session().seal_close();
+            let _ = write_within(client, &close, self.write_timeout).await;
+        }
+        let _ = client.shutdown().await;
+        Ended::Closed
+    }
 }

@@ -1,12 +1,13 @@
 //! The built-in behaviour: what the session does with a message no hook handled. This is
 //! where PostgreSQL's edge behaviour is reproduced (see `backend_startup.c` and `postgres.c`).
+//! The authentication exchanges themselves are in `crate::auth`.
 
 use std::sync::Arc;
 
-use super::{fatal, ClientInfo, Credentials, HookRequest, Phase, Session};
-use crate::auth::AuthMode;
+use super::{fatal, AuthenticatedBy, Authentication, ClientInfo, HookRequest, Phase, Session};
+use crate::auth::{certificate, AuthMode, AuthRequest, AuthStep, PasswordExchange};
 use crate::protocol::backend::{self, TransactionStatus};
-use crate::protocol::frontend::{self, FrontendMessage};
+use crate::protocol::frontend::FrontendMessage;
 use crate::protocol::startup::PROTOCOL_3_0;
 use crate::protocol::{PgError, SqlState, StartupPacket};
 
@@ -26,26 +27,48 @@ const DEFAULT_PARAMETERS: &[(&str, &str)] = &[
     ("scram_iterations", "4096"),
 ];
 
+/// PostgreSQL's detail for plaintext that arrived behind an encryption request.
+const UNENCRYPTED_DATA_DETAIL: &str =
+    "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.";
+
 impl Session {
     pub(super) fn startup_packet(&mut self, frame: &[u8]) {
         let packet = match StartupPacket::decode(frame) {
             Ok(packet) => packet,
             Err(err) => return self.fail(err.into()),
         };
+        let Phase::Startup { ssl_tried, gss_tried } = self.phase else { return };
         match packet {
-            StartupPacket::SslRequest if !self.ssl_tried => {
-                self.ssl_tried = true;
+            StartupPacket::SslRequest if !ssl_tried => {
                 let accept = self.config.tls.is_some();
                 backend::encryption_response(&mut self.output, accept);
+                // Bytes already here were sent before our answer, so in the clear, whatever
+                // the answer: PostgreSQL refuses them (CVE-2021-23214), with or without TLS.
+                if !self.input.is_empty() {
+                    return self.fail(
+                        PgError::fatal(SqlState::PROTOCOL_VIOLATION, "received unencrypted data after SSL request")
+                            .with_detail(UNENCRYPTED_DATA_DETAIL),
+                    );
+                }
+                self.phase = Phase::Startup { ssl_tried: true, gss_tried };
                 if accept {
                     self.start_tls(false);
                 }
                 // Without TLS configured: 'N', and the client may go on in plaintext (or give
                 // up, if it requires TLS).
             }
-            StartupPacket::GssEncRequest if !self.gss_tried => {
-                self.gss_tried = true;
+            StartupPacket::GssEncRequest if !gss_tried => {
                 backend::encryption_response(&mut self.output, false);
+                if !self.input.is_empty() {
+                    return self.fail(
+                        PgError::fatal(
+                            SqlState::PROTOCOL_VIOLATION,
+                            "received unencrypted data after GSSAPI encryption request",
+                        )
+                        .with_detail(UNENCRYPTED_DATA_DETAIL),
+                    );
+                }
+                self.phase = Phase::Startup { ssl_tried, gss_tried: true };
             }
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 // A second request of the same kind is a protocol version PostgreSQL does not
@@ -56,12 +79,15 @@ impl Session {
             }
             StartupPacket::CancelRequest { .. } => {
                 // "For security reasons, no direct reply is made to the cancel request message."
-                self.phase = Phase::Closed;
+                self.close_silently();
             }
+            StartupPacket::UnsupportedVersion { major, minor } if major < 3 => {
+                // Such a client reads only protocol 2.0's errors; PostgreSQL answers in those.
+                backend::error_response_v2(&mut self.output, &unsupported_version(major, minor));
+                self.close_silently();
+            }
+            StartupPacket::UnsupportedVersion { major, minor } => self.fail(unsupported_version(major, minor)),
             StartupPacket::Startup(message) => {
-                if message.major != 3 {
-                    return self.fail(unsupported_version(message.major, message.minor));
-                }
                 if self.config.tls.is_some() && self.tls_is_plain() {
                     // pg-gateway's README promises this; 0.2.4 did not do it.
                     return self.fail(
@@ -88,7 +114,7 @@ impl Session {
                     parameters,
                 }));
                 self.state_version += 1;
-                self.phase = Phase::Authenticating(self.config.auth_mode);
+                self.set_phase(Phase::Authenticating(Authentication::Starting));
                 if self.config.hooks.on_startup {
                     self.queued = Some(HookRequest::Startup);
                 } else {
@@ -98,50 +124,60 @@ impl Session {
         }
     }
 
-    /// Sends the authentication request for the configured mode.
+    fn user(&self) -> &str {
+        self.state.client_info.as_ref().and_then(|i| i.parameter("user")).unwrap_or_default()
+    }
+
+    /// Starts the configured authentication method.
     pub(super) fn begin_auth(&mut self) {
-        match self.config.auth_mode {
-            AuthMode::None => self.complete_auth(),
-            AuthMode::CleartextPassword => backend::authentication_cleartext_password(&mut self.output),
-            AuthMode::Md5Password => backend::authentication_md5_password(&mut self.output, self.secrets.md5_salt),
-            AuthMode::Certificate => self.certificate_auth(),
+        let step = match self.config.auth_mode {
+            AuthMode::None => AuthStep::Ok,
+            AuthMode::CleartextPassword => self.start_password(PasswordExchange::cleartext(self.user())),
+            AuthMode::Md5Password => self.start_password(PasswordExchange::md5(self.user(), self.secrets.md5_salt)),
+            AuthMode::Certificate => certificate::authenticate(self.user(), self.client_certificate()),
+        };
+        self.auth_step(step);
+    }
+
+    fn start_password(&mut self, (exchange, step): (PasswordExchange, AuthStep)) -> AuthStep {
+        self.set_phase(Phase::Authenticating(Authentication::Password(exchange)));
+        step
+    }
+
+    /// Does what an authentication exchange asks.
+    fn auth_step(&mut self, step: AuthStep) {
+        match step {
+            AuthStep::Request(AuthRequest::CleartextPassword) => {
+                backend::authentication_cleartext_password(&mut self.output)
+            }
+            AuthStep::Request(AuthRequest::Md5Password { salt }) => {
+                backend::authentication_md5_password(&mut self.output, salt)
+            }
+            AuthStep::Validate(credentials) if self.config.hooks.validate_credentials => {
+                self.queued = Some(HookRequest::ValidateCredentials(credentials));
+            }
+            // pg-gateway 0.2.4: without validateCredentials, nobody gets in.
+            AuthStep::Validate(_) => self.credentials_verdict(false),
+            AuthStep::Ok => self.complete_auth(),
+            AuthStep::Fail(err) => self.fail(fatal(err)),
         }
     }
 
-    /// `certificate`: a client certificate that the CA vouches for, whose CN is the user.
-    /// The failure answers and texts are pg-gateway 0.2.4's.
-    fn certificate_auth(&mut self) {
-        if self.tls_is_plain() {
-            return self.fail(PgError::fatal(
-                SqlState::CONNECTION_EXCEPTION,
-                "ssl connection required when auth mode is 'certificate'",
-            ));
-        }
-        let common_name = match self.verify_client_certificate() {
-            Ok(common_name) => common_name,
-            Err(reason) => {
-                return self.fail(
-                    PgError::fatal(SqlState::CONNECTION_EXCEPTION, "client certificate is invalid").with_detail(reason),
-                )
-            }
+    /// `validateCredentials` decided.
+    pub(super) fn credentials_verdict(&mut self, valid: bool) {
+        let step = match &mut self.phase {
+            Phase::Authenticating(Authentication::Password(exchange)) => exchange.verdict(valid),
+            _ => return,
         };
-        let user = self.state.client_info.as_ref().and_then(|i| i.parameter("user")).unwrap_or_default();
-        match common_name {
-            Some(cn) if cn == user => self.complete_auth(),
-            cn => {
-                let message =
-                    format!("client certificate CN '{}' does not match user '{user}'", cn.unwrap_or_default());
-                self.fail(PgError::fatal(SqlState::CONNECTION_EXCEPTION, message))
-            }
-        }
+        self.auth_step(step);
     }
 
     /// AuthenticationOk, the ParameterStatus set, BackendKeyData, ReadyForQuery; then
     /// `onAuthenticated` (after them, as in pg-gateway 0.2.4).
-    pub(super) fn complete_auth(&mut self) {
+    fn complete_auth(&mut self) {
         self.state.is_authenticated = true;
         self.state_version += 1;
-        self.phase = Phase::Ready;
+        self.authenticated_by(AuthenticatedBy::Session);
         let out = &mut self.output;
         backend::authentication_ok(out);
         let info = self.state.client_info.as_ref();
@@ -168,33 +204,43 @@ impl Session {
         }
     }
 
-    pub(super) fn auth_failed(&mut self) {
-        let user = self.state.client_info.as_ref().and_then(|i| i.parameter("user"));
-        let message = match user {
-            Some(user) => format!("password authentication failed for user \"{user}\""),
-            None => "password authentication failed".to_string(),
-        };
-        self.fail(PgError::fatal(SqlState::INVALID_PASSWORD, message));
+    /// Authentication is over; `by` says who ended it.
+    pub(super) fn authenticated_by(&mut self, by: AuthenticatedBy) {
+        self.set_phase(Phase::Ready { by, skip_to_sync: false });
     }
 
     pub(super) fn typed_message(&mut self, frame: &[u8]) {
         match self.phase {
-            Phase::Authenticating(mode) => self.auth_message(mode, frame),
-            Phase::Ready => self.ready_message(frame),
-            Phase::StartedByHook => {
+            Phase::Authenticating(_) => self.auth_message(frame),
+            Phase::Ready { by: AuthenticatedBy::Hook { client_info: false }, .. } => {
                 self.fail(PgError::fatal(SqlState::INTERNAL_ERROR, "unknown client info after startup"))
             }
-            Phase::Startup | Phase::Closed => {}
+            // pg-gateway 0.2.4 validates a password message whenever it arrives while a hook
+            // owns the startup: a hook may have asked for it.
+            Phase::Ready { by: AuthenticatedBy::Hook { .. }, .. } if frame.first() == Some(&b'p') => {
+                self.hook_owned_password(frame)
+            }
+            Phase::Ready { .. } => self.ready_message(frame),
+            Phase::Startup { .. } | Phase::Detached | Phase::Closed(_) => {}
         }
     }
 
-    fn auth_message(&mut self, mode: AuthMode, frame: &[u8]) {
+    fn hook_owned_password(&mut self, frame: &[u8]) {
+        let exchange = match self.config.auth_mode {
+            AuthMode::CleartextPassword => PasswordExchange::cleartext(self.user()).0,
+            AuthMode::Md5Password => PasswordExchange::md5(self.user(), self.secrets.md5_salt).0,
+            // 0.2.4 ignores it in the other modes.
+            AuthMode::None | AuthMode::Certificate => return,
+        };
+        self.set_phase(Phase::Authenticating(Authentication::Password(exchange)));
+        self.auth_message(frame);
+    }
+
+    fn auth_message(&mut self, frame: &[u8]) {
         // Typed frames are at least 5 bytes (framing checked the length field).
         let tag = frame[0];
         if tag == b'X' {
-            self.client_ended = true;
-            self.phase = Phase::Closed;
-            return;
+            return self.set_phase(Phase::Closed(super::CloseReason::ClientEnded));
         }
         if tag != b'p' {
             return self.fail(PgError::fatal(
@@ -202,32 +248,15 @@ impl Session {
                 format!("expected password response, got message type {tag}"),
             ));
         }
-        let body = match FrontendMessage::decode(frame) {
-            Ok(FrontendMessage::PasswordLike { body }) => body,
-            Ok(_) => return,
-            Err(err) => return self.fail(err.into()),
+        let body = &frame[5..];
+        let step = match &mut self.phase {
+            Phase::Authenticating(Authentication::Password(exchange)) => exchange.receive(body),
+            _ => AuthStep::Fail(PgError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                "unexpected password message: no password was requested",
+            )),
         };
-        let password = match frontend::password(body) {
-            Ok(password) => password.to_string(),
-            Err(err) => return self.fail(err.into()),
-        };
-        let user = self.state.client_info.as_ref().and_then(|i| i.parameter("user")).unwrap_or_default().to_string();
-        let credentials = match mode {
-            AuthMode::CleartextPassword => Credentials::Cleartext { user, password },
-            AuthMode::Md5Password => Credentials::Md5 { user, hash: password, salt: self.secrets.md5_salt },
-            AuthMode::None | AuthMode::Certificate => {
-                return self.fail(PgError::fatal(
-                    SqlState::PROTOCOL_VIOLATION,
-                    "unexpected password message: no password was requested",
-                ))
-            }
-        };
-        if self.config.hooks.validate_credentials {
-            self.queued = Some(HookRequest::ValidateCredentials(credentials));
-        } else {
-            // pg-gateway 0.2.4: without validateCredentials, nobody gets in.
-            self.auth_failed();
-        }
+        self.auth_step(step);
     }
 
     /// A message after authentication that no hook handled: answer it as a server without a
@@ -235,23 +264,27 @@ impl Session {
     fn ready_message(&mut self, frame: &[u8]) {
         // Typed frames are at least 5 bytes (framing checked the length field).
         let tag = frame[0];
-        if self.skip_to_sync {
-            match tag {
-                b'S' => {
-                    self.skip_to_sync = false;
-                    backend::ready_for_query(&mut self.output, TransactionStatus::Idle);
+        if let Phase::Ready { skip_to_sync, .. } = &mut self.phase {
+            if *skip_to_sync {
+                match tag {
+                    b'S' => {
+                        *skip_to_sync = false;
+                        backend::ready_for_query(&mut self.output, TransactionStatus::Idle);
+                    }
+                    b'X' => self.set_phase(Phase::Closed(super::CloseReason::ClientEnded)),
+                    _ => {}
                 }
-                b'X' => {
-                    self.client_ended = true;
-                    self.phase = Phase::Closed;
-                }
-                _ => {}
+                return;
             }
-            return;
         }
         let message = match FrontendMessage::decode(frame) {
             Ok(message) => message,
-            Err(err) => return self.fail(err.into()),
+            // A malformed body is an ERROR in PostgreSQL (`pq_getmsg*` inside the command
+            // loop): the session goes on, skipping to Sync after an extended-protocol message.
+            Err(err) => {
+                let err = PgError::error(SqlState::PROTOCOL_VIOLATION, err.to_string());
+                return self.error_then_recover(&err, Some(tag));
+            }
         };
         let out = &mut self.output;
         match message {
@@ -264,8 +297,8 @@ impl Session {
             | FrontendMessage::Describe { .. }
             | FrontendMessage::Execute { .. }
             | FrontendMessage::Close { .. } => {
-                backend::error_response(out, &not_handled("Extended query protocol not yet implemented"));
-                self.skip_to_sync = true;
+                let err = not_handled("Extended query protocol not yet implemented");
+                self.error_then_recover(&err, Some(tag));
             }
             FrontendMessage::FunctionCall { .. } => {
                 backend::error_response(out, &not_handled("Function calls not yet implemented"));
@@ -278,10 +311,7 @@ impl Session {
             | FrontendMessage::CopyData { .. }
             | FrontendMessage::CopyDone
             | FrontendMessage::CopyFail { .. } => {}
-            FrontendMessage::Terminate => {
-                self.client_ended = true;
-                self.phase = Phase::Closed;
-            }
+            FrontendMessage::Terminate => self.set_phase(Phase::Closed(super::CloseReason::ClientEnded)),
             FrontendMessage::PasswordLike { .. } | FrontendMessage::Unknown { .. } => {
                 self.fail(PgError::fatal(SqlState::PROTOCOL_VIOLATION, format!("invalid frontend message type {tag}")))
             }
@@ -295,9 +325,8 @@ fn not_handled(message: &str) -> PgError {
 }
 
 fn unsupported_version(major: u16, minor: u16) -> PgError {
-    fatal(PgError::new(
-        crate::protocol::Severity::Fatal,
+    PgError::fatal(
         SqlState::FEATURE_NOT_SUPPORTED,
         format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"),
-    ))
+    )
 }

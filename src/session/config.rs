@@ -1,5 +1,7 @@
 //! What a session needs to know that the client does not tell it.
 
+use std::time::Duration;
+
 use crate::auth::AuthMode;
 use crate::protocol::FrameLimits;
 
@@ -33,6 +35,12 @@ pub struct SessionConfig {
     pub hooks: HookSet,
     pub limits: FrameLimits,
     pub tls: Option<TlsSettings>,
+    /// PostgreSQL's `authentication_timeout`: the whole startup must finish within it.
+    pub auth_timeout: Duration,
+    /// How long the client may take none of the output we hold before the connection is
+    /// dropped (`None`: forever). PostgreSQL has no such limit; a gateway holding output in
+    /// memory for a client that never reads needs one.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -44,6 +52,8 @@ impl Default for SessionConfig {
             hooks: HookSet::default(),
             limits: FrameLimits::default(),
             tls: None,
+            auth_timeout: Duration::from_secs(60),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }

@@ -12,8 +12,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use rustls::server::{Accepted, Acceptor};
 use rustls::ServerConnection;
 
-use super::{HookRequest, Phase, Session, Step, TlsInfo};
-use crate::protocol::{PgError, SqlState};
+use super::{CloseReason, HookRequest, Phase, Session, Step, TlsInfo};
+use crate::auth::certificate::ClientCertificate;
 use crate::tls::{TlsServer, POSTGRESQL_ALPN};
 
 pub(super) enum TlsState {
@@ -44,22 +44,15 @@ impl Session {
         matches!(self.tls, TlsState::Plain)
     }
 
-    /// Switches to TLS after an SSLRequest was answered 'S' (or at once for direct TLS). Any
-    /// plaintext already received behind the SSLRequest is an attack (CVE-2021-23214), not data.
+    /// Switches to TLS after an SSLRequest was answered 'S' (or at once for direct TLS, whose
+    /// ClientHello is already in `input`).
     pub(super) fn start_tls(&mut self, direct: bool) {
-        if !direct && !self.input.is_empty() {
-            return self.fail(
-                PgError::fatal(SqlState::PROTOCOL_VIOLATION, "received unencrypted data after SSL request")
-                    .with_detail(
-                    "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.",
-                ),
-            );
+        if let Phase::Startup { ssl_tried, .. } = &mut self.phase {
+            *ssl_tried = true;
         }
-        self.ssl_tried = true;
         // The 'S' goes out in plaintext, before any TLS record.
         let answered = self.output.split();
         self.wire_out.put_slice(&answered);
-        // Direct TLS: the bytes already received are the ClientHello.
         let received = self.input.split();
         self.raw_in.put_slice(&received);
         self.tls = TlsState::Accepting { acceptor: Box::default(), direct };
@@ -85,10 +78,10 @@ impl Session {
         }
     }
 
-    fn close_tls_failed(&mut self) {
+    pub(super) fn close_tls_failed(&mut self) {
         self.tls = TlsState::Failed;
         self.output.clear();
-        self.phase = Phase::Closed;
+        self.set_phase(Phase::Closed(CloseReason::Closed));
     }
 
     /// Moves TLS forward with the bytes received. Returns a step when the driver must act
@@ -100,7 +93,7 @@ impl Session {
                 None
             }
             TlsState::Failed => {
-                self.phase = Phase::Closed;
+                self.set_phase(Phase::Closed(CloseReason::Closed));
                 Some(Step::Close)
             }
             TlsState::Accepting { mut acceptor, direct } => {
@@ -121,8 +114,7 @@ impl Session {
                         if direct && !offers_postgresql {
                             // PostgreSQL: "received direct SSL connection request without ALPN
                             // protocol negotiation extension"; nothing can be sent in the clear.
-                            self.tls = TlsState::Failed;
-                            self.phase = Phase::Closed;
+                            self.close_tls_failed();
                             return Some(Step::Close);
                         }
                         self.tls_sni = hello.server_name().map(str::to_owned);
@@ -170,7 +162,6 @@ impl Session {
                         match connection.reader().read(&mut chunk) {
                             Ok(0) => {
                                 self.eof = true; // close_notify: the client ended the conversation
-                                self.client_ended = true;
                                 break;
                             }
                             Ok(n) => {
@@ -198,27 +189,41 @@ impl Session {
                         self.queued = Some(HookRequest::TlsUpgrade);
                     }
                 }
-                let _ = direct;
                 self.tls = TlsState::Active { connection, server, direct, handshake_done };
                 None
             }
         }
     }
 
-    /// Turns pending plaintext output into wire bytes.
+    /// Turns pending plaintext output into wire bytes. rustls takes plaintext only while its
+    /// outgoing buffer has room (64 KiB): each round seals what fits and moves the records out,
+    /// so an answer of any size goes out whole. What cannot be sealed yet (mid-handshake) stays
+    /// in `output`; nothing is ever dropped here.
     pub(super) fn seal_output(&mut self) {
+        let closed = matches!(self.phase, Phase::Closed(_));
         match &mut self.tls {
             TlsState::Active { connection, .. } => {
-                if !self.output.is_empty() {
-                    let _ = connection.writer().write_all(&self.output);
-                    self.output.clear();
-                }
-                if matches!(self.phase, Phase::Closed) && !self.detached {
-                    connection.send_close_notify();
-                }
-                while connection.wants_write() {
-                    if connection.write_tls(&mut (&mut self.wire_out).writer()).is_err() {
+                loop {
+                    while connection.wants_write() {
+                        if connection.write_tls(&mut (&mut self.wire_out).writer()).is_err() {
+                            break;
+                        }
+                    }
+                    if self.output.is_empty() {
                         break;
+                    }
+                    match connection.writer().write(&self.output) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.output.advance(n),
+                    }
+                }
+                // After what was queued, never before it (rustls sends nothing after it).
+                if closed && self.output.is_empty() {
+                    connection.send_close_notify();
+                    while connection.wants_write() {
+                        if connection.write_tls(&mut (&mut self.wire_out).writer()).is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -230,8 +235,10 @@ impl Session {
                     self.wire_out.put_slice(&plain);
                 }
             }
-            // Mid-handshake, nothing of the protocol may be sent; after a failure, nothing at all.
-            TlsState::Accepting { .. } | TlsState::AwaitingConfig { .. } | TlsState::Failed => {}
+            // Mid-handshake, nothing of the protocol may be sent yet.
+            TlsState::Accepting { .. } | TlsState::AwaitingConfig { .. } => {}
+            // After a failure, nothing at all.
+            TlsState::Failed => self.output.clear(),
         }
     }
 
@@ -240,13 +247,17 @@ impl Session {
     }
 
     /// The verifier-backed facts of the client certificate, for `certificate` authentication.
-    pub(super) fn verify_client_certificate(&self) -> Result<Option<String>, String> {
+    pub(super) fn client_certificate(&self) -> ClientCertificate {
         let TlsState::Active { connection, server, .. } = &self.tls else {
-            return Err("not a TLS connection".into());
+            return ClientCertificate::NoTls;
         };
         let chain = connection.peer_certificates().unwrap_or_default();
-        server.verify_client_certificate(chain)?;
-        Ok(chain.first().and_then(|c| crate::tls::subject_common_name(c)))
+        match server.verify_client_certificate(chain) {
+            Ok(()) => ClientCertificate::Verified {
+                common_name: chain.first().and_then(|c| crate::tls::subject_common_name(c)),
+            },
+            Err(reason) => ClientCertificate::Invalid(reason),
+        }
     }
 
     /// For `detach()` after TLS: encrypts plaintext for the client.

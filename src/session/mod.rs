@@ -1,94 +1,107 @@
-//! One connection's state machine, sans-IO. The driver (`server::conn`, or later a JS-thread
-//! driver) feeds it bytes with [`Session::input_mut`], asks [`Session::poll`] what to do next,
-//! runs the hook it names and hands the answer back with [`Session::hook_done`], and sends
-//! whatever [`Session::take_output`] returns. The session never touches a socket or a clock.
+//! One connection's state machine, sans-IO: it never touches a socket or a clock. A driver
+//! (the tokio one in `server::driver`, or the JS-thread one) is a thin pump around it:
 //!
-//! Phases: startup packets -> authentication -> ready -> closed. Every message first goes to
-//! the `onMessage` hook (when defined), in batches of all complete messages already received;
-//! the built-in behaviour applies to the first message the hook did not handle, and the rest
-//! are offered again afterwards, so hook order and pg-gateway's per-message semantics hold.
+//! - inputs: bytes ([`Session::input_mut`] / [`Session::receive`], [`Session::receive_eof`]),
+//!   hook answers ([`Session::hook_done`]), the time ([`Session::handle_timeout`]), how much
+//!   output the driver still holds ([`Session::handle_backlog`]), and what JS or the server asks
+//!   ([`Session::send`], [`Session::end`], [`Session::shutdown`], [`Session::detach`]);
+//! - outputs: the next [`Step`] ([`Session::poll`]), wire bytes ([`Session::take_output`]),
+//!   whether to read now ([`Session::wants_input`]) and when to wake ([`Session::poll_timeout`]).
+//!
+//! Phases: startup packets -> authentication -> ready -> closed (or detached). Every message
+//! first goes to the `onMessage` hook (when defined), in batches of all complete messages
+//! already received; the built-in behaviour applies to the first message the hook did not
+//! handle, and the rest are offered again afterwards, so hook order and pg-gateway's
+//! per-message semantics hold.
 
 mod builtins;
+mod close;
 mod config;
 mod encryption;
+#[cfg(test)]
+mod flow_tests;
+mod hooks;
+mod offer;
 mod state;
 #[cfg(test)]
 mod tests;
+mod timers;
 #[cfg(test)]
 mod tls_tests;
 
-use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+use std::time::Instant;
 
+use bytes::BytesMut;
+
+pub use crate::auth::Credentials;
+pub use close::CloseReason;
 pub use config::{HookSet, Secrets, SessionConfig, TlsSettings};
+pub use hooks::{HookAnswer, HookKind, HookRequest, HookResult};
 pub use state::{ClientInfo, State, TlsInfo};
+pub use timers::{HOOK_GRACE_AFTER_EOF, OUTPUT_HIGH_WATER, READ_AHEAD_LIMIT};
 
-use crate::auth::AuthMode;
-use crate::protocol::{backend, frame, DecodeError, PgError, Severity};
+use crate::auth::PasswordExchange;
+use crate::protocol::{backend, PgError, Severity, SqlState};
+use timers::{Backlog, Timers};
 
-/// At most this many messages go to JS in one `onMessage` crossing.
-const MAX_BATCH: usize = 1024;
-
-/// What the driver must do next.
+/// What the driver must do next. Whatever [`Session::take_output`] returns goes out first.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Send pending output, then read more bytes (or report EOF).
-    NeedInput,
-    /// Send pending output, run this hook, and pass its result to [`Session::hook_done`].
+    /// Nothing to do until an input arrives: bytes (read only while [`Session::wants_input`]),
+    /// a hook's answer, the deadline of [`Session::poll_timeout`], or a new backlog report.
+    Wait,
+    /// Run this hook and pass its answer to [`Session::hook_done`]. The session waits for it
+    /// (polling meanwhile returns `Wait`), but it still takes bytes, EOF and time.
     Hook(HookRequest),
-    /// Send pending output, then close the connection.
+    /// Send what is pending, then close (FIN). Go on reporting the backlog until it is sent:
+    /// a client that takes none of it turns this into `Abort` at the write deadline.
     Close,
+    /// Drop what is pending and close now.
+    Abort,
 }
 
-/// A hook the session wants to run.
-#[derive(Debug, PartialEq, Eq)]
-pub enum HookRequest {
-    /// `onMessage` for each of `count` whole messages, back to back in [`Session::offered`].
-    Messages { count: usize },
-    /// `onStartup(state)`.
-    Startup,
-    /// `validateCredentials(credentials, state)`.
-    ValidateCredentials(Credentials),
-    /// `onAuthenticated(state)`.
-    Authenticated,
-    /// The `tls` callback: choose a configuration for this server name.
-    TlsConfig { sni_server_name: Option<String> },
-    /// `onTlsUpgrade(state)`, after the handshake and before the StartupMessage.
-    TlsUpgrade,
-}
-
-/// Credentials as pg-gateway's `validateCredentials` receives them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Credentials {
-    Cleartext { user: String, password: String },
-    Md5 { user: String, hash: String, salt: [u8; 4] },
-}
-
-/// What a hook answered.
-#[derive(Debug)]
-pub enum HookResult {
-    /// For `Messages`: how many leading messages were handled, and the error of the message
-    /// after them if its hook threw (that message then counts as consumed).
-    Messages { handled: usize, error: Option<PgError> },
-    /// For `Startup` (true = handled) and `ValidateCredentials` (true = valid).
-    Bool(bool),
-    /// For hooks whose value is ignored.
-    Done,
-    /// For `TlsConfig`: the configuration to finish the handshake with.
-    Tls(std::sync::Arc<crate::tls::TlsServer>),
-    /// The hook threw or rejected.
-    Failed(PgError),
-}
-
+/// Where the conversation is. Each phase holds the data only it needs.
 #[derive(Debug)]
 enum Phase {
-    /// Waiting for SSLRequest / GSSENCRequest / CancelRequest / StartupMessage.
-    Startup,
-    /// `onMessage` handled the startup packet itself: pg-gateway switches to typed framing
-    /// but has no client info, so the built-ins refuse anything that reaches them.
-    StartedByHook,
-    Authenticating(AuthMode),
-    Ready,
-    Closed,
+    /// Waiting for SSLRequest / GSSENCRequest / CancelRequest / StartupMessage. Each encryption
+    /// request is answered once.
+    Startup {
+        ssl_tried: bool,
+        gss_tried: bool,
+    },
+    /// The StartupMessage was accepted; authentication runs.
+    Authenticating(Authentication),
+    /// Authentication is over: the session answers messages no hook handled.
+    Ready {
+        by: AuthenticatedBy,
+        /// After an error in the extended protocol, discard messages until Sync.
+        skip_to_sync: bool,
+    },
+    /// `detach()` took the connection over: the session only seals and opens TLS records now.
+    Detached,
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+enum Authentication {
+    /// `onStartup` runs first.
+    Starting,
+    /// A password exchange waits for the client's answer or for `validateCredentials`.
+    Password(PasswordExchange),
+}
+
+/// Who ended the authentication phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthenticatedBy {
+    /// The built-in exchange (`state.isAuthenticated` is true).
+    Session,
+    /// A hook answered the startup itself (`onStartup` returned true, `onMessage` handled the
+    /// StartupMessage, or a hook sent AuthenticationOk): authentication is the user's code's,
+    /// so no deadline applies and messages may be as large as after authentication.
+    /// `client_info` is false when `onMessage` consumed the StartupMessage (pg-gateway 0.2.4
+    /// then knows no client, and the built-ins refuse what reaches them).
+    Hook { client_info: bool },
 }
 
 #[derive(Debug)]
@@ -102,7 +115,7 @@ enum Pending {
 }
 
 pub struct Session {
-    config: std::sync::Arc<SessionConfig>,
+    config: Arc<SessionConfig>,
     secrets: Secrets,
     phase: Phase,
     state: State,
@@ -119,8 +132,7 @@ pub struct Session {
     tls: encryption::TlsState,
     /// The server name of the ClientHello, once read.
     tls_sni: Option<String>,
-    /// `detach()` took the connection over: the session only seals and opens TLS records now.
-    detached: bool,
+    /// The client closed its side: what is incomplete will never arrive.
     eof: bool,
     /// The hook whose answer we are waiting for.
     pending: Option<Pending>,
@@ -128,20 +140,21 @@ pub struct Session {
     queued: Option<HookRequest>,
     /// The first message in `input` already went through `onMessage`, which did not handle it.
     front_offered: bool,
-    /// After an error in the extended protocol, discard messages until Sync.
-    skip_to_sync: bool,
-    ssl_tried: bool,
-    gss_tried: bool,
-    /// The client ended the conversation (EOF or Terminate), as opposed to us ending it.
-    client_ended: bool,
+    /// The server is shutting down: end with 57P01 once no hook runs (or at the deadline).
+    shutting_down: bool,
+    timers: Timers,
+    backlog: Backlog,
 }
 
 impl Session {
-    pub fn new(config: std::sync::Arc<SessionConfig>, secrets: Secrets) -> Self {
+    /// A session for a connection accepted at `now` (the authentication deadline runs from it).
+    pub fn new(config: Arc<SessionConfig>, secrets: Secrets, now: Instant) -> Self {
+        let mut timers = Timers::default();
+        timers.set_auth(Some(now + config.auth_timeout));
         Self {
             config,
             secrets,
-            phase: Phase::Startup,
+            phase: Phase::Startup { ssl_tried: false, gss_tried: false },
             state: State::default(),
             state_version: 0,
             // Buffers grow on demand: an idle connection should cost little memory.
@@ -151,25 +164,273 @@ impl Session {
             wire_out: BytesMut::new(),
             tls: encryption::TlsState::Plain,
             tls_sni: None,
-            detached: false,
             eof: false,
             pending: None,
             queued: None,
             front_offered: false,
-            skip_to_sync: false,
-            ssl_tried: false,
-            gss_tried: false,
-            client_ended: false,
+            shutting_down: false,
+            timers,
+            backlog: Backlog::default(),
         }
     }
 
-    /// Where the driver puts bytes received from the wire.
+    // ---- inputs ----
+
+    /// Where the driver puts bytes received from the wire; read at most [`Self::read_limit`].
     pub fn input_mut(&mut self) -> &mut BytesMut {
         if self.tls_is_plain() {
             &mut self.input
         } else {
             &mut self.raw_in
         }
+    }
+
+    /// Appends bytes received from the wire (for drivers that do not read into
+    /// [`Self::input_mut`]). Once the session has ended they are dropped: a driver may keep
+    /// reading until the client closes too (so that our last answer is not cut by a reset).
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.input_mut().extend_from_slice(bytes);
+        }
+    }
+
+    /// The peer closed its side. A hook still running is abandoned: the connection ends once
+    /// what is already queued is sent (as a Node socket without `allowHalfOpen` would).
+    pub fn receive_eof(&mut self, now: Instant) {
+        self.eof = true;
+        if self.pending.is_some() {
+            // A half-closed client still gets the answer of what it sent, as from PostgreSQL;
+            // a hook that does not settle in time must not keep a departed client's socket.
+            self.timers.set_orphan(Some(now + HOOK_GRACE_AFTER_EOF));
+        }
+    }
+
+    /// Hands the session the answer of the hook its last [`Step::Hook`] asked for. An answer
+    /// that comes after the session stopped waiting (closed, detached) is ignored.
+    pub fn hook_done(&mut self, result: HookResult) {
+        let Some(pending) = self.pending.take() else { return };
+        self.timers.set_orphan(None);
+        match (pending, result) {
+            (Pending::Messages { ends }, HookResult::Messages { handled, paused, error }) => {
+                self.messages_done(&ends, handled, paused, error);
+            }
+            (Pending::Messages { ends }, HookResult::Failed(err)) => self.messages_done(&ends, 0, false, Some(err)),
+            (Pending::Startup, HookResult::Bool(true)) => {
+                self.authenticated_by(AuthenticatedBy::Hook { client_info: true })
+            }
+            (Pending::Startup, HookResult::Bool(false) | HookResult::Done) => self.begin_auth(),
+            (Pending::Validate, HookResult::Bool(valid)) => self.credentials_verdict(valid),
+            (Pending::Authenticated | Pending::TlsUpgrade, HookResult::Done | HookResult::Bool(_)) => {}
+            (Pending::TlsConfig, HookResult::Tls(server)) => self.tls_configured(server),
+            // No configuration: the handshake cannot finish, and nothing can be said in the
+            // clear to a client that is speaking TLS.
+            (Pending::TlsConfig, HookResult::Failed(_)) => self.close_tls_failed(),
+            (_, HookResult::Failed(err)) => self.fail(fatal(err)),
+            (_, other) => self.fail(PgError::fatal(
+                SqlState::INTERNAL_ERROR,
+                format!("hook returned an unexpected result: {other:?}"),
+            )),
+        }
+    }
+
+    /// Queues plaintext from JS (`sendData`), in order with the session's own output.
+    pub fn send(&mut self, bytes: &[u8]) {
+        if !matches!(self.phase, Phase::Closed(reason) if reason.aborts()) {
+            self.output.extend_from_slice(bytes);
+        }
+    }
+
+    /// A hook sent AuthenticationOk itself (`sendAuthenticationOk()`): authentication is over,
+    /// and the user's code owns it.
+    pub fn authenticated_by_hook(&mut self) {
+        if matches!(self.phase, Phase::Authenticating(_)) {
+            self.authenticated_by(AuthenticatedBy::Hook { client_info: true });
+        }
+    }
+
+    /// JS asked to close (`end()`): what is queued goes out, then FIN.
+    pub fn end(&mut self) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.pending = None;
+            self.set_phase(Phase::Closed(CloseReason::Closed));
+        }
+    }
+
+    /// The server is shutting down: end with `FATAL 57P01` as soon as no hook runs, and at
+    /// `deadline` whatever runs.
+    pub fn shutdown(&mut self, deadline: Instant) {
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.timers.set_shutdown(Some(deadline));
+        }
+    }
+
+    /// For `detach()`: the session is finished with the connection, and returns what it
+    /// received but did not process. A hook answer that arrives afterwards is ignored.
+    pub fn detach(&mut self) -> BytesMut {
+        // Records read ahead while a hook ran are still sealed: open them, so that whoever
+        // takes over gets all the client sent as plaintext.
+        self.pending = None;
+        self.queued = None;
+        let _ = self.pump_tls();
+        self.seal_output();
+        self.set_phase(Phase::Detached);
+        self.pending = None;
+        self.queued = None;
+        // Taken whole: a split would leave the session sharing the read buffer for as long as
+        // the connection lives on (a proxied one, for hours).
+        std::mem::take(&mut self.input)
+    }
+
+    /// Acts on the deadlines that have passed by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.auth.is_some_and(|at| at <= now) {
+            self.timers.set_auth(None);
+            if matches!(self.phase, Phase::Startup { .. } | Phase::Authenticating(_)) {
+                // PostgreSQL closes a stalled startup without a word ("canceling authentication
+                // due to timeout" goes to its log only).
+                self.abort(CloseReason::Timeout);
+            }
+        }
+        if self.timers.orphan.is_some_and(|at| at <= now) {
+            self.timers.set_orphan(None);
+            if self.pending.take().is_some() {
+                self.queued = None;
+                self.set_phase(Phase::Closed(CloseReason::ClientEnded));
+            }
+        }
+        if self.timers.stall.is_some_and(|at| at <= now) {
+            self.timers.set_stall(None);
+            self.abort(CloseReason::Timeout);
+        }
+        if self.timers.shutdown.is_some_and(|at| at <= now) {
+            self.timers.set_shutdown(None);
+            self.pending = None;
+            self.queued = None;
+            self.terminate_for_shutdown();
+        }
+    }
+
+    /// The driver's output backlog: `unsent` bytes it holds, `sent` bytes it has sent in all.
+    /// Drives backpressure (no reading and no further messages above [`OUTPUT_HIGH_WATER`]) and
+    /// the write deadline (`writeTimeout` without any byte taken by the client).
+    pub fn handle_backlog(&mut self, now: Instant, unsent: usize, sent: u64) {
+        let progressed = sent != self.backlog.sent;
+        self.backlog = Backlog { unsent, sent };
+        let stall = match self.config.write_timeout {
+            Some(timeout) if unsent > 0 => {
+                if progressed || self.timers.stall.is_none() {
+                    Some(now + timeout)
+                } else {
+                    self.timers.stall
+                }
+            }
+            _ => None,
+        };
+        self.timers.set_stall(stall);
+    }
+
+    // ---- outputs ----
+
+    /// Advances the state machine as far as it can go without the driver.
+    pub fn poll(&mut self) -> Step {
+        loop {
+            match self.phase {
+                Phase::Closed(reason) => return if reason.aborts() { Step::Abort } else { Step::Close },
+                Phase::Detached => return Step::Wait,
+                _ => {}
+            }
+            if self.pending.is_some() {
+                return Step::Wait;
+            }
+            if self.shutting_down {
+                self.terminate_for_shutdown();
+                continue;
+            }
+            if let Some(request) = self.queued.take() {
+                return self.start_hook(request);
+            }
+            if let Some(step) = self.pump_tls() {
+                return step;
+            }
+            if self.queued.is_some() {
+                continue;
+            }
+            if self.output_backed_up() {
+                return Step::Wait;
+            }
+            let step = if self.state.has_started { self.next_typed() } else { self.next_startup_packet() };
+            if let Some(step) = step {
+                return step;
+            }
+        }
+    }
+
+    /// Wire bytes to send, in order. The caller sends them before acting on the next [`Step`].
+    pub fn take_output(&mut self) -> BytesMut {
+        self.seal_output();
+        self.wire_out.split()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.wire_out.is_empty()
+            || (!self.output.is_empty() && !matches!(self.phase, Phase::Detached))
+            || self.tls_wants_write()
+    }
+
+    /// Whether the driver should read from the client now: not once it ended or the session is
+    /// over, not while output is backed up, and while a hook runs only up to the read-ahead
+    /// limit.
+    pub fn wants_input(&self) -> bool {
+        self.read_limit() > 0
+    }
+
+    /// How many bytes the driver may read now (0: none; `usize::MAX`: as many as it likes).
+    pub fn read_limit(&self) -> usize {
+        if self.eof || matches!(self.phase, Phase::Closed(_) | Phase::Detached) || self.output_backed_up() {
+            return 0;
+        }
+        match self.pending {
+            Some(_) => READ_AHEAD_LIMIT.saturating_sub(self.input.len() + self.raw_in.len()),
+            None => usize::MAX,
+        }
+    }
+
+    /// The next deadline; the driver calls [`Self::handle_timeout`] once it has passed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// Whether a deadline changed since the last call (for drivers that keep one timer armed).
+    pub fn take_timeout_changed(&mut self) -> bool {
+        std::mem::take(&mut self.timers.changed)
+    }
+
+    /// The sent-bytes count of the last backlog report.
+    pub fn backlog_sent(&self) -> u64 {
+        self.backlog.sent
+    }
+
+    /// How long a write may wait for the client (for the proxy, which writes on its own).
+    pub fn write_timeout(&self) -> Option<std::time::Duration> {
+        self.config.write_timeout
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closed(reason) => Some(reason),
+            Phase::Detached => Some(CloseReason::Detached),
+            _ => None,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_version(&self) -> u32 {
+        self.state_version
     }
 
     /// Frees the buffers that are empty, so an idle connection holds none; drivers call this
@@ -182,130 +443,32 @@ impl Session {
         }
     }
 
-    /// Appends bytes received from the wire (for drivers that do not read into
-    /// [`Self::input_mut`]).
-    pub fn receive(&mut self, bytes: &[u8]) {
-        self.input_mut().extend_from_slice(bytes);
-    }
-
-    /// The peer closed its side; whatever is incomplete will never arrive.
-    pub fn receive_eof(&mut self) {
-        self.eof = true;
-        self.client_ended = true;
-    }
-
-    /// Whether the session ended because the client did (EOF or Terminate).
-    pub fn ended_by_client(&self) -> bool {
-        self.client_ended
-    }
-
-    /// Wire bytes to send, in order. The caller sends them before acting on the next [`Step`].
-    pub fn take_output(&mut self) -> BytesMut {
-        self.seal_output();
-        self.wire_out.split()
-    }
-
-    pub fn has_output(&self) -> bool {
-        !self.wire_out.is_empty() || (!self.output.is_empty() && !self.detached) || self.tls_wants_write()
-    }
-
-    /// Queues plaintext from JS (`sendData`), in order with the session's own output.
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-    }
-
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
-    pub fn state_version(&self) -> u32 {
-        self.state_version
-    }
-
-    pub fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closed)
-    }
-
-    /// Bytes received but not processed; the session is finished with the connection after
-    /// this (used by `detach()`). A hook result that arrives afterwards is ignored.
-    pub fn take_unprocessed_input(&mut self) -> BytesMut {
-        self.seal_output();
-        self.detached = true;
-        self.phase = Phase::Closed;
-        self.pending = None;
-        self.queued = None;
-        // Taken whole: a split would leave the session sharing the read buffer for as long as
-        // the connection lives on (a proxied one, for hours).
-        std::mem::take(&mut self.input)
-    }
-
-    /// Ends the session from outside (server shutdown, timeout): sends `err` if given.
-    pub fn terminate(&mut self, err: Option<PgError>) {
-        if let Some(err) = err {
-            backend::error_response(&mut self.output, &err);
-        }
-        self.phase = Phase::Closed;
-    }
-
-    /// Advances the state machine as far as it can go without the driver.
-    pub fn poll(&mut self) -> Step {
-        if self.pending.is_some() {
-            // A driver bug, not a peer's doing: refuse to go on rather than reorder messages.
-            self.terminate(Some(PgError::fatal(crate::protocol::SqlState::INTERNAL_ERROR, "hook result missing")));
-            return Step::Close;
-        }
-        loop {
-            if let Some(request) = self.queued.take() {
-                return self.start_hook(request);
-            }
-            if matches!(self.phase, Phase::Closed) {
-                return Step::Close;
-            }
-            if let Some(step) = self.pump_tls() {
-                return step;
-            }
-            if self.queued.is_some() {
-                continue;
-            }
-            let step = if self.state.has_started { self.next_typed() } else { self.next_startup_packet() };
-            if let Some(step) = step {
-                return step;
-            }
+    /// The messages offered to `onMessage`, whole and back to back, while that hook is
+    /// pending; empty otherwise.
+    pub fn offered(&self) -> &[u8] {
+        match &self.pending {
+            Some(Pending::Messages { ends }) => &self.input[..ends.last().copied().unwrap_or(0).min(self.input.len())],
+            _ => &[],
         }
     }
 
-    /// Hands the session the answer of the hook its last [`Step::Hook`] asked for.
-    pub fn hook_done(&mut self, result: HookResult) {
-        let Some(pending) = self.pending.take() else { return };
-        match (pending, result) {
-            (Pending::Messages { ends }, HookResult::Messages { handled, error }) => {
-                self.messages_done(&ends, handled, error);
-            }
-            (Pending::Startup, HookResult::Bool(true)) => {}
-            (Pending::Startup, HookResult::Bool(false) | HookResult::Done) => self.begin_auth(),
-            (Pending::Validate, HookResult::Bool(valid)) => {
-                if valid {
-                    self.complete_auth();
-                } else {
-                    self.auth_failed();
-                }
-            }
-            (Pending::Authenticated | Pending::TlsUpgrade, HookResult::Done | HookResult::Bool(_)) => {}
-            (Pending::TlsConfig, HookResult::Tls(server)) => self.tls_configured(server),
-            (Pending::TlsConfig, HookResult::Failed(err)) => {
-                // No configuration: the handshake cannot finish, and nothing can be said in
-                // the clear to a client that is speaking TLS.
-                let _ = err;
-                self.tls = encryption::TlsState::Failed;
-                self.phase = Phase::Closed;
-            }
-            (Pending::Messages { ends }, HookResult::Failed(err)) => self.messages_done(&ends, 0, Some(err)),
-            (_, HookResult::Failed(err)) => self.fail(fatal(err)),
-            (_, other) => self.fail(PgError::fatal(
-                crate::protocol::SqlState::INTERNAL_ERROR,
-                format!("hook returned an unexpected result: {other:?}"),
-            )),
+    // ---- internals ----
+
+    fn set_phase(&mut self, phase: Phase) {
+        if !matches!(phase, Phase::Startup { .. } | Phase::Authenticating(_)) {
+            self.timers.set_auth(None);
         }
+        self.phase = phase;
+    }
+
+    /// Whether authentication is over (by the built-ins or by a hook): no auth deadline, and
+    /// PostgreSQL's limits for an authenticated session.
+    fn past_authentication(&self) -> bool {
+        matches!(self.phase, Phase::Ready { .. })
+    }
+
+    fn output_backed_up(&self) -> bool {
+        self.backlog.unsent + self.output.len() + self.wire_out.len() > OUTPUT_HIGH_WATER
     }
 
     fn start_hook(&mut self, request: HookRequest) -> Step {
@@ -321,137 +484,45 @@ impl Session {
         Step::Hook(request)
     }
 
+    /// More bytes are needed: wait for them, or close if none will come.
     fn need_input(&mut self) -> Step {
         if self.eof {
             // EOF at a message boundary or in the middle of one: either way the client is gone.
-            self.phase = Phase::Closed;
+            self.set_phase(Phase::Closed(CloseReason::ClientEnded));
             Step::Close
         } else {
-            Step::NeedInput
+            Step::Wait
         }
-    }
-
-    /// Offers the first messages of `input` (ending at `ends`) to `onMessage`. Nothing is
-    /// copied: drivers read them from [`Self::offered`] while the hook is pending.
-    fn offer(&mut self, ends: Vec<usize>) -> Step {
-        let count = ends.len();
-        self.pending = Some(Pending::Messages { ends });
-        Step::Hook(HookRequest::Messages { count })
-    }
-
-    /// The messages offered to `onMessage`, whole and back to back, while that hook is
-    /// pending; empty otherwise.
-    pub fn offered(&self) -> &[u8] {
-        match &self.pending {
-            Some(Pending::Messages { ends }) => &self.input[..ends.last().copied().unwrap_or(0).min(self.input.len())],
-            _ => &[],
-        }
-    }
-
-    fn next_startup_packet(&mut self) -> Option<Step> {
-        // Direct TLS (PostgreSQL 17 `sslnegotiation=direct`): a ClientHello (0x16) instead of
-        // a startup packet, whose first byte would be the top of a length and so always 0.
-        if self.config.tls.is_some() && self.tls_is_plain() && !self.ssl_tried && self.input.first() == Some(&0x16) {
-            self.start_tls(true);
-            return None;
-        }
-        let len = match frame::startup_frame_len(&self.input) {
-            Err(err) => return self.fail_decode(err),
-            Ok(None) => return Some(self.need_input()),
-            Ok(Some(len)) => len,
-        };
-        if self.config.hooks.on_message && !self.front_offered {
-            return Some(self.offer(vec![len]));
-        }
-        self.front_offered = false;
-        let packet = self.input.split_to(len);
-        self.startup_packet(&packet);
-        None
-    }
-
-    fn next_typed(&mut self) -> Option<Step> {
-        let authenticated = self.state.is_authenticated;
-        let limits = self.config.limits;
-        let max_len = |tag| limits.max_len(tag, authenticated);
-        let first = match frame::typed_frame_len(&self.input, max_len) {
-            Err(err) => return self.fail_decode(err),
-            Ok(None) => return Some(self.need_input()),
-            Ok(Some(len)) => len,
-        };
-        if self.config.hooks.on_message && !self.front_offered {
-            let mut ends = vec![first];
-            let mut end = first;
-            // Later frames join the batch only if complete and valid now; anything else is
-            // judged when it reaches the front, in whatever phase the session is in by then.
-            while ends.len() < MAX_BATCH {
-                match frame::typed_frame_len(&self.input[end..], max_len) {
-                    Ok(Some(len)) => {
-                        end += len;
-                        ends.push(end);
-                    }
-                    _ => break,
-                }
-            }
-            return Some(self.offer(ends));
-        }
-        self.front_offered = false;
-        let message = self.input.split_to(first);
-        self.typed_message(&message);
-        None
-    }
-
-    fn messages_done(&mut self, ends: &[usize], handled: usize, error: Option<PgError>) {
-        let handled = handled.min(ends.len());
-        let failed = error.is_some() && handled < ends.len();
-        let consumed = handled + usize::from(failed);
-        let start_of = |i: usize| if i == 0 { 0 } else { ends[i - 1] };
-        let failed_tag = if failed { self.input.get(start_of(handled)).copied() } else { None };
-        if consumed > 0 && !self.state.has_started {
-            // pg-gateway 0.2.4: a startup packet handled by `onMessage` still switches framing
-            // to typed messages, except for SSLRequest.
-            let code = crate::protocol::startup::SSL_REQUEST_CODE.to_be_bytes();
-            if self.input.get(4..8) != Some(&code[..]) {
-                self.state.has_started = true;
-                self.phase = Phase::StartedByHook;
-                self.state_version += 1;
-            }
-        }
-        if consumed > 0 {
-            // Clamped: a detach() during the hook may already have taken the input.
-            let consumed_bytes = start_of(consumed).min(self.input.len());
-            self.input.advance(consumed_bytes);
-        }
-        if handled < ends.len() && error.is_none() {
-            self.front_offered = true;
-        }
-        if let Some(err) = error {
-            self.hook_error_after_message(err, failed_tag);
-        }
-    }
-
-    /// A hook threw while handling a message: FATAL before authentication; after it, the
-    /// error and what the protocol needs so the client is not left waiting.
-    fn hook_error_after_message(&mut self, err: PgError, tag: Option<u8>) {
-        if !self.state.is_authenticated || err.severity.ends_session() {
-            return self.fail(fatal(err));
-        }
-        let err = if err.severity == Severity::Error { err } else { PgError { severity: Severity::Error, ..err } };
-        backend::error_response(&mut self.output, &err);
-        match tag {
-            Some(tag) if crate::protocol::FrontendMessage::is_extended(tag) => self.skip_to_sync = true,
-            _ => backend::ready_for_query(&mut self.output, backend::TransactionStatus::Idle),
-        }
-    }
-
-    fn fail_decode(&mut self, err: DecodeError) -> Option<Step> {
-        self.fail(err.into());
-        None
     }
 
     /// Sends a FATAL error and ends the session.
     fn fail(&mut self, err: PgError) {
         backend::error_response(&mut self.output, &err);
-        self.phase = Phase::Closed;
+        self.set_phase(Phase::Closed(CloseReason::Closed));
+    }
+
+    /// Ends the session without a word, as PostgreSQL does for what it reports as COMMERROR.
+    fn close_silently(&mut self) {
+        self.set_phase(Phase::Closed(CloseReason::Closed));
+    }
+
+    /// Ends the session now, dropping output that was not handed out yet.
+    fn abort(&mut self, reason: CloseReason) {
+        self.pending = None;
+        self.queued = None;
+        self.output.clear();
+        self.set_phase(Phase::Closed(reason));
+    }
+
+    fn terminate_for_shutdown(&mut self) {
+        self.shutting_down = false;
+        self.timers.set_shutdown(None);
+        if matches!(self.phase, Phase::Closed(_) | Phase::Detached) {
+            return;
+        }
+        let err = PgError::fatal(SqlState::ADMIN_SHUTDOWN, "terminating connection due to administrator command");
+        backend::error_response(&mut self.output, &err);
+        self.set_phase(Phase::Closed(CloseReason::Shutdown));
     }
 }
 

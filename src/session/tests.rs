@@ -1,10 +1,12 @@
 //! Conversations with the session, bytes in and bytes out, hooks answered by closures.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use super::*;
+use crate::auth::AuthMode;
 use crate::protocol::backend;
 use crate::protocol::startup::StartupMessage;
 use crate::protocol::SqlState;
@@ -50,7 +52,7 @@ struct Harness {
 
 impl Harness {
     fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static) -> Self {
-        Self { session: Session::new(config, SECRETS), hooks: Box::new(hooks), log: Vec::new() }
+        Self { session: Session::new(config, SECRETS, Instant::now()), hooks: Box::new(hooks), log: Vec::new() }
     }
 
     fn send(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
@@ -59,7 +61,7 @@ impl Harness {
     }
 
     fn eof(&mut self) -> (Vec<u8>, bool) {
-        self.session.receive_eof();
+        self.session.receive_eof(Instant::now());
         self.run()
     }
 
@@ -69,8 +71,8 @@ impl Harness {
             let step = self.session.poll();
             out.extend_from_slice(&self.session.take_output());
             match step {
-                Step::NeedInput => return (out, false),
-                Step::Close => return (out, true),
+                Step::Wait => return (out, false),
+                Step::Close | Step::Abort => return (out, true),
                 Step::Hook(request) => {
                     self.log.push(format!("{request:?}").chars().take(60).collect());
                     let result = (self.hooks)(&request, self.session.offered());
@@ -209,7 +211,7 @@ fn startup_edges_match_postgres() {
     assert_eq!((out.len(), closed), (0, true), "CancelRequest: no reply, close");
 
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
-    let (out, closed) = h.send(&startup_version(2, 0, &[("user", "a")]));
+    let (out, closed) = h.send(&startup_version(4, 0, &[("user", "a")]));
     assert!(closed);
     assert_eq!(error_code(&out), "0A000");
 
@@ -218,15 +220,57 @@ fn startup_edges_match_postgres() {
     assert!(closed);
     assert_eq!(error_code(&out), "28000");
 
+    // Impossible lengths: PostgreSQL closes without a word (COMMERROR, its own log only).
+    for bad in [10_005i32, 7, 2, -1, 0x5800_0004] {
+        let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+        let (out, closed) = h.send(&bad.to_be_bytes());
+        assert_eq!((out.len(), closed), (0, true), "length {bad}: silent close");
+    }
+    // A body of exactly 10 000 bytes is still a startup packet.
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
-    let (out, closed) = h.send(&10_001i32.to_be_bytes());
-    assert!(closed);
-    assert_eq!(error_code(&out), "08P01");
+    let (out, closed) = h.send(&10_004i32.to_be_bytes());
+    assert_eq!((out.len(), closed), (0, false), "waits for the rest");
+}
 
+#[test]
+fn terminate_before_the_startup_message_closes_quietly() {
+    // node-postgres' `client.connect(); client.end()` sends Terminate first: its bytes read as
+    // a startup length of 0x58000004. PostgreSQL closes silently; a FATAL would reach pg as an
+    // 'error' event and crash a client process that has no listener.
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
-    let (out, closed) = h.send(&[0, 0, 0, 2]);
+    let (out, closed) = h.send(&typed(b'X', b""));
+    assert_eq!((out.len(), closed), (0, true));
+}
+
+#[test]
+fn an_unknown_version_is_judged_before_the_packet_layout() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(b"\x00\x00\x00\x08\x00\x04\x00\x00");
     assert!(closed);
-    assert_eq!(error_code(&out), "08P01");
+    assert_eq!(error_code(&out), "0A000");
+}
+
+#[test]
+fn a_protocol_2_client_is_refused_in_protocol_2() {
+    // What PostgreSQL 15 sends (checked against a real server in __test__/postgres-edges).
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    let (out, closed) = h.send(b"\x00\x00\x00\x08\x00\x02\x00\x00");
+    assert!(closed);
+    assert_eq!(out, b"EFATAL:  unsupported frontend protocol 2.0: server supports 3.0 to 3.0\n\0");
+}
+
+#[test]
+fn plaintext_pipelined_behind_an_encryption_request_is_refused_even_after_n() {
+    for request in [&b"\x00\x00\x00\x08\x04\xd2\x16\x2f"[..], &b"\x00\x00\x00\x08\x04\xd2\x16\x30"[..]] {
+        let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+        let mut bytes = request.to_vec();
+        bytes.extend(startup(&[("user", "a")]));
+        let (out, closed) = h.send(&bytes);
+        assert!(closed);
+        assert_eq!(out[0], b'N');
+        assert_eq!(error_code(&out[1..]), "08P01");
+        assert!(String::from_utf8_lossy(&out).contains("received unencrypted data after"));
+    }
 }
 
 #[test]
@@ -264,7 +308,7 @@ fn every_message_of_one_read_reaches_on_message_whole_in_one_batch() {
             let started = batch[0][0] != 0;
             seen2.borrow_mut().push(batch);
             // Handle everything after startup; let the built-ins do the startup.
-            HookResult::Messages { handled: if started { *count } else { 0 }, error: None }
+            HookResult::Messages { handled: if started { *count } else { 0 }, paused: false, error: None }
         }
         other => panic!("{other:?}"),
     });
@@ -294,7 +338,7 @@ fn unhandled_messages_get_builtin_answers_in_order() {
         HookRequest::Messages { count } => {
             offered2.borrow_mut().push(data[0]);
             let handled = if data[0] == b'P' { 1 } else { 0 };
-            HookResult::Messages { handled: handled.min(*count), error: None }
+            HookResult::Messages { handled: handled.min(*count), paused: false, error: None }
         }
         other => panic!("{other:?}"),
     });
@@ -316,10 +360,12 @@ fn unhandled_messages_get_builtin_answers_in_order() {
 fn a_throwing_hook_after_auth_gives_error_then_ready_or_skip_to_sync() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
     let mut h = Harness::new(config(AuthMode::None, hooks), |req, data| match req {
-        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 0, error: None },
-        HookRequest::Messages { .. } => {
-            HookResult::Messages { handled: 0, error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")) }
-        }
+        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 0, paused: false, error: None },
+        HookRequest::Messages { .. } => HookResult::Messages {
+            handled: 0,
+            paused: false,
+            error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")),
+        },
         other => panic!("{other:?}"),
     });
     h.send(&startup(&[("user", "a")]));
@@ -375,8 +421,29 @@ fn oversized_message_after_auth_is_refused_before_buffering() {
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
     h.send(&startup(&[("user", "a")]));
     let (out, closed) = h.send(b"S\x00\x01\x00\x00");
-    assert!(closed, "Sync may not be 64 KiB");
+    assert_eq!((out.len(), closed), (0, true), "Sync may not be 64 KiB: PostgreSQL closes without a word");
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (out, closed) = h.send(b"S\x00\x00\x27\x14");
+    assert_eq!((out.len(), closed), (0, false), "a body of exactly 10 000 bytes is allowed");
+}
+
+#[test]
+fn a_malformed_body_after_authentication_is_an_error_and_the_session_goes_on() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    // A Query without its NUL: ERROR 08P01, ReadyForQuery, and the session goes on.
+    let (out, closed) = h.send(&typed(b'Q', b"select 1"));
+    assert_eq!((tags(&out).as_str(), closed), ("EZ", false));
     assert_eq!(error_code(&out), "08P01");
+    // Extended-protocol messages: ERROR, then skip to Sync.
+    for bad in [typed(b'P', b"\0select\0\xff\xff"), typed(b'B', b"\0\0\0"), typed(b'D', b"Z\0")] {
+        let (out, closed) = h.send(&bad);
+        assert_eq!((tags(&out).as_str(), closed), ("E", false), "{bad:?}");
+        assert_eq!(error_code(&out), "08P01");
+        let (out, _) = h.send(&typed(b'S', b""));
+        assert_eq!(tags(&out), "Z");
+    }
 }
 
 #[test]
@@ -397,7 +464,7 @@ fn unprocessed_input_is_handed_over_whole_and_the_session_keeps_no_share_of_it()
     h.send(&startup(&[("user", "a")]));
     let query = typed(b'Q', b"select 1\0");
     h.session.receive(&query[..4]); // half a message: not processed
-    let leftover = h.session.take_unprocessed_input();
+    let leftover = h.session.detach();
     assert_eq!(&leftover[..], &query[..4]);
     // A split would leave the session's input sharing the buffer for as long as the
     // connection lives on (a proxied one, for hours).
@@ -423,8 +490,8 @@ fn an_idle_session_releases_its_buffers_and_keeps_a_partial_message() {
 fn on_message_handling_the_startup_packet_switches_framing_like_pg_gateway() {
     let hooks = HookSet { on_message: true, ..HookSet::default() };
     let mut h = Harness::new(config(AuthMode::None, hooks), |req, data| match req {
-        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 1, error: None },
-        HookRequest::Messages { .. } => HookResult::Messages { handled: 0, error: None },
+        HookRequest::Messages { .. } if data[0] == 0 => HookResult::Messages { handled: 1, paused: false, error: None },
+        HookRequest::Messages { .. } => HookResult::Messages { handled: 0, paused: false, error: None },
         other => panic!("{other:?}"),
     });
     let (out, _) = h.send(&startup(&[("user", "a")]));
@@ -436,13 +503,14 @@ fn on_message_handling_the_startup_packet_switches_framing_like_pg_gateway() {
 }
 
 #[test]
-fn terminate_from_outside_sends_the_error() {
+fn shutdown_of_an_idle_session_sends_57p01_at_once() {
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
     h.send(&startup(&[("user", "a")]));
-    h.session.terminate(Some(PgError::fatal(SqlState::ADMIN_SHUTDOWN, "bye")));
+    h.session.shutdown(Instant::now() + Duration::from_secs(10));
     let (out, closed) = h.run();
     assert!(closed);
     assert_eq!(error_code(&out), "57P01");
+    assert_eq!(h.session.close_reason(), Some(CloseReason::Shutdown));
     let _ = backend::TransactionStatus::Idle;
 }
 
@@ -522,12 +590,13 @@ fn hostile_input_never_panics_or_loops() {
         let mut hook_rng = Rng(seed | 1);
         let mut h = Harness::new(config(auth_mode, hooks), move |req, _| match req {
             HookRequest::Messages { count } => match hook_rng.below(4) {
-                0 => HookResult::Messages { handled: hook_rng.below(count + 2), error: None },
+                0 => HookResult::Messages { handled: hook_rng.below(count + 2), paused: false, error: None },
                 1 => HookResult::Messages {
                     handled: hook_rng.below(count + 1),
+                    paused: false,
                     error: Some(PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 },
-                _ => HookResult::Messages { handled: 0, error: None },
+                _ => HookResult::Messages { handled: 0, paused: false, error: None },
             },
             HookRequest::Startup | HookRequest::ValidateCredentials(_) => match hook_rng.below(3) {
                 0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
@@ -553,7 +622,7 @@ fn hostile_input_never_panics_or_loops() {
             assert!(c, "round {round}: EOF must close the session");
         }
         if out.windows(6).any(|w| w == b"FATAL\0") {
-            assert!(h.session.is_closed(), "round {round}: a FATAL error must end the session");
+            assert!(h.session.close_reason().is_some(), "round {round}: a FATAL error must end the session");
         }
     }
 }

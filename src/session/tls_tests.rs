@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::*;
+use crate::auth::AuthMode;
 use crate::protocol::startup::StartupMessage;
 use crate::tls::{TlsMaterial, TlsServer};
 
@@ -26,7 +27,11 @@ fn tls_session(hooks: HookSet) -> Session {
         tls: Some(TlsSettings { fixed: Some(server) }),
         ..SessionConfig::default()
     };
-    Session::new(Arc::new(config), Secrets { md5_salt: [1, 2, 3, 4], process_id: 1, secret_key: [0; 4] })
+    Session::new(
+        Arc::new(config),
+        Secrets { md5_salt: [1, 2, 3, 4], process_id: 1, secret_key: [0; 4] },
+        std::time::Instant::now(),
+    )
 }
 
 fn client(alpn: &[&[u8]]) -> ClientConnection {
@@ -93,7 +98,7 @@ fn ssl_request_then_handshake_then_the_whole_startup_inside_tls() {
     let hooks = HookSet { on_tls_upgrade: true, ..HookSet::default() };
     let mut session = tls_session(hooks);
     session.receive(SSL_REQUEST);
-    assert_eq!(session.poll(), Step::NeedInput);
+    assert_eq!(session.poll(), Step::Wait);
     assert_eq!(&session.take_output()[..], b"S");
     let mut client = client(&[b"postgresql"]);
     shuttle(&mut client, &mut session);
@@ -142,17 +147,25 @@ fn direct_tls_needs_alpn_postgresql() {
 
 #[test]
 fn garbage_after_s_closes_without_panicking() {
-    for garbage in [&b"\x16\x03\x01\x00\x05hello"[..], b"GET / HTTP/1.1\r\n\r\n", &[0x16; 64], &[0xff; 3]] {
+    // Not TLS at all: closed as soon as it is read, whatever follows.
+    for garbage in [&b"\x16\x03\x01\x00\x05hello"[..], b"GET / HTTP/1.1\r\n\r\n", &[0x16; 64]] {
         let mut session = tls_session(HookSet::default());
         session.receive(SSL_REQUEST);
         session.poll();
         session.take_output();
         session.receive(garbage);
-        let step = session.poll();
-        session.receive_eof();
-        let after_eof = session.poll();
-        assert!(step == Step::Close || after_eof == Step::Close, "{garbage:?}");
+        assert_eq!(session.poll(), Step::Close, "{garbage:?}");
+        assert!(!session.state().has_started, "{garbage:?}: nothing was taken as a startup");
     }
+    // Too short to judge: the session waits, and closes at EOF.
+    let mut session = tls_session(HookSet::default());
+    session.receive(SSL_REQUEST);
+    session.poll();
+    session.take_output();
+    session.receive(b"\x16\x03\x01");
+    assert_eq!(session.poll(), Step::Wait);
+    session.receive_eof(Instant::now());
+    assert_eq!(session.poll(), Step::Close);
 }
 
 #[test]
@@ -177,7 +190,7 @@ fn a_burst_larger_than_the_tls_plaintext_buffer_is_read_in_one_go() {
         client.write_tls(&mut wire).unwrap();
     }
     session.receive(&wire);
-    assert_eq!(session.poll(), Step::NeedInput);
+    assert_eq!(session.poll(), Step::Wait);
     let reply = session.take_output();
     let mut reply = &reply[..];
     while !reply.is_empty() {
@@ -188,4 +201,102 @@ fn a_burst_larger_than_the_tls_plaintext_buffer_is_read_in_one_go() {
     let _ = client.reader().read_to_end(&mut plaintext);
     assert_eq!(plaintext.first(), Some(&b'E'), "the built-in answer to the whole query");
     assert_eq!(&plaintext[plaintext.len() - 6..], b"Z\x00\x00\x00\x05I");
+}
+
+/// Feeds TLS records to the client and returns all plaintext they carry, however much.
+fn open_all(client: &mut ClientConnection, mut wire: &[u8]) -> Vec<u8> {
+    let mut plaintext = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !wire.is_empty() {
+        client.read_tls(&mut wire).expect("records");
+        client.process_new_packets().expect("valid records");
+        while let Ok(n) = client.reader().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            plaintext.extend_from_slice(&buf[..n]);
+        }
+    }
+    plaintext
+}
+
+#[test]
+fn an_answer_of_any_size_is_sealed_whole() {
+    // rustls takes 64 KiB of plaintext at a time; everything beyond used to be dropped.
+    for size in [60 * 1024, 300 * 1000, 1 << 20, 16 << 20] {
+        let mut session = tls_session(HookSet::default());
+        session.receive(SSL_REQUEST);
+        session.poll();
+        session.take_output();
+        let mut client = client(&[b"postgresql"]);
+        shuttle(&mut client, &mut session);
+        client.writer().write_all(&startup_bytes("alice")).unwrap();
+        shuttle(&mut client, &mut session);
+        let answer: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        session.send(&answer);
+        let wire = session.take_output();
+        assert!(!session.has_output(), "{size}: everything was sealed in one go");
+        let opened = open_all(&mut client, &wire);
+        assert_eq!(opened.len(), answer.len(), "{size} bytes");
+        assert!(opened == answer, "{size} bytes, in order");
+    }
+}
+
+#[test]
+fn a_fatal_error_then_close_notify_arrive_in_that_order() {
+    let mut session = tls_session(HookSet::default());
+    session.receive(SSL_REQUEST);
+    session.poll();
+    session.take_output();
+    let mut client = client(&[b"postgresql"]);
+    shuttle(&mut client, &mut session);
+    client.writer().write_all(&startup_bytes("alice")).unwrap();
+    shuttle(&mut client, &mut session);
+    session.send(&[b'x'; 100_000]);
+    session.end();
+    assert_eq!(session.poll(), Step::Close);
+    let wire = session.take_output();
+    assert_eq!(open_all(&mut client, &wire).len(), 100_000, "all of it before the close");
+    let mut buf = [0u8; 1];
+    assert_eq!(client.reader().read(&mut buf).unwrap(), 0, "then close_notify");
+}
+
+#[test]
+fn records_read_ahead_during_a_hook_are_opened_for_detach() {
+    // The client sends its StartupMessage while onTlsUpgrade runs, and the hook detaches (or
+    // proxies): the bytes read ahead are still TLS records, and must reach whoever takes over
+    // as plaintext. Left sealed in the session, a proxied client waited forever.
+    let mut session = tls_session(HookSet { on_tls_upgrade: true, ..HookSet::default() });
+    session.receive(SSL_REQUEST);
+    assert_eq!(session.poll(), Step::Wait);
+    session.take_output();
+    let mut client = client(&[b"postgresql"]);
+    let mut hooked = false;
+    for _ in 0..20 {
+        let mut to_server = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut to_server).unwrap();
+        }
+        session.receive(&to_server);
+        let step = session.poll();
+        let to_client = session.take_output();
+        let mut wire = &to_client[..];
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+        }
+        client.process_new_packets().unwrap();
+        if step == Step::Hook(HookRequest::TlsUpgrade) {
+            hooked = true;
+            break;
+        }
+    }
+    assert!(hooked, "onTlsUpgrade is asked for once the handshake is done");
+    client.writer().write_all(&startup_bytes("alice")).unwrap();
+    let mut to_server = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut to_server).unwrap();
+    }
+    session.receive(&to_server);
+    assert_eq!(session.poll(), Step::Wait, "the hook still runs");
+    assert_eq!(&session.detach()[..], &startup_bytes("alice")[..]);
 }

@@ -1,0 +1,57 @@
+'use strict';
+// The JS half of the hook table (Rust's half is `HookKind` in src/session/hooks.rs): for each
+// hook event kind, which option it calls and how. Both drivers run every hook but `onMessage`
+// through `callHook`, and both answer Rust with the same reply shape,
+// `{ value, error?, tls? }`, which Rust turns into the session's terms in one place.
+
+const { normalizeError, tlsOptions, credentials, settle } = require('./values.js');
+
+/** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
+const HOOKS = {
+  startup: {
+    call: (options, event, state, connection) => options.onStartup(state, connection),
+    answer: (value) => ({ value: value ? 1 : 0 }),
+  },
+  validate: {
+    call: (options, event, state, connection) => options.validateCredentials(credentials(event), state, connection),
+    answer: (value) => ({ value: value ? 1 : 0 }),
+  },
+  authenticated: {
+    call: (options, event, state, connection) => options.onAuthenticated(state, connection),
+    answer: () => ({ value: 0 }),
+  },
+  tlsUpgrade: {
+    call: (options, event, state, connection) => options.onTlsUpgrade(state, connection),
+    answer: () => ({ value: 0 }),
+  },
+  tls: {
+    // pg-gateway's TlsOptionsCallback, called once with the server name known.
+    call: (options, event) => options.tls({ sniServerName: event.sniServerName ?? undefined }),
+    answer: (value) => ({ value: 0, tls: tlsOptions(value, 'the tls callback result') }),
+  },
+};
+
+/**
+ * Runs the hook for a (non-message) event and hands `done(reply)` the answer exactly once: at
+ * once when the hook is synchronous, after it settles when not (the promise is returned then).
+ * What the hook throws, and an answer that cannot be used, become the reply's `error`.
+ */
+function callHook(connection, event, state, done) {
+  const hook = HOOKS[event.kind];
+  if (!hook) {
+    done({ value: 0 });
+    return undefined;
+  }
+  return settle(() => hook.call(connection.options, event, state, connection), (value, error) => {
+    if (error) return done({ value: 0, error });
+    let reply;
+    try {
+      reply = hook.answer(value);
+    } catch (err) {
+      reply = { value: 0, error: normalizeError(err) };
+    }
+    return done(reply);
+  });
+}
+
+module.exports = { callHook };
