@@ -26,7 +26,7 @@ impl NativeConnection {
     fn send(&self, encode: impl FnOnce(&mut bytes::BytesMut)) -> bool {
         let mut out = bytes::BytesMut::new();
         encode(&mut out);
-        self.shared.write_from_js(&out) && !self.shared.out.over_high_water()
+        self.shared.write_from_js(&out) && !self.shared.over_high_water()
     }
 }
 
@@ -75,7 +75,7 @@ impl NativeConnection {
     /// more than the high-water mark is buffered (wait for `drained()` then).
     #[napi(catch_unwind)]
     pub fn send_data(&self, data: BufferSlice) -> bool {
-        self.shared.write_from_js(&data) && !self.shared.out.over_high_water()
+        self.shared.write_from_js(&data) && !self.shared.over_high_water()
     }
 
     #[napi(catch_unwind)]
@@ -147,7 +147,7 @@ impl NativeConnection {
 
     #[napi(getter, catch_unwind)]
     pub fn buffered_amount(&self) -> u32 {
-        self.shared.out.unsent().min(u32::MAX as usize) as u32
+        self.shared.unsent().min(u32::MAX as usize) as u32
     }
 
     /// Flush, then close.

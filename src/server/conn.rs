@@ -139,6 +139,17 @@ impl ConnShared {
         true
     }
 
+    /// Bytes from JS or the session not yet written to the socket, including JS writes that
+    /// wait for the driver to encrypt them.
+    pub fn unsent(&self) -> usize {
+        self.out.unsent() + self.plain_out.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether the connection holds more than the high-water mark (`socket.write` says false).
+    pub fn over_high_water(&self) -> bool {
+        self.unsent() > crate::session::OUTPUT_HIGH_WATER
+    }
+
     /// Whether the connection is encrypted (TLS negotiated or under way).
     pub fn is_encrypted(&self) -> bool {
         self.encrypted.load(Ordering::Acquire)

@@ -15,6 +15,10 @@ use super::driver::spawn_connection;
 use super::hooks::Hooks;
 use crate::session::SessionConfig;
 
+/// After the shutdown deadline, how long connections get to send their 57P01 and close
+/// before the ones left are destroyed.
+const FLUSH_AFTER_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Connection ids are unique per process, so hooks can tell connections apart across
 /// servers and adopted sockets alike.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -110,7 +114,10 @@ impl Listener {
         for conn in lock(&self.connections).values() {
             conn.shutdown(deadline.into_std());
         }
-        if tokio::time::timeout_at(deadline, self.all_gone()).await.is_err() {
+        // At the deadline each session ends what still runs with 57P01 itself; the answer then
+        // needs a moment to leave. Only a connection that still cannot close after that (a
+        // client that reads nothing) is cut without it.
+        if tokio::time::timeout_at(deadline + FLUSH_AFTER_DEADLINE, self.all_gone()).await.is_err() {
             let open: Vec<_> = lock(&self.connections).values().cloned().collect();
             for conn in open {
                 conn.destroy();
