@@ -81,7 +81,9 @@ for (const mode of MODES) {
       authMode: 'none',
       onMessage(data, { isAuthenticated }, connection) {
         if (!isAuthenticated || data[0] !== 0x51) return false;
-        connection.sendData(data.includes('big') ? answer : oneRowResult(['n'], ['1']));
+        // A fresh buffer per answer, as a real data source makes (one shared Buffer would cost
+        // nothing however often it is queued).
+        connection.sendData(data.includes('big') ? Buffer.from(answer) : oneRowResult(['n'], ['1']));
         return true;
       },
     }));

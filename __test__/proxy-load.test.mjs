@@ -1,0 +1,119 @@
+// connection.proxy() under the loads that broke it: a client that pipelines 16 MiB before it
+// reads (the two directions used to wait on each other for good), an upstream that never
+// accepts (no connect timeout: the client got no answer and both sockets stayed for minutes),
+// and a client that leaves meanwhile.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { startPostgres } from './postgres.mjs';
+import { MODES, errorFields, frontend, parseMessages, rawClient, startServer } from './helpers.mjs';
+
+/**
+ * A loopback port whose listener never accepts and whose accept queue is full, so a connect
+ * to it waits (its SYNs are dropped) like one to a host that is down.
+ */
+async function blackhole(t) {
+  const script = 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(600)';
+  const child = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill());
+  const [line] = await once(child.stdout, 'data');
+  const port = Number(String(line).trim());
+  const fillers = Array.from({ length: 4 }, () => net.connect(port, '127.0.0.1').on('error', () => {}));
+  t.after(() => { for (const s of fillers) s.destroy(); });
+  // Until this connect waits, the queue is not full yet.
+  for (;;) {
+    const probe = net.connect(port, '127.0.0.1').on('error', () => {});
+    const connected = await Promise.race([once(probe, 'connect').then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
+    probe.destroy();
+    if (!connected) return port;
+    fillers.push(net.connect(port, '127.0.0.1').on('error', () => {}));
+  }
+}
+
+test('proxy() under load, every mode', { timeout: 300_000 }, async (t) => {
+  const upstream = await startPostgres({ auth: 'trust' });
+  t.after(() => upstream.stop());
+
+  for (const mode of MODES) {
+    await t.test(`${mode}: 2 000 pipelined queries of 8 KiB each come back through proxy()`, async (tt) => {
+      const server = await startServer(mode, () => ({
+        authMode: 'none',
+        onStartup(state, connection) {
+          connection.proxy({ host: '127.0.0.1', port: upstream.port, startup: true });
+          return true;
+        },
+      }));
+      tt.after(() => server.close());
+      const client = await rawClient(server.port);
+      client.send(frontend.startup({ user: 'postgres', database: 'postgres' }));
+      await client.waitFor((b) => parseMessages(b).some((m) => m.type === 'Z'), 10_000);
+      const seen = client.received.length;
+      const text = 'q'.repeat(8000);
+      // 16 MiB sent before anything is read: as much as fits in the sockets on both hops.
+      client.send(Buffer.concat(Array.from({ length: 2000 }, () => frontend.query(`select '${text}'`))));
+      let ready = 0;
+      let offset = seen;
+      await client.waitFor((b) => {
+        for (const m of parseMessages(b.subarray(offset))) {
+          offset += 5 + m.body.length;
+          if (m.type === 'Z') ready += 1;
+        }
+        return ready === 2000;
+      }, 60_000);
+      assert.equal(ready, 2000);
+      client.close();
+    });
+
+    await t.test(`${mode}: an upstream that never accepts gets the client an answer at connectTimeout`, async (tt) => {
+      const port = await blackhole(tt);
+      const server = await startServer(mode, () => ({
+        authMode: 'none',
+        onStartup(state, connection) {
+          connection.proxy({ host: '127.0.0.1', port, connectTimeout: 500 });
+          return true;
+        },
+      }));
+      tt.after(() => server.close());
+      const started = Date.now();
+      const client = await rawClient(server.port);
+      client.send(frontend.startup({ user: 'postgres' }));
+      await client.waitClosed(10_000);
+      const elapsed = Date.now() - started;
+      const [error] = parseMessages(client.received).filter((m) => m.type === 'E').map((m) => errorFields(m.body));
+      assert.equal(error?.C, '08006', client.received.toString());
+      assert.match(error.M, /could not connect to upstream server 127\.0\.0\.1:\d+: .*tim/i);
+      assert.ok(elapsed >= 450 && elapsed < 5000, `answered after ${elapsed} ms`);
+    });
+
+    await t.test(`${mode}: a client that leaves while proxy() connects is let go at once`, async (tt) => {
+      const port = await blackhole(tt);
+      let open = 0;
+      const server = await startServer(mode, () => ({
+        authMode: 'none',
+        onStartup(state, connection) {
+          connection.proxy({ host: '127.0.0.1', port }); // the default 15 s timeout
+          return true;
+        },
+      }), {
+        onConnection(connection) {
+          open += 1;
+          connection.socket.on('close', () => { open -= 1; });
+        },
+      });
+      tt.after(() => server.close());
+      const count = () => (mode === 'native' ? server.server.connectionCount : open);
+      const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(server.port)));
+      for (const client of clients) client.send(frontend.startup({ user: 'postgres' }));
+      const deadline = Date.now() + 5000;
+      while (count() < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(count(), 20);
+      const left = Date.now();
+      for (const client of clients) client.close();
+      while (count() > 0 && Date.now() < left + 10_000) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(count(), 0);
+      assert.ok(Date.now() - left < 3000, `freed after ${Date.now() - left} ms`);
+    });
+  }
+});
