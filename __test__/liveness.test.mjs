@@ -98,7 +98,8 @@ for (const mode of MODES) {
     assert.deepEqual(await oneQuery(server.port), [['1']]);
     const peak = await growth;
     greedy.close();
-    assert.ok(peak < 256 * MiB, `RSS grew ${Math.round(peak / MiB)} MiB for a client that reads nothing`);
+    // One answer is 1 MiB; 80c3117 reached 237 MiB here on the adopted driver.
+    assert.ok(peak < 64 * MiB, `RSS grew ${Math.round(peak / MiB)} MiB for a client that reads nothing`);
     await until(() => server.open === 0, 10_000, 'the greedy connection to close');
   });
 
