@@ -128,8 +128,18 @@ export type PostgresConnectionOptions = {
   serverParameters?: Record<string, string>;
   /** Largest Query/Parse/Bind/CopyData/FunctionCall message, in bytes. Default 1 GiB - 2 (PostgreSQL's). */
   maxMessageSize?: number;
-  /** Milliseconds a client has to finish startup and authentication. Default 60000 (PostgreSQL's). */
+  /**
+   * Milliseconds a client has to finish startup and authentication (1 to 2147483647).
+   * Default 60000 (PostgreSQL's `authentication_timeout`). Not applied once a hook took the
+   * startup over (`onStartup` returned true, or `onMessage` handled the startup packet).
+   */
   authTimeout?: number;
+  /**
+   * Milliseconds a client may take none of the output held for it before the connection is
+   * dropped (0 = never; at most 2147483647). Default 60000. While output is held, no further
+   * message is processed, so a client that never reads costs about one answer of memory.
+   */
+  writeTimeout?: number;
 };
 
 /** `connection.socket`: what a pg-gateway user touches of a `net.Socket`. */
@@ -200,8 +210,31 @@ export declare class PostgresConnection {
    * returns (do not wait for it inside a hook). An unreachable upstream gives the client
    * `FATAL 08006 could not connect to upstream server ...`.
    */
-  proxy(target: { host?: string; port: number; startup?: boolean }): void;
+  proxy(target: ProxyTarget): void;
 }
+
+export type ProxyTarget = {
+  /** Default '127.0.0.1'. */
+  host?: string;
+  port: number;
+  /** Replay the client's StartupMessage upstream first (for use in `onStartup`). */
+  startup?: boolean;
+  /**
+   * Milliseconds the upstream has to accept the connection (1 to 2147483647); then the client
+   * gets `FATAL 08006 could not connect to upstream server ...: timeout expired`. Default
+   * 15000 (PgBouncer's `server_connect_timeout`).
+   */
+  connectTimeout?: number;
+};
+
+export type CloseOptions = {
+  /**
+   * Milliseconds connections whose hooks still run may take to finish (0 to 2147483647,
+   * default 10000). Idle connections get `FATAL 57P01` at once, the others when their hook
+   * settles or at the end of the grace period, whichever comes first.
+   */
+  gracePeriod?: number;
+};
 
 export type AddressInfo = { address: string; family: string; port: number };
 
@@ -219,8 +252,12 @@ export declare class PostgresServer extends EventEmitter {
   readonly connectionCount: number;
   listen(options?: ListenOptions): Promise<AddressInfo>;
   address(): AddressInfo | null;
-  /** Stops accepting, ends open connections with FATAL 57P01, resolves when all are closed. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and ends open connections with FATAL 57P01 (see `CloseOptions`); resolves
+   * when all are closed: at most `gracePeriod` plus 2 s, after which connections that still
+   * cannot close (clients that read nothing) are cut.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 export declare function createServer(options?: PostgresConnectionOptions): PostgresServer;

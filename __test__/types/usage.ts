@@ -44,6 +44,11 @@ createServer({ onStartup: () => 'yes' });
 
 const server = createServer({ authMode: 'none', serverParameters: { TimeZone: 'UTC' }, authTimeout: 5000 });
 server.listen({ port: 0, host: '127.0.0.1' }).then(({ port }) => port.toFixed());
+createServer({ writeTimeout: 0 });
+server.close({ gracePeriod: 1000 });
+server.close();
+// @ts-expect-error: the grace period is in milliseconds, a number
+server.close({ gracePeriod: '1s' });
 createStartupMessage({ majorVersion: 3, minorVersion: 0, parameters: { user: 'u' } });
 
 createServer({
@@ -52,6 +57,7 @@ createServer({
     const name: string | undefined = tlsInfo?.sniServerName;
     const der: Uint8Array | undefined = tlsInfo?.clientCertificate;
     connection.proxy({ host: '127.0.0.1', port: 5433 });
+    connection.proxy({ port: 5433, connectTimeout: 2000, startup: true });
     // @ts-expect-error: proxy needs a port
     connection.proxy({ host: '127.0.0.1' });
     void name;
