@@ -8,7 +8,12 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { startPostgres } from './postgres.mjs';
-import { MODES, errorFields, frontend, parseMessages, rawClient, startServer } from './helpers.mjs';
+import { makeCertificates } from './certs.mjs';
+import {
+  MODES, errorFields, frontend, gateway, parseMessages, rawClient, run, startServer,
+} from './helpers.mjs';
+
+const certs = makeCertificates();
 
 /**
  * A loopback port whose listener never accepts and whose accept queue is full, so a connect
@@ -114,6 +119,46 @@ test('proxy() under load, every mode', { timeout: 300_000 }, async (t) => {
       while (count() > 0 && Date.now() < left + 10_000) await new Promise((r) => setTimeout(r, 20));
       assert.equal(count(), 0);
       assert.ok(Date.now() - left < 3000, `freed after ${Date.now() - left} ms`);
+    });
+  }
+
+  for (const driver of ['js', 'native']) {
+    await t.test(`${driver}: the README's detach() and pipe after TLS raise no 'error' under pgbench -C`, async (tt) => {
+      const errors = {};
+      const note = (where) => (err) => { errors[`${where}: ${err.code ?? err.message}`] = (errors[`${where}: ${err.code ?? err.message}`] ?? 0) + 1; };
+      const server = net.createServer((socket) => {
+        socket.on('error', note('accepted socket'));
+        const connection = new gateway.PostgresConnection(socket, {
+          driver,
+          tls: certs.wildcard,
+          onTlsUpgrade() {
+            const proxySocket = net.connect({ host: '127.0.0.1', port: upstream.port });
+            const client = connection.detach();
+            client.on('error', note('detached stream'));
+            proxySocket.on('error', note('upstream socket'));
+            proxySocket.pipe(client);
+            client.pipe(proxySocket);
+            proxySocket.on('end', () => client.end());
+            client.on('end', () => proxySocket.end());
+            proxySocket.on('error', (err) => client.destroy(err));
+            client.on('error', (err) => proxySocket.destroy(err));
+            proxySocket.on('close', () => client.destroy());
+            client.on('close', () => proxySocket.destroy());
+          },
+        });
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      tt.after(() => server.close());
+      const env = { PGHOSTADDR: '127.0.0.1', PGSSLMODE: 'require' };
+      const args = ['-h', 'a.db.example.com', '-p', String(server.address().port), '-U', 'postgres'];
+      const init = await run('pgbench', [...args, '-i', '-q', 'postgres'], { env, timeout: 60_000 });
+      assert.equal(init.code, 0, init.stderr);
+      // A new connection per transaction: every client closes first, every time.
+      const bench = await run('pgbench', [...args, '-C', '-S', '-T', '3', '-c', '4', '-j', '2', 'postgres'], { env, timeout: 60_000 });
+      assert.match(bench.stdout, /number of failed transactions: 0 /, bench.stderr);
+      // 80c3117 wrote to the socket Node had already ended after the client's FIN.
+      assert.deepEqual(errors, {});
     });
   }
 });

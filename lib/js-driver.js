@@ -96,7 +96,9 @@ class JsDriver {
 
   /** Sends wire bytes; when the socket holds more than it likes, the session hears of it. */
   writeWire(bytes) {
-    if (this.socket.destroyed) return false;
+    // Ended: by us, or by Node when the client's FIN came and the server does not allow half
+    // open connections. Writing then only raises ERR_STREAM_WRITE_AFTER_END.
+    if (this.socket.destroyed || this.socket.writableEnded) return false;
     const ok = this.socket.write(bytes);
     if (!ok) {
       this.reportBacklog();
@@ -328,11 +330,18 @@ class TlsDetachedSocket extends Duplex {
   }
 
   _write(chunk, encoding, callback) {
-    this.driver.socket.write(binding.sessionSeal(this.driver.handle, chunk), callback);
+    const socket = this.driver.socket;
+    // The socket's write side is gone (Node ends it when the client's FIN comes, unless the
+    // server allows half open connections): what is left cannot reach the client. Writing
+    // anyway raised ERR_STREAM_WRITE_AFTER_END on both streams for every `pgbench -C` client.
+    if (socket.writableEnded || socket.destroyed) return callback();
+    socket.write(binding.sessionSeal(this.driver.handle, chunk), callback);
   }
 
   _final(callback) {
-    this.driver.socket.end(binding.sessionSealClose(this.driver.handle), callback);
+    const socket = this.driver.socket;
+    if (socket.writableEnded || socket.destroyed) return callback();
+    socket.end(binding.sessionSealClose(this.driver.handle), callback);
   }
 
   _destroy(err, callback) {
