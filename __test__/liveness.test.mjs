@@ -7,9 +7,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
+import { makeCertificates } from './certs.mjs';
 import {
-  MODES, errorFields, frontend, message, oneRowResult, parseMessages, rawClient, startServer,
+  MODES, errorFields, frontend, message, oneRowResult, parseMessages, rawClient, run, startServer,
 } from './helpers.mjs';
+
+const certs = makeCertificates();
 
 const MiB = 1 << 20;
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
@@ -386,5 +389,35 @@ for (const mode of ['js', 'adopted']) {
     }
     await new Promise((resolve) => setImmediate(resolve));
     assert.ok(warnings.filter((w) => /certificate/.test(w)).length <= 1);
+  });
+}
+
+for (const mode of MODES) {
+  test(`${mode}: a hook that never settles, in any phase, costs its connection only until the client leaves`, async (t) => {
+    const never = () => new Promise(() => {});
+    const phases = {
+      tls: { tls: never },
+      onTlsUpgrade: { tls: certs.localhost, onTlsUpgrade: never },
+      onStartup: { onStartup: never },
+      'onMessage (startup)': { onMessage: (data) => (data[0] === 0 ? never() : false) },
+      validateCredentials: { authMode: 'cleartextPassword', validateCredentials: never },
+      onAuthenticated: { onAuthenticated: never },
+      'onMessage (query)': { onMessage: (data, state) => (state.isAuthenticated && data[0] === 0x51 ? never() : false) },
+    };
+    await Promise.all(Object.entries(phases).map(async ([phase, hooks]) => {
+      const server = await countedServer(mode, () => ({ authMode: 'none', ...hooks }));
+      try {
+        // psql gives up after 2 s (or, past authentication, sends its query and is stopped by
+        // `timeout`) and leaves; the server must let the connection go.
+        const tls = 'tls' in hooks;
+        const result = await run('timeout', ['3', 'psql', '-X', '-h', '127.0.0.1', '-p', String(server.port), '-U', 'u', '-d', 'postgres', '-c', 'select 1'], {
+          env: { PGCONNECT_TIMEOUT: '2', PGSSLMODE: tls ? 'require' : 'disable', PGPASSWORD: 'pw' },
+        });
+        assert.notEqual(result.code, 0, `${phase}: psql cannot have succeeded`);
+        await until(() => server.open === 0, 10_000, `${phase}: the connection to go (open: ${server.open})`);
+      } finally {
+        await server.close();
+      }
+    }));
   });
 }
