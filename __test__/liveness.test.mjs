@@ -421,3 +421,31 @@ for (const mode of MODES) {
     }));
   });
 }
+
+for (const mode of ['adopted', 'native']) {
+  test(`${mode}: a detached stream that ended its side still reads the client to the end`, async (t) => {
+    let got;
+    const received = new Promise((resolve) => { got = resolve; });
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      onStartup(state, connection) {
+        const stream = connection.detach();
+        let data = '';
+        stream.on('data', (chunk) => { data += chunk; });
+        stream.on('end', () => got(data));
+        stream.end('bye');
+        return true;
+      },
+    }), { allowHalfOpen: true });
+    t.after(() => server.close());
+    const client = net.connect({ port: server.port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(client, 'connect');
+    client.write(frontend.startup({ user: 'u' }));
+    const [first] = await once(client, 'data');
+    assert.equal(String(first), 'bye');
+    await once(client, 'end'); // the server's side is closed; ours is still open
+    client.end('sent after the server ended its side');
+    assert.equal(await received, 'sent after the server ended its side');
+    client.destroy();
+  });
+}

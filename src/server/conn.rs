@@ -194,6 +194,11 @@ impl ConnShared {
         self.request(REQ_END);
     }
 
+    /// Asks the driver again to end (a TLS detached stream's driver acts on it).
+    pub(super) fn request_end_again(&self) {
+        self.request(REQ_END);
+    }
+
     /// A hook sent AuthenticationOk (`sendAuthenticationOk()`).
     pub fn authenticated_by_hook(&self) {
         self.request(REQ_AUTHENTICATED);

@@ -167,6 +167,9 @@ async fn drive(
 ) -> CloseReason {
     let mut call: Option<HookFuture> = None;
     let mut handover: Option<Handover> = None;
+    // `end()` of a detached stream made inside the hook that detached: it ends the stream,
+    // not the session (whose ending would swallow the client's bytes meant for the stream).
+    let mut end_detached = false;
     let mut closing = false;
     loop {
         let requests = shared.take_requests();
@@ -185,7 +188,7 @@ async fn drive(
         if call.is_none() && !closing {
             match handover.take() {
                 Some(Handover::Proxy(target)) => return super::proxy::run(session, reader, shared, target).await,
-                Some(Handover::Detach) => return detach(session, reader, shared).await,
+                Some(Handover::Detach) => return detach(session, reader, shared, end_detached).await,
                 None => {}
             }
         }
@@ -195,7 +198,11 @@ async fn drive(
             session.authenticated_by_hook();
         }
         if requests & REQ_END != 0 {
-            session.end();
+            if matches!(handover, Some(Handover::Detach)) {
+                end_detached = true;
+            } else {
+                session.end();
+            }
         }
         if requests & REQ_SHUTDOWN != 0 {
             if let Some(deadline) = shared.shutdown_deadline() {
@@ -307,14 +314,21 @@ async fn linger(reader: &mut OwnedReadHalf) {
 }
 
 /// `detach()`: the session lets go, and what it read but did not process is handed over first.
-async fn detach(session: &mut Session, reader: OwnedReadHalf, shared: &Arc<ConnShared>) -> CloseReason {
+async fn detach(session: &mut Session, reader: OwnedReadHalf, shared: &Arc<ConnShared>, end: bool) -> CloseReason {
     shared.out.write_owned(session.take_output());
     let leftover = session.detach();
     if session.is_tls() {
+        if end {
+            shared.request_end_again();
+        }
         return detached_tls(session, reader, shared, leftover).await;
     }
     *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
     shared.set_detached_ready();
+    if end {
+        // Our side ends; the client's side is read on, to its own end.
+        shared.out.end();
+    }
     CloseReason::Detached
 }
 
