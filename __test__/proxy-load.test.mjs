@@ -5,6 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { startPostgres } from './postgres.mjs';
@@ -35,6 +36,41 @@ async function blackhole(t) {
     if (!connected) return port;
     fillers.push(net.connect(port, '127.0.0.1').on('error', () => {}));
   }
+}
+
+/**
+ * An upstream that accepts only after 0.8 s (its accept queue is full until then, so a connect
+ * takes about a second) and reports, as hex lines, the first bytes each connection sends.
+ */
+async function slowUpstream(t) {
+  const script = [
+    'import socket,time',
+    's=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)',
+    'print(s.getsockname()[1],flush=True)',
+    'time.sleep(0.8); s.settimeout(5); end=time.time()+5',
+    'while time.time()<end:',
+    '  try: c,_=s.accept()',
+    '  except Exception: break',
+    '  c.settimeout(0.3)',
+    '  try: d=c.recv(100)',
+    "  except Exception: d=b''",
+    '  if d: print(d.hex(),flush=True)',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill());
+  const lines = [];
+  let partial = '';
+  child.stdout.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    lines.push(...parts.filter(Boolean));
+  });
+  while (lines.length === 0) await new Promise((r) => setTimeout(r, 20));
+  const port = Number(lines.shift());
+  const fillers = Array.from({ length: 4 }, () => net.connect(port, '127.0.0.1').on('error', () => {}));
+  t.after(() => { for (const s of fillers) s.destroy(); });
+  await new Promise((r) => setTimeout(r, 100));
+  return { port, lines };
 }
 
 test('proxy() under load, every mode', { timeout: 300_000 }, async (t) => {
@@ -90,6 +126,32 @@ test('proxy() under load, every mode', { timeout: 300_000 }, async (t) => {
       assert.equal(error?.C, '08006', client.received.toString());
       assert.match(error.M, /could not connect to upstream server 127\.0\.0\.1:\d+: .*tim/i);
       assert.ok(elapsed >= 450 && elapsed < 5000, `answered after ${elapsed} ms`);
+    });
+
+    await t.test(`${mode}: what a TLS client sends while proxy() connects reaches the upstream opened`, async (tt) => {
+      const upstreamSlow = await slowUpstream(tt);
+      const server = await startServer(mode, () => ({
+        tls: certs.localhost,
+        onTlsUpgrade(state, connection) {
+          connection.proxy({ port: upstreamSlow.port });
+        },
+      }));
+      tt.after(() => server.close());
+      const raw = net.connect(server.port, '127.0.0.1');
+      await once(raw, 'connect');
+      raw.write(frontend.special(80877103));
+      await once(raw, 'data');
+      const secure = tls.connect({ socket: raw, servername: 'localhost', rejectUnauthorized: false });
+      secure.on('error', () => {});
+      tt.after(() => secure.destroy());
+      await once(secure, 'secureConnect');
+      await new Promise((r) => setTimeout(r, 300)); // proxy() is connecting by now
+      const startup = frontend.startup({ user: 'early' });
+      secure.write(startup);
+      const deadline = Date.now() + 10_000;
+      while (upstreamSlow.lines.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // 80c3117 forwarded the client's TLS record as it was (17 03 03 ...), cut or whole.
+      assert.deepEqual(upstreamSlow.lines, [startup.toString('hex')]);
     });
 
     await t.test(`${mode}: a client that leaves while proxy() connects is let go at once`, async (tt) => {

@@ -41,7 +41,10 @@ pub async fn run(
     let write_timeout = session.write_timeout();
     shared.out.write_owned(session.take_output());
     let mut leftover = session.detach();
-    let upstream = match connect(&target, &mut client, &mut leftover, shared).await {
+    // What the client sends while we connect, as read from the socket: TLS records on an
+    // encrypted connection, opened below (not forwarded as they are, and never cut mid-record).
+    let mut early = BytesMut::new();
+    let upstream = match connect(&target, &mut client, &mut early, leftover.len(), shared).await {
         Connected::Upstream(stream) => stream,
         Connected::ClientGone(reason) => {
             shared.out.abort();
@@ -61,6 +64,17 @@ pub async fn run(
             return CloseReason::Closed;
         }
     };
+    if !early.is_empty() {
+        match session.open(&early) {
+            Some(plaintext) => leftover.extend_from_slice(&plaintext),
+            // The client closed its TLS connection (or broke it) while we connected.
+            None => {
+                shared.out.abort();
+                return CloseReason::ClientEnded;
+            }
+        }
+    }
+    drop(early);
     let _ = upstream.set_nodelay(true);
     let (upstream_read, mut upstream_write) = upstream.into_split();
     // Consumed here, so that none of the startup's buffers stays for the connection's life.
@@ -95,13 +109,14 @@ async fn connect(
     target: &ProxyTarget,
     client: &mut OwnedReadHalf,
     early: &mut BytesMut,
+    held: usize,
     shared: &ConnShared,
 ) -> Connected {
     let connecting =
         tokio::time::timeout(target.connect_timeout, TcpStream::connect((target.host.as_str(), target.port)));
     let mut connecting = std::pin::pin!(connecting);
     loop {
-        let room = READ_AHEAD_LIMIT.saturating_sub(early.len());
+        let room = READ_AHEAD_LIMIT.saturating_sub(held + early.len());
         tokio::select! {
             connected = &mut connecting => return match connected {
                 Ok(Ok(stream)) => Connected::Upstream(stream),
