@@ -20,7 +20,7 @@ use super::conn::{
 };
 use super::hooks::{HookFuture, Hooks};
 use super::unwind::CatchUnwind;
-use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, Step};
+use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, Step, OUTPUT_HIGH_WATER};
 
 /// After a graceful close, how long we keep reading (and discarding) until the client closes
 /// too. Closing a socket that still has unread bytes makes the kernel send RST and drop what
@@ -171,6 +171,9 @@ async fn drive(
     // not the session (whose ending would swallow the client's bytes meant for the stream).
     let mut end_detached = false;
     let mut closing = false;
+    let sleep = tokio::time::sleep_until(far_future());
+    let mut sleep = std::pin::pin!(sleep);
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         let requests = shared.take_requests();
         if requests & REQ_DESTROY != 0 {
@@ -245,13 +248,20 @@ async fn drive(
         }
         let limit = session.read_limit();
         let deadline = session.poll_timeout();
-        let watch_progress = closing || shared.out.unsent() > 0;
+        if deadline != armed {
+            // One timer, moved only when the session's deadline moves (not re-armed per loop).
+            sleep.as_mut().reset(deadline.map_or_else(far_future, Instant::from_std));
+            armed = deadline;
+        }
+        // The writer's progress matters only for backpressure (reading resumes below the mark)
+        // and for a close waiting on the flush; the write deadline reads it at the next wake.
+        let watch_progress = closing || shared.out.unsent() > OUTPUT_HIGH_WATER;
         let event = tokio::select! {
             result = async { match call.as_mut() { Some(call) => call.await, None => std::future::pending().await } }, if call.is_some() => Event::Hook(result),
             read = read_into(&mut reader, session, limit), if limit > 0 => Event::Read(read),
             _ = shared.wake_driver.notified() => Event::Woken,
             _ = shared.out.progress(), if watch_progress => Event::Woken,
-            _ = tokio::time::sleep_until(deadline.map_or_else(far_future, Instant::from_std)), if deadline.is_some() => Event::Deadline,
+            _ = &mut sleep, if deadline.is_some() => Event::Deadline,
         };
         match event {
             Event::Hook(result) => {
@@ -265,7 +275,10 @@ async fn drive(
                 return CloseReason::Error;
             }
             Event::Woken => {}
-            Event::Deadline => session.handle_timeout(Instant::now().into_std()),
+            Event::Deadline => {
+                armed = None;
+                session.handle_timeout(Instant::now().into_std());
+            }
         }
     }
 }

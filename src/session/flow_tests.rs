@@ -217,8 +217,11 @@ fn a_client_that_takes_no_output_is_dropped_at_the_write_deadline() {
     let t1 = t0 + Duration::from_secs(30);
     s.handle_backlog(t1, 400, 100);
     assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(60)));
+    // Progress within a second of the last move leaves the deadline (fewer timer re-arms).
+    s.handle_backlog(t1 + Duration::from_millis(500), 300, 200);
+    assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(60)));
     // No progress: the deadline stays.
-    s.handle_backlog(t1 + Duration::from_secs(10), 400, 100);
+    s.handle_backlog(t1 + Duration::from_secs(10), 300, 200);
     assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(60)));
     s.handle_timeout(t1 + Duration::from_secs(60));
     assert_eq!(s.poll(), Step::Abort);

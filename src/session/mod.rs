@@ -39,6 +39,7 @@ pub use close::CloseReason;
 pub use config::{HookSet, Secrets, SessionConfig, TlsSettings};
 pub use hooks::{HookAnswer, HookKind, HookRequest, HookResult};
 pub use state::{ClientInfo, State, TlsInfo};
+use timers::STALL_DEADLINE_STEP;
 pub use timers::{HOOK_GRACE_AFTER_EOF, OUTPUT_HIGH_WATER, READ_AHEAD_LIMIT};
 
 use crate::auth::PasswordExchange;
@@ -318,13 +319,12 @@ impl Session {
         let progressed = sent != self.backlog.sent;
         self.backlog = Backlog { unsent, sent };
         let stall = match self.config.write_timeout {
-            Some(timeout) if unsent > 0 => {
-                if progressed || self.timers.stall.is_none() {
-                    Some(now + timeout)
-                } else {
-                    self.timers.stall
-                }
-            }
+            Some(timeout) if unsent > 0 => match self.timers.stall {
+                // Moved in steps of a second at least: a driver re-arms its timer when the
+                // deadline moves, and a busy connection makes progress on every message.
+                Some(at) if !progressed || at + STALL_DEADLINE_STEP > now + timeout => Some(at),
+                _ => Some(now + timeout),
+            },
             _ => None,
         };
         self.timers.set_stall(stall);

@@ -19,6 +19,9 @@ pub const READ_AHEAD_LIMIT: usize = 64 * 1024;
 /// behind a hook that never settles.
 pub const HOOK_GRACE_AFTER_EOF: Duration = Duration::from_secs(5);
 
+/// The write deadline moves forward in steps of at least this much (see `handle_backlog`).
+pub(super) const STALL_DEADLINE_STEP: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 pub(super) struct Timers {
     /// PostgreSQL's `authentication_timeout`: the startup must be over by then.
