@@ -138,7 +138,12 @@ for (const mode of MODES) {
       let peak = 0;
       while (Date.now() < end && pushed < 2048 * MiB) {
         if (!socket.write(chunk)) {
-          await Promise.race([once(socket, 'drain'), new Promise((resolve) => setTimeout(resolve, 100))]);
+          // 'drain' or 100 ms, whichever first, without leaving a listener behind.
+          await new Promise((resolve) => {
+            const done = () => { clearTimeout(timer); socket.off('drain', done); resolve(); };
+            const timer = setTimeout(done, 100);
+            socket.once('drain', done);
+          });
         }
         pushed += chunk.length;
         peak = Math.max(peak, rss() - base);

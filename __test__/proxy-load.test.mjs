@@ -154,6 +154,45 @@ test('proxy() under load, every mode', { timeout: 300_000 }, async (t) => {
       assert.deepEqual(upstreamSlow.lines, [startup.toString('hex')]);
     });
 
+    await t.test(`${mode}: clients that leave while proxy() waits to flush a large answer are let go`, async (tt) => {
+      // proxy() first flushes what is queued; a client that reads none of it and then leaves
+      // held both sockets and the task forever on 80c3117 (and destroy() could not free it).
+      const echo = net.createServer((socket) => { socket.on('error', () => {}); socket.resume(); });
+      echo.listen(0, '127.0.0.1');
+      await once(echo, 'listening');
+      tt.after(() => echo.close());
+      let open = 0;
+      const server = await startServer(mode, () => ({
+        authMode: 'none',
+        onStartup(state, connection) {
+          connection.sendData(Buffer.alloc(32 << 20, 0x41));
+          connection.proxy({ port: echo.address().port });
+          return true;
+        },
+      }), {
+        onConnection(connection) {
+          open += 1;
+          connection.socket.on('close', () => { open -= 1; });
+        },
+      });
+      tt.after(() => server.close());
+      const count = () => (mode === 'native' ? server.server.connectionCount : open);
+      const clients = [];
+      for (let i = 0; i < 10; i += 1) {
+        const client = await rawClient(server.port);
+        client.socket.pause();
+        client.send(frontend.startup({ user: 'u' }));
+        clients.push(client);
+      }
+      const deadline = Date.now() + 5000;
+      while (count() < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(count(), 10);
+      for (const client of clients) client.close();
+      const left = Date.now();
+      while (count() > 0 && Date.now() < left + 10_000) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(count(), 0, 'connections still open after their clients left');
+    });
+
     await t.test(`${mode}: a client that leaves while proxy() connects is let go at once`, async (tt) => {
       const port = await blackhole(tt);
       let open = 0;

@@ -54,21 +54,23 @@ class JsDriver {
     this.tls = false;
     this.resumeAfterHook = () => this.resume();
     this.failAfterHook = () => this.socket.destroy();
-    this.onData = (chunk) => this.pump(binding.sessionFeed(this.handle, chunk), chunk);
-    this.onEnd = () => this.pump(binding.sessionReceiveEof(this.handle));
-    this.onDrain = () => {
+    // Each event handler is guarded: what throws in it (a caught Rust panic arrives as an
+    // exception) ends this connection, never the process.
+    this.onData = this.guarded((chunk) => this.pump(binding.sessionFeed(this.handle, chunk), chunk));
+    this.onEnd = this.guarded(() => this.pump(binding.sessionReceiveEof(this.handle)));
+    this.onDrain = this.guarded(() => {
       this.waitingForDrain = false;
       this.reportBacklog();
       this.pump(binding.sessionPoll(this.handle));
-    };
-    this.onTimer = () => {
+    });
+    this.onTimer = this.guarded(() => {
       this.timer = null;
       if (this.detached || this.socket.destroyed) return;
       if (this.socket.writableLength > 0) this.reportBacklog();
       this.pump(binding.sessionHandleTimeout(this.handle));
       // A deadline further than a Node timer reaches, or one that did not change: arm again.
       if (this.timer === null && !this.detached) this.armTimer();
-    };
+    });
     // A client that resets the connection must end that connection only: without an 'error'
     // listener Node would throw and take the process down (pg-gateway 0.2.4 does).
     this.onError = () => this.socket.destroy();
@@ -81,7 +83,19 @@ class JsDriver {
     // A socket from `pauseOnConnect` stays paused until told otherwise.
     socket.resume();
     // Arms the authentication deadline.
-    this.pump(binding.sessionPoll(this.handle));
+    this.guarded(() => this.pump(binding.sessionPoll(this.handle)))();
+  }
+
+  /** `handler`, with whatever it throws ending this connection only. */
+  guarded(handler) {
+    return (...args) => {
+      try {
+        handler(...args);
+      } catch {
+        this.stopTimer();
+        this.socket.destroy();
+      }
+    };
   }
 
   /** The session's state snapshot (what `connection.state` is built from). */

@@ -155,6 +155,8 @@ impl Outbound {
         inner.buf.clear();
         inner.in_flight = 0;
         drop(inner);
+        // A hand-over that can no longer happen: its taker hears so (the sender is dropped).
+        self.hand_over_to.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.progressed();
     }
 

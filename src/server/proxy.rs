@@ -85,8 +85,15 @@ pub async fn run(
         }
     }
     session.release_idle_buffers();
-    // Write the client directly from here on: no hop through the writer task per chunk.
-    let Ok(client_write) = shared.out.hand_over().await else {
+    // Write the client directly from here on: no hop through the writer task per chunk. The
+    // writer first sends what it holds: a client that takes none of it for `writeTimeout` is
+    // dropped, and a destroy() or reset stops the writer, which ends the wait too.
+    let handed = shared.out.hand_over();
+    let client_write = match write_timeout {
+        Some(limit) => tokio::time::timeout(limit, handed).await.ok().and_then(Result::ok),
+        None => handed.await.ok(),
+    };
+    let Some(client_write) = client_write else {
         shared.out.abort();
         return CloseReason::Error;
     };
