@@ -186,7 +186,9 @@ impl ConnShared {
     /// Flush, then close (like `socket.end()`). The driver ends the session, so everything JS
     /// queued before (sealed first, on TLS) goes out ahead of the FIN.
     pub fn end(&self) {
-        self.ending.store(true, Ordering::Release);
+        // SeqCst, paired with `is_ending` after the driver marks a plain detach finished: one of
+        // the two sides sees the other, so the end is never lost in between.
+        self.ending.store(true, Ordering::SeqCst);
         if self.finished() == Some(CloseReason::Detached) && !self.is_encrypted() {
             // A plaintext detached stream has no driver any more: the writer ends it.
             self.out.end();
@@ -197,6 +199,11 @@ impl ConnShared {
     /// Asks the driver again to end (a TLS detached stream's driver acts on it).
     pub(super) fn request_end_again(&self) {
         self.request(REQ_END);
+    }
+
+    /// Whether JS asked to end the connection (`end()`).
+    pub(super) fn is_ending(&self) -> bool {
+        self.ending.load(Ordering::SeqCst)
     }
 
     /// A hook sent AuthenticationOk (`sendAuthenticationOk()`).

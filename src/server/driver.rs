@@ -338,8 +338,10 @@ async fn detach(session: &mut Session, reader: OwnedReadHalf, shared: &Arc<ConnS
     }
     *shared.detached.lock().await = Some(DetachedRead::Raw { leftover, reader });
     shared.set_detached_ready();
-    if end {
-        // Our side ends; the client's side is read on, to its own end.
+    // From here on `end()` ends the writer itself; one made before, or meanwhile, is done here
+    // (see `ConnShared::end`). Our side ends; the client's side is read on, to its own end.
+    shared.set_finished(CloseReason::Detached);
+    if end || shared.is_ending() {
         shared.out.end();
     }
     CloseReason::Detached
