@@ -137,7 +137,13 @@ impl Outbound {
     /// Later writes here are dropped. Call [`Self::mark_stopped`] when done with the half.
     pub fn hand_over(&self) -> oneshot::Receiver<WriteHalf> {
         let (sender, receiver) = oneshot::channel();
-        *self.hand_over_to.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        let mut taker = self.hand_over_to.lock().unwrap_or_else(|p| p.into_inner());
+        // A writer that already stopped (the client reset while output was queued) will never
+        // hand over: the sender is dropped at once and the taker hears so.
+        if !self.lock().dead {
+            *taker = Some(sender);
+        }
+        drop(taker);
         let mut inner = self.lock();
         if inner.closing.is_none() {
             inner.closing = Some(Closing::HandOver);
