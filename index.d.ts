@@ -85,7 +85,27 @@ export type State = {
   tlsInfo?: TlsInfo;
 };
 
-export type AuthMode = 'none' | 'cleartextPassword' | 'md5Password' | 'certificate';
+/** `scramSha256` is PostgreSQL's `scram-sha-256` (SCRAM-SHA-256-PLUS too when TLS ends here). */
+export type AuthMode = 'none' | 'cleartextPassword' | 'md5Password' | 'scramSha256' | 'certificate';
+
+/** A SCRAM-SHA-256 verifier as PostgreSQL stores it: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. */
+export type ScramSha256Verifier = `SCRAM-SHA-256$${number}:${string}$${string}:${string}`;
+
+/** The parts of a verifier: Uint8Arrays or base64 strings. */
+export type ScramSha256SecretParts = {
+  iterations: number;
+  salt: Uint8Array | string;
+  storedKey: Uint8Array | string;
+  serverKey: Uint8Array | string;
+};
+
+/**
+ * What `getScramSecret` returns for a user: a verifier string (e.g. read from
+ * `pg_authid.rolpassword`; one that cannot be parsed fails the login with a message saying why),
+ * its parts, a plaintext password, or null/undefined when there is no such user (the client then
+ * fails exactly as with a wrong password).
+ */
+export type ScramSecret = ScramSha256Verifier | string | ScramSha256SecretParts | { password: string } | null | undefined;
 
 export type PostgresConnectionOptions = {
   /** `server_version` reported to clients. Default `'16.3 (pg-gateway-native)'`. */
@@ -102,10 +122,26 @@ export type PostgresConnectionOptions = {
    * password-based login fails with 28P01.
    */
   validateCredentials?(credentials: Credentials, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  /**
+   * `authMode: 'scramSha256'`: the secret of `user` (validateCredentials is not called in this
+   * mode). Without this hook every SCRAM login fails with 28P01.
+   */
+  getScramSecret?(
+    client: { user: string },
+    state: State,
+    connection: PostgresConnection,
+  ): ScramSecret | Promise<ScramSecret>;
   /** After the TLS handshake, before the StartupMessage; `state.tlsInfo` is set. */
   onTlsUpgrade?(state: State, connection: PostgresConnection): void | Promise<void>;
   /** After the StartupMessage, before authentication. Return true if you answered it yourself. */
   onStartup?(state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  /**
+   * A CancelRequest with this connection's key arrived (psql Ctrl-C, pgjdbc `cancel()`, asyncpg
+   * `timeout=`, ...), on any connection of any gateway in the process. `state` and `connection`
+   * are this connection's. Also called for detached and proxied connections (a proxy forwards
+   * the cancel to its upstream itself). Nothing is sent to the cancelling client.
+   */
+  onCancel?(state: State, connection: PostgresConnection): void | Promise<void>;
   /** After AuthenticationOk, the ParameterStatus set, BackendKeyData and ReadyForQuery were sent. */
   onAuthenticated?(state: State, connection: PostgresConnection): void | Promise<void>;
   /**
@@ -265,6 +301,14 @@ export declare function createServer(options?: PostgresConnectionOptions): Postg
 export declare function hashMd5Password(user: string, password: string, salt: Uint8Array): Promise<string>;
 export declare function md5(value: string | Buffer): Promise<string>;
 export declare function generateMd5Salt(): Uint8Array;
+/**
+ * A SCRAM-SHA-256 verifier for `password`, in PostgreSQL's `rolpassword` format (SASLprep
+ * applied as PostgreSQL does). Default: 4096 iterations, 16 random salt bytes.
+ */
+export declare function createScramSha256Secret(
+  password: string,
+  options?: { iterations?: number; salt?: Uint8Array | string },
+): ScramSha256Verifier;
 export declare function createStartupMessage(clientInfo: ClientInfo): Buffer;
 
 export declare enum FrontendMessageCode {

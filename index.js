@@ -4,7 +4,8 @@
 const { PostgresConnection } = require('./lib/connection.js');
 const { PostgresServer, createServer } = require('./lib/server.js');
 const {
-  hashMd5Password, md5, generateMd5Salt, createStartupMessage, FrontendMessageCode, BackendMessageCode,
+  hashMd5Password, md5, generateMd5Salt, createScramSha256Secret, createStartupMessage, FrontendMessageCode,
+  BackendMessageCode,
 } = require('./lib/helpers.js');
 
 module.exports = {
@@ -14,6 +15,7 @@ module.exports = {
   hashMd5Password,
   md5,
   generateMd5Salt,
+  createScramSha256Secret,
   createStartupMessage,
   FrontendMessageCode,
   BackendMessageCode,

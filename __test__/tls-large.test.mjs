@@ -78,3 +78,47 @@ for (const mode of MODES) {
     assert.equal(lost, 0, 'connections that closed without the FATAL');
   });
 }
+
+for (const mode of MODES) {
+  test(`${mode}: a detached TLS stream nobody reads still sends what JS writes`, async (t) => {
+    let detached = null;
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      tls: certs.localhost,
+      onAuthenticated(state, connection) {
+        // Detached and never read: what the client sends piles up behind it.
+        detached = connection.detach();
+      },
+    }));
+    t.after(() => server.close());
+    const tls = await import('node:tls');
+    const net = await import('node:net');
+    const { once } = await import('node:events');
+    const raw = net.connect(server.port, '127.0.0.1');
+    await once(raw, 'connect');
+    const int32 = (n) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; };
+    raw.write(Buffer.concat([int32(8), int32(80877103)]));
+    await once(raw, 'data');
+    const socket = tls.connect({ socket: raw, ca: certs.ca, servername: 'localhost' });
+    await once(socket, 'secureConnect');
+    let received = Buffer.alloc(0);
+    socket.on('data', (d) => { received = Buffer.concat([received, d]); });
+    socket.on('error', () => {});
+    const startup = Buffer.from('\0\x03\0\0user\0u\0\0');
+    socket.write(Buffer.concat([int32(startup.length + 4), startup]));
+    const deadline = Date.now() + 10000;
+    while (!detached || !received.includes(Buffer.from('Z\0\0\0\x05I'))) {
+      assert.ok(Date.now() < deadline, 'authenticated and detached');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // 2 MiB the detached stream never reads: enough to fill every buffer on the way.
+    socket.write(Buffer.alloc(2 << 20, 'q'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    detached.write(Buffer.from('hello from js'));
+    while (!received.includes(Buffer.from('hello from js'))) {
+      assert.ok(Date.now() < deadline + 5000, `${mode}: JS's write arrived`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    socket.destroy();
+  });
+}

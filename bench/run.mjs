@@ -304,6 +304,20 @@ if (only.has('fixed') || only.has('setup')) {
       'ours (js driver)': { port: ports.oursTls, pid: servers[3].pid, ...fixedBench, host: 'a.db.example.com', env: tlsClientEnv },
     }, { clients: 8, connect: true }, 'pg-gateway');
   }
+  if (only.has('setup')) {
+    // pg-gateway 0.2.4 has no SCRAM: the row compares with our own md5 setup.
+    const scramPorts = { ours: await freePort(), listener: await freePort() };
+    const scramServers = [
+      await startServer('fixed.mjs', [OURS, scramPorts.ours], { AUTH: 'scram' }),
+      await startServer('fixed.mjs', [OURS, scramPorts.listener, 'listener'], { AUTH: 'scram' }),
+    ];
+    await point('connection setup (-C), SCRAM-SHA-256', 'c=8', {
+      'ours md5 (js driver)': variants['ours (js driver)'],
+      'ours SCRAM (js driver)': { port: scramPorts.ours, pid: scramServers[0].pid, ...fixedBench },
+      'ours SCRAM (createServer)': { port: scramPorts.listener, pid: scramServers[1].pid, ...fixedBench },
+    }, { clients: 8, connect: true }, 'ours md5 (js driver)');
+    for (const server of scramServers) server.stop();
+  }
   for (const server of servers) server.stop();
 }
 

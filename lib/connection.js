@@ -9,7 +9,7 @@ const net = require('node:net');
 const binding = require('./binding.js');
 const { createStartupMessage } = require('./helpers.js');
 const {
-  nativeOptions, normalizeError, toBytes, toState, MisconfiguredCertificateAuth,
+  nativeOptions, normalizeError, toBytes, toState, settle, MisconfiguredCertificateAuth,
 } = require('./values.js');
 const { JsDriver } = require('./js-driver.js');
 const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
@@ -115,7 +115,7 @@ class PostgresConnection {
    */
   get socket() {
     if (this._socket === null && this._native) {
-      this._socket = new ConnectionSocket(this._native);
+      this._socket = new ConnectionSocket(this._native, this);
       this._socket.destroyed = this._closed;
     }
     return this._socket;
@@ -133,12 +133,29 @@ class PostgresConnection {
     return this._stateCache;
   }
 
+  /**
+   * A CancelRequest with this connection's key arrived (on any connection of the process):
+   * `onCancel(state, connection)`. What it throws or rejects has nobody to go to (the
+   * cancelling client gets no answer, as from PostgreSQL) and is dropped.
+   */
+  _cancelled(state) {
+    const hook = this.options.onCancel;
+    if (typeof hook !== 'function') return;
+    settle(() => hook.call(this.options, state, this), () => {});
+  }
+
+  /** Native driver: a detached connection's stream closed; nothing more will come. */
+  _released() {
+    adopted.delete(this._native.id);
+  }
+
   /** Native driver: the Rust side has finished with the connection. */
   _onClose(reason) {
     if (this._closed) return;
     this._closed = true;
-    adopted.delete(this._native.id);
+    // A detached connection stays reachable (for onCancel) until its stream closes too.
     if (reason === 'detached') return;
+    adopted.delete(this._native.id);
     // No stand-in yet means nobody listens to it: one made later starts out destroyed.
     const socket = this._socket;
     if (socket) socket.destroyed = true;
@@ -162,19 +179,29 @@ class PostgresConnection {
   /** Queues raw protocol bytes for the client, in order with everything else we send. */
   sendData(data) {
     const bytes = toBytes(data);
-    return this._driver ? this._driver.write(bytes) : this._native.sendData(bytes);
+    return this._driver ? this._driver.write(bytes) : this._nativeSent(this._native.sendData(bytes));
+  }
+
+  /**
+   * Native driver: what a write said. `false` (output above the high-water mark) is noted, so
+   * that an `onMessage` batch checks the native buffer only after such a write, not after
+   * every message.
+   */
+  _nativeSent(ok) {
+    if (!ok) this._mayBeBackedUp = true;
+    return ok;
   }
 
   /** ErrorResponse with `S` and `V` plus every optional field given. */
   sendError(error) {
     const err = normalizeError(error);
-    return this._driver ? this._driver.write(binding.encodeErrorResponse(err)) : this._native.sendError(err);
+    return this._driver ? this._driver.write(binding.encodeErrorResponse(err)) : this._nativeSent(this._native.sendError(err));
   }
 
   sendReadyForQuery(status = 'idle') {
     const byte = READY_STATUS[status];
     if (!byte) throw new Error(`Unknown transaction status '${status}'`);
-    return this._driver ? this._driver.write(backendMessage('Z', Buffer.from(byte))) : this._native.sendReadyForQuery(byte);
+    return this._driver ? this._driver.write(backendMessage('Z', Buffer.from(byte))) : this._nativeSent(this._native.sendReadyForQuery(byte));
   }
 
   /** AuthenticationOk; a hook that authenticates the client itself also tells the session so. */
@@ -267,7 +294,16 @@ PostgresConnection.prototype.proxy = function proxy({
     clearTimeout(timer);
   });
   client.pipe(upstream);
-  upstream.pipe(client);
+  // Until the upstream's first ReadyForQuery, its BackendKeyData becomes ours (in place), so
+  // the client's cancels come to us and are forwarded with the upstream's own key.
+  const handle = this._driver.handle;
+  let rewriting = true;
+  upstream.on('data', (chunk) => {
+    if (rewriting) rewriting = !binding.sessionUpstreamData(handle, chunk, String(host), port);
+    if (!client.write(chunk)) upstream.pause();
+  });
+  client.on('drain', () => upstream.resume());
+  upstream.on('end', () => client.end());
   upstream.on('error', (err) => {
     if (connected) client.destroy();
     else client.end(upstreamError(host, port, err));

@@ -19,6 +19,25 @@ function generateMd5Salt() {
   return nodeCrypto.getRandomValues(new Uint8Array(4));
 }
 
+/**
+ * A SCRAM-SHA-256 verifier for `password`, exactly as PostgreSQL stores it in
+ * `pg_authid.rolpassword`: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+ * `salt`: a Uint8Array or base64 string (default: 16 random bytes).
+ */
+function createScramSha256Secret(password, { iterations = 4096, salt } = {}) {
+  if (typeof password !== 'string') throw new TypeError('createScramSha256Secret: password must be a string');
+  if (!Number.isInteger(iterations) || iterations < 1 || iterations > 0x7fffffff) {
+    throw new RangeError('createScramSha256Secret: iterations must be an integer from 1 to 2147483647');
+  }
+  let saltBytes;
+  if (salt === undefined) saltBytes = nodeCrypto.randomBytes(16);
+  else if (typeof salt === 'string') saltBytes = Buffer.from(salt, 'base64');
+  else if (salt instanceof Uint8Array) saltBytes = salt;
+  else throw new TypeError('createScramSha256Secret: salt must be a Uint8Array or a base64 string');
+  if (saltBytes.length === 0) throw new TypeError('createScramSha256Secret: salt must not be empty');
+  return binding.createScramSha256Secret(password, saltBytes, iterations);
+}
+
 /** A StartupMessage (no type byte) for `clientInfo`, e.g. to replay it to an upstream. */
 function createStartupMessage(clientInfo) {
   const flat = [];
@@ -53,5 +72,6 @@ const BackendMessageCode = numericEnum([
 ]);
 
 module.exports = {
-  hashMd5Password, md5, generateMd5Salt, createStartupMessage, FrontendMessageCode, BackendMessageCode,
+  hashMd5Password, md5, generateMd5Salt, createScramSha256Secret, createStartupMessage, FrontendMessageCode,
+  BackendMessageCode,
 };

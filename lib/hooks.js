@@ -4,7 +4,7 @@
 // through `callHook`, and both answer Rust with the same reply shape,
 // `{ value, error?, tls? }`, which Rust turns into the session's terms in one place.
 
-const { normalizeError, tlsOptions, credentials, settle } = require('./values.js');
+const { normalizeError, tlsOptions, credentials, settle, scramSecretReply } = require('./values.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
@@ -15,6 +15,10 @@ const HOOKS = {
   validate: {
     call: (options, event, state, connection) => options.validateCredentials(credentials(event), state, connection),
     answer: (value) => ({ value: value ? 1 : 0 }),
+  },
+  scramSecret: {
+    call: (options, event, state, connection) => options.getScramSecret({ user: event.user }, state, connection),
+    answer: scramSecretReply,
   },
   authenticated: {
     call: (options, event, state, connection) => options.onAuthenticated(state, connection),

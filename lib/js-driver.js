@@ -18,6 +18,22 @@ const {
   WANTS_INPUT, TIMER_CHANGED, VERSION_SHIFT, OUTPUT_HIGH_WATER,
 } = binding;
 
+/**
+ * Live JS-driver connections with an `onCancel` hook, by the process id of their
+ * BackendKeyData. Rust's cancel registry (shared with the tokio driver) calls `cancelDispatch`
+ * with the id when a CancelRequest with the right key arrives anywhere in the process.
+ */
+const cancelTargets = new Map();
+binding.setCancelDispatch((processId) => {
+  try {
+    const driver = cancelTargets.get(processId);
+    if (driver) driver.connection._cancelled(driver.connection.state);
+  } catch {
+    // Called from a threadsafe function: nothing may escape. `_cancelled` already swallows
+    // what the hook throws; this covers a connection torn down meanwhile.
+  }
+});
+
 /** Node timers wait at most 2^31 - 1 ms; a longer deadline is re-armed when the timer fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -74,7 +90,14 @@ class JsDriver {
     // A client that resets the connection must end that connection only: without an 'error'
     // listener Node would throw and take the process down (pg-gateway 0.2.4 does).
     this.onError = () => this.socket.destroy();
-    this.onClose = () => this.stopTimer();
+    this.processId = binding.sessionProcessId(this.handle);
+    if (typeof connection.options.onCancel === 'function') cancelTargets.set(this.processId, this);
+    this.onClose = () => {
+      this.stopTimer();
+      // Detached or not, the connection is gone: its cancel key is free again.
+      cancelTargets.delete(this.processId);
+      binding.sessionRelease(this.handle);
+    };
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('error', this.onError);

@@ -42,8 +42,16 @@ function createDispatcher(lookup) {
 
 function handle(connection, event, reply) {
   if (!connection) return reply({ value: 0 });
+  if (event.kind === 'released') {
+    connection._released();
+    return reply({ value: 0 });
+  }
   if (event.kind === 'close') {
     connection._onClose(event.reason);
+    return reply({ value: 0 });
+  }
+  if (event.kind === 'cancel') {
+    connection._cancelled(connection._stateFor(event.stateVersion));
     return reply({ value: 0 });
   }
   const state = connection._stateFor(event.stateVersion);
@@ -51,9 +59,14 @@ function handle(connection, event, reply) {
   const native = connection._native;
   return offerMessages(connection.options.onMessage, event.data, 0, 0, state, connection, {
     messagesDone: (count, error, backlog) => reply({ value: count, error, paused: backlog !== undefined }),
+    // Only after a write that said "above the mark" is the native buffer asked (a crossing
+    // and a lock): a batch of small answers costs nothing extra per message.
     backedUp: () => {
+      if (!connection._mayBeBackedUp) return undefined;
       const unsent = native.bufferedAmount;
-      return unsent > OUTPUT_HIGH_WATER ? unsent : undefined;
+      if (unsent > OUTPUT_HIGH_WATER) return unsent;
+      connection._mayBeBackedUp = false;
+      return undefined;
     },
   });
 }
@@ -68,9 +81,10 @@ function failure(err) {
  * by the native connection. Emits 'end' (the client closed) and 'close'.
  */
 class ConnectionSocket extends EventEmitter {
-  constructor(native) {
+  constructor(native, connection) {
     super();
     this._native = native;
+    this._connection = connection;
     copyAddresses(this, native);
     this.destroyed = false;
     this.encrypted = false;
@@ -81,7 +95,10 @@ class ConnectionSocket extends EventEmitter {
     const cb = typeof encoding === 'function' ? encoding : callback;
     const ok = this._native.sendData(toBytes(typeof data === 'string' && typeof encoding === 'string' ? Buffer.from(data, encoding) : data));
     if (cb) process.nextTick(cb);
-    if (!ok) this._drainLater();
+    if (!ok) {
+      if (this._connection) this._connection._mayBeBackedUp = true;
+      this._drainLater();
+    }
     return ok;
   }
 

@@ -21,6 +21,11 @@ class PostgresServer extends EventEmitter {
 
   _connectionFor(event) {
     let connection = this._connections.get(event.conn);
+    if (event.kind === 'released') {
+      // A detached connection's stream closed: it is gone for good.
+      this._connections.delete(event.conn);
+      return undefined;
+    }
     if (!connection) {
       if (event.kind === 'close') return undefined;
       const handle = this._native.connection(event.conn);
@@ -28,7 +33,8 @@ class PostgresServer extends EventEmitter {
       connection = PostgresConnection._fromNative(handle, this.options);
       this._connections.set(event.conn, connection);
     }
-    if (event.kind === 'close') this._connections.delete(event.conn);
+    // A detached connection stays known (for onCancel) until 'released'.
+    if (event.kind === 'close' && event.reason !== 'detached') this._connections.delete(event.conn);
     return connection;
   }
 

@@ -1,8 +1,12 @@
 'use strict';
 // Conversions between what users pass (pg-gateway's shapes) and what the binding takes.
 
-const HOOK_NAMES = ['onMessage', 'onStartup', 'validateCredentials', 'onAuthenticated', 'onTlsUpgrade'];
-const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'certificate'];
+const binding = require('./binding.js');
+
+const HOOK_NAMES = [
+  'onMessage', 'onStartup', 'validateCredentials', 'getScramSecret', 'onAuthenticated', 'onTlsUpgrade', 'onCancel',
+];
+const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
 const DRIVERS = ['js', 'native'];
 const ERROR_FIELDS = [
   'detail', 'hint', 'position', 'internalPosition', 'internalQuery', 'where', 'schema', 'table',
@@ -120,6 +124,53 @@ function readError(err, defaultSeverity) {
     if (source[field] !== undefined && source[field] !== null) out[field] = String(source[field]);
   }
   return out;
+}
+
+/**
+ * What `getScramSecret` returned, as the binding takes it: a verifier string in PostgreSQL's
+ * format, `{ password }`, `{ iterations, salt, storedKey, serverKey }` (Uint8Arrays or base64
+ * strings), or null/undefined for an unknown user.
+ *
+ * A secret that cannot be used is what PostgreSQL calls an invalid stored secret: the client
+ * fails exactly as with a wrong password (telling it more would tell it the user exists), and
+ * the operator gets a process warning saying what is wrong (once per distinct problem).
+ */
+function scramSecretReply(secret) {
+  if (secret === null || secret === undefined) return { value: 0 };
+  let verifier;
+  if (typeof secret === 'string') {
+    verifier = secret;
+  } else if (typeof secret === 'object' && typeof secret.password === 'string') {
+    return { value: 0, scramPassword: secret.password };
+  } else if (typeof secret === 'object') {
+    const { iterations, salt, storedKey, serverKey } = secret;
+    const part = (value) => {
+      if (typeof value === 'string') return value;
+      if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+      return undefined;
+    };
+    const parts = [part(salt), part(storedKey), part(serverKey)];
+    if (Number.isInteger(iterations) && !parts.includes(undefined)) {
+      verifier = `SCRAM-SHA-256$${iterations}:${parts[0]}$${parts[1]}:${parts[2]}`;
+    }
+  }
+  const problem = verifier === undefined
+    ? 'getScramSecret must return a SCRAM verifier string, { password }, { iterations, salt, storedKey, serverKey } (Uint8Arrays or base64 strings), or null'
+    : binding.scramVerifierProblem(verifier);
+  if (problem) {
+    warnOnce(`${problem}; the login fails as with a wrong password`, 'PG_GATEWAY_SCRAM_SECRET');
+    return { value: 0 };
+  }
+  return { value: 0, scramVerifier: verifier };
+}
+
+const warned = new Set();
+
+/** A process warning, once per distinct message. */
+function warnOnce(message, code) {
+  if (warned.has(message)) return;
+  warned.add(message);
+  process.emitWarning(message, { code });
 }
 
 function toBytes(data) {
@@ -248,6 +299,7 @@ function copyAddresses(target, source) {
 }
 
 module.exports = {
+  scramSecretReply,
   nativeOptions, normalizeError, tlsOptions, toBytes, toState, credentials, settle, offerMessages, copyAddresses,
   HOOK_NAMES, MisconfiguredCertificateAuth,
 };

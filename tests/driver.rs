@@ -73,6 +73,8 @@ impl Hooks for TestHooks {
     fn closed(&self, _conn: &Arc<ConnShared>, reason: CloseReason) {
         self.closed.lock().unwrap().push(reason);
     }
+
+    fn cancelled(&self, _conn: &Arc<ConnShared>) {}
 }
 
 /// DataRow with one value of `size` bytes, then ReadyForQuery.

@@ -66,3 +66,29 @@ createServer({
 });
 // @ts-expect-error: tls options need a key and a cert
 createServer({ tls: { cert: Buffer.from('') } });
+
+// SCRAM: every documented secret form compiles; anything else does not.
+import { createScramSha256Secret, type ScramSecret } from 'pg-gateway-native';
+const verifier = createScramSha256Secret('pw', { iterations: 4096, salt: new Uint8Array(16) });
+const secrets: ScramSecret[] = [
+  verifier,
+  { password: 'pw' },
+  { iterations: 4096, salt: 'c2FsdA==', storedKey: new Uint8Array(32), serverKey: 'AAAA' },
+  null,
+  undefined,
+];
+createServer({
+  authMode: 'scramSha256',
+  getScramSecret: ({ user }) => (user === 'alice' ? verifier : null),
+  onCancel(state, connection) {
+    console.log(state.clientInfo?.parameters.user, connection.state.isAuthenticated);
+  },
+});
+createServer({ authMode: 'scramSha256', getScramSecret: async () => ({ password: 'pw' }) });
+// @ts-expect-error: a secret is a verifier, its parts, { password } or null, not a boolean
+createServer({ authMode: 'scramSha256', getScramSecret: () => true });
+// @ts-expect-error: a password must be wrapped as { password }, not a bare number
+createServer({ authMode: 'scramSha256', getScramSecret: () => ({ password: 42 }) });
+// @ts-expect-error: iterations is a number
+createScramSha256Secret('pw', { iterations: '4096' });
+console.log(secrets.length);

@@ -2,6 +2,7 @@
 // hand-built row. Written once against the pg-gateway API, so both modules run the same code.
 //   node fixed.mjs <module> <port> [listener]   (listener: pg-gateway-native's createServer)
 //   CERT_DIR=dir: TLS with dir/server-key.pem and dir/server-cert.pem
+//   AUTH=scram: authMode 'scramSha256' with a verifier for password 'bench' (ours only)
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -40,13 +41,20 @@ const tls = certDir
   ? { key: readFileSync(path.join(certDir, 'server-key.pem')), cert: readFileSync(path.join(certDir, 'server-cert.pem')) }
   : undefined;
 
-function options(getConnection) {
-  return {
-    ...(tls ? { tls } : {}),
+const scram = process.env.AUTH === 'scram' ? gateway.createScramSha256Secret('bench') : null;
+const auth = scram
+  ? { authMode: 'scramSha256', getScramSecret: ({ user }) => (user === 'bench' ? scram : null) }
+  : {
     authMode: 'md5Password',
     async validateCredentials(credentials) {
       return credentials.hash === await gateway.hashMd5Password(credentials.user, 'bench', credentials.salt);
     },
+  };
+
+function options(getConnection) {
+  return {
+    ...(tls ? { tls } : {}),
+    ...auth,
     onMessage(data, state, connection) {
       if (!state.isAuthenticated) return false;
       const conn = connection ?? getConnection();

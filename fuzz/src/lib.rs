@@ -23,10 +23,10 @@ use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use pg_gateway_native::auth::AuthMode;
+use pg_gateway_native::auth::{AuthMode, ScramSecret, SecretSource};
 use pg_gateway_native::protocol::{FrameLimits, PgError, Severity, SqlState};
 use pg_gateway_native::session::{
-    HookAnswer, HookRequest, HookResult, HookSet, Secrets, Session, SessionConfig, Step, TlsSettings, OUTPUT_HIGH_WATER,
+    HookAnswer, HookRequest, HookResult, HookSet, ScramAnswer, Secrets, Session, SessionConfig, Step, TlsSettings, OUTPUT_HIGH_WATER,
 };
 use pg_gateway_native::tls::{TlsMaterial, TlsServer};
 use rustls::pki_types::pem::PemObject;
@@ -42,7 +42,7 @@ const CLIENT_CERT: &[u8] = include_bytes!("../certs/client-cert.pem");
 const CLIENT_KEY: &[u8] = include_bytes!("../certs/client-key.pem");
 
 const SSL_REQUEST: &[u8] = b"\x00\x00\x00\x08\x04\xd2\x16\x2f";
-const SECRETS: Secrets = Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9] };
+const SECRETS: Secrets = Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9], scram_nonce: [5; 18] };
 
 /// TLS configurations built once per process (building them is far slower than a run).
 struct Fixture {
@@ -135,8 +135,13 @@ impl Rng {
 
 /// The server configuration `header[0]` and `header[1]` describe.
 pub fn session_config(h0: u8, h1: u8) -> Arc<SessionConfig> {
-    let auth_mode = [AuthMode::None, AuthMode::CleartextPassword, AuthMode::Md5Password, AuthMode::Certificate]
-        [usize::from(h0 & 3)];
+    let auth_mode = match (h0 & 3, h0 & 128 != 0) {
+        (_, true) => AuthMode::ScramSha256,
+        (0, _) => AuthMode::None,
+        (1, _) => AuthMode::CleartextPassword,
+        (2, _) => AuthMode::Md5Password,
+        _ => AuthMode::Certificate,
+    };
     let f = fixture();
     let tls = match (h0 >> 2) & 3 {
         0 => None,
@@ -150,6 +155,8 @@ pub fn session_config(h0: u8, h1: u8) -> Arc<SessionConfig> {
         validate_credentials: h1 & 4 != 0,
         on_authenticated: h1 & 8 != 0,
         on_tls_upgrade: h1 & 16 != 0,
+        get_scram_secret: h1 & 32 != 0,
+        on_cancel: h1 & 64 != 0,
     };
     let limits = if h0 & 16 != 0 { FrameLimits { large: 64 } } else { FrameLimits::default() };
     let server_parameters = if h0 & 64 != 0 {
@@ -234,6 +241,12 @@ fn answer(request: &HookRequest, rng: &mut Rng) -> HookResult {
             1 => HookResult::Bool(true),
             _ => HookResult::Done,
         },
+        HookRequest::ScramSecret { .. } => match rng.below(6) {
+            0 => HookResult::Failed(random_error(rng)),
+            1 => HookResult::ScramSecret(None),
+            2 => HookResult::ScramSecret(Some(SecretSource::Password("pencil".into()))),
+            _ => HookResult::ScramSecret(Some(SecretSource::Verifier(ScramSecret::from_password("pencil", b"salt", 1)))),
+        },
         HookRequest::TlsConfig { .. } => match rng.below(8) {
             0 => HookResult::Failed(random_error(rng)),
             1 => HookResult::Tls(fixture().client_auth.clone()),
@@ -257,7 +270,13 @@ fn js_answer(request: &HookRequest, rng: &mut Rng) -> HookAnswer {
         2 => Some(Ok(fixture().client_auth.clone())),
         _ => Some(Ok(fixture().plain.clone())),
     };
-    HookAnswer { value, paused, error, tls }
+    let scram = match rng.below(5) {
+        0 => None,
+        1 => Some(ScramAnswer::Password("pencil".into())),
+        2 => Some(ScramAnswer::Verifier("SCRAM-SHA-256$1:c2FsdA==$AAAA:AAAA".into())),
+        _ => Some(ScramAnswer::Verifier(ScramSecret::from_password("pencil", b"salt", 1).verifier())),
+    };
+    HookAnswer { value, paused, error, tls, scram }
 }
 
 /// `Session::offered` must hold exactly `count` whole messages, back to back: the drivers

@@ -1,13 +1,17 @@
 //! Authentication exchanges, sans-IO: one state machine per method. An exchange takes the
 //! client's answers (its `p` messages) and the verdict of `validateCredentials`, and says what
 //! to do next as an [`AuthStep`]. Nothing here sends bytes, reads a clock or calls a hook: the
-//! session does what the steps say. SCRAM joins as one more exchange of the same shape.
+//! session does what the steps say.
 
 pub mod certificate;
 pub mod md5;
 mod password;
+pub mod scram;
+pub mod scram_secret;
 
 pub use password::PasswordExchange;
+pub use scram::{ScramExchange, ScramServer, SecretSource};
+pub use scram_secret::ScramSecret;
 
 use crate::protocol::{PgError, SqlState};
 
@@ -22,6 +26,8 @@ pub enum AuthMode {
     Md5Password,
     /// `certificate`: a verified TLS client certificate whose CN is the user.
     Certificate,
+    /// `scramSha256`: PostgreSQL's `scram-sha-256` (with `-PLUS` channel binding over TLS).
+    ScramSha256,
 }
 
 impl AuthMode {
@@ -31,6 +37,7 @@ impl AuthMode {
             "cleartextPassword" => Self::CleartextPassword,
             "md5Password" => Self::Md5Password,
             "certificate" => Self::Certificate,
+            "scramSha256" => Self::ScramSha256,
             _ => return None,
         })
     }
@@ -41,6 +48,7 @@ impl AuthMode {
             Self::CleartextPassword => "cleartextPassword",
             Self::Md5Password => "md5Password",
             Self::Certificate => "certificate",
+            Self::ScramSha256 => "scramSha256",
         }
     }
 }
@@ -53,12 +61,16 @@ pub enum Credentials {
 }
 
 /// An authentication request the client must answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthRequest {
     /// AuthenticationCleartextPassword.
     CleartextPassword,
     /// AuthenticationMD5Password with this salt.
     Md5Password { salt: [u8; 4] },
+    /// AuthenticationSASL offering SCRAM-SHA-256, and SCRAM-SHA-256-PLUS first when `plus`.
+    Sasl { plus: bool },
+    /// AuthenticationSASLContinue with this SASL message.
+    SaslContinue(Vec<u8>),
 }
 
 /// What the session must do next for an exchange.
@@ -68,8 +80,12 @@ pub enum AuthStep {
     Request(AuthRequest),
     /// Ask `validateCredentials`, then hand its verdict back.
     Validate(Credentials),
+    /// Ask `getScramSecret` for the user's secret, then hand it back.
+    LookupSecret,
     /// The client is who it says it is.
     Ok,
+    /// SASL succeeded: AuthenticationSASLFinal with this message, then as `Ok`.
+    SaslOk(Vec<u8>),
     /// Refuse the client with this (FATAL) error.
     Fail(PgError),
 }

@@ -20,7 +20,7 @@ use super::errors::BackendErrorInput;
 use crate::auth::AuthMode;
 use crate::protocol::{PgError, Severity, SqlState};
 use crate::server::{CloseReason, ConnShared, HookFuture, Hooks};
-use crate::session::{Credentials, HookAnswer, HookRequest, HookResult};
+use crate::session::{Credentials, HookAnswer, HookRequest, HookResult, ScramAnswer};
 
 /// One hook call as JS receives it.
 #[napi(object)]
@@ -56,6 +56,10 @@ pub struct HookReply {
     pub error: Option<BackendErrorInput>,
     /// For `tls`: the options the callback chose.
     pub tls: Option<super::tls::TlsOptionsInput>,
+    /// For `scramSecret`: a verifier in PostgreSQL's format ...
+    pub scram_verifier: Option<String>,
+    /// ... or a plaintext password.
+    pub scram_password: Option<String>,
 }
 
 impl HookReply {
@@ -65,11 +69,17 @@ impl HookReply {
             super::tls::tls_server(&options, request_client_certificate)
                 .map_err(|err| PgError::fatal(SqlState::INTERNAL_ERROR, err.reason))
         });
+        let scram = match (self.scram_verifier, self.scram_password) {
+            (Some(verifier), _) => Some(ScramAnswer::Verifier(verifier)),
+            (None, Some(password)) => Some(ScramAnswer::Password(password)),
+            (None, None) => None,
+        };
         HookAnswer {
             value: self.value,
             paused: self.paused.unwrap_or(false),
             error: self.error.map(|e| e.into_pg_error(Severity::Error)),
             tls,
+            scram,
         }
     }
 }
@@ -171,6 +181,7 @@ impl HookEvent {
                 event.salt = Some(salt.to_vec().into());
             }
             HookRequest::TlsConfig { sni_server_name } => event.sni_server_name = sni_server_name,
+            HookRequest::ScramSecret { user } => event.user = Some(user),
             HookRequest::Startup | HookRequest::Authenticated | HookRequest::TlsUpgrade => {}
         }
         event
@@ -206,6 +217,16 @@ impl Hooks for JsHooks {
         let mut e = HookEvent::new(conn.id, "close", conn.state_version());
         e.reason = Some(reason.as_str().to_string());
         // Fire and forget: nothing waits for JS to acknowledge a close.
+        let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn cancelled(&self, conn: &Arc<ConnShared>) {
+        let e = HookEvent::new(conn.id, "cancel", conn.state_version());
+        let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn released(&self, conn: &Arc<ConnShared>) {
+        let e = HookEvent::new(conn.id, "released", conn.state_version());
         let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }

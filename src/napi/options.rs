@@ -34,12 +34,25 @@ pub struct NativeOptions {
     pub tls_callback: Option<bool>,
 }
 
+/// A key for SCRAM's mock salts, from the OS's CSPRNG (the connection secrets' fallback if
+/// there is none, so that a server still starts).
+fn random_key() -> [u8; 32] {
+    use ring::rand::SecureRandom;
+    let mut key = [0; 32];
+    if ring::rand::SystemRandom::new().fill(&mut key).is_err() {
+        let secrets = crate::server::secrets();
+        key[..18].copy_from_slice(&secrets.scram_nonce);
+        key[18..22].copy_from_slice(&secrets.secret_key);
+    }
+    key
+}
+
 pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
     let auth_mode = AuthMode::parse(&options.auth_mode).ok_or_else(|| {
         Error::new(
             Status::InvalidArg,
             format!(
-                "unknown authMode '{}': expected 'none', 'cleartextPassword', 'md5Password' or 'certificate'",
+                "unknown authMode '{}': expected 'none', 'cleartextPassword', 'md5Password', 'scramSha256' or 'certificate'",
                 options.auth_mode
             ),
         )
@@ -49,6 +62,8 @@ pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
         on_message: has("onMessage"),
         on_startup: has("onStartup"),
         validate_credentials: has("validateCredentials"),
+        get_scram_secret: has("getScramSecret"),
+        on_cancel: has("onCancel"),
         on_authenticated: has("onAuthenticated"),
         on_tls_upgrade: has("onTlsUpgrade"),
     };
@@ -82,5 +97,7 @@ pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
             .auth_timeout
             .map_or(defaults.auth_timeout, |ms| Duration::from_millis(u64::from(ms.max(1)))),
         write_timeout,
+        scram: crate::auth::ScramServer::process(random_key),
+        live_cancel_key: Some(crate::cancel::is_live),
     }))
 }

@@ -5,6 +5,7 @@
 //! function is safe to call in any order. The current time is read here, on the driver's side
 //! of the session.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use napi::bindgen_prelude::*;
@@ -14,6 +15,9 @@ use super::connection::StateSnapshot;
 use super::errors::BackendErrorInput;
 use super::hooks::{HookEvent, HookReply};
 use super::options::{settings, NativeOptions};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+
+use crate::protocol::key_rewrite::KeyRewriter;
 use crate::protocol::Severity;
 use crate::session::{HookAnswer, HookKind, HookRequest, Session, SessionConfig, Step};
 
@@ -83,16 +87,110 @@ pub struct SessionHandle {
     request: Option<HookRequest>,
     /// The kind of the hook JS fetched with `sessionHook()`, for its answer.
     running: Option<HookKind>,
+    /// The connection's cancel key, until `sessionRelease()` (the socket closed).
+    registration: Option<crate::cancel::Registration>,
+    /// After `proxy()`: rewrites the upstream's BackendKeyData (see `sessionUpstreamData`).
+    upstream_keys: Option<(KeyRewriter, String, u16)>,
 }
 
 #[napi(catch_unwind)]
 pub fn session_new(config: &NativeConfig) -> External<SessionHandle> {
+    let mut secrets = crate::server::secrets();
+    let registration = crate::cancel::Registration::new(&mut secrets);
+    if config.config.hooks.on_cancel {
+        registration.set_target(Arc::new(JsCancel { process_id: registration.process_id() }));
+    }
     External::new(SessionHandle {
-        session: Session::new(config.config.clone(), crate::server::secrets(), Instant::now()),
+        session: Session::new(config.config.clone(), secrets, Instant::now()),
         request_client_certificate: config.request_client_certificate,
         request: None,
         running: None,
+        registration: Some(registration),
+        upstream_keys: None,
     })
+}
+
+/// The process id of this connection's BackendKeyData (JS routes `onCancel` by it).
+#[napi(catch_unwind)]
+pub fn session_process_id(handle: &External<SessionHandle>) -> i32 {
+    handle.session.backend_key().0
+}
+
+/// The connection is gone for good (its socket closed, detached or not): its process id is
+/// free again.
+#[napi(catch_unwind)]
+pub fn session_release(handle: &mut External<SessionHandle>) {
+    handle.registration = None;
+}
+
+/// `proxy()` on the JS driver: bytes from the upstream, before they go to the client. Until
+/// the upstream's first ReadyForQuery its BackendKeyData is replaced with ours, in place, and
+/// its key is registered for cancel forwarding. Returns true once nothing is left to rewrite.
+#[napi(catch_unwind)]
+pub fn session_upstream_data(
+    handle: &mut External<SessionHandle>,
+    mut data: BufferSlice,
+    host: String,
+    port: u32,
+) -> bool {
+    let (process_id, secret_key) = handle.session.backend_key();
+    let (rewriter, _, _) =
+        handle.upstream_keys.get_or_insert_with(|| (KeyRewriter::new(process_id, secret_key), host, port as u16));
+    if let Some(found) = rewriter.rewrite(&mut data) {
+        let (_, host, port) = handle.upstream_keys.as_ref().map(|(_, h, p)| ((), h.clone(), *p)).unwrap_or_default();
+        // Through our own registration: once released, the id may be someone else's.
+        if let Some(registration) = &handle.registration {
+            registration.set_upstream(crate::cancel::UpstreamKey {
+                host,
+                port,
+                process_id: found.process_id,
+                secret_key: found.secret_key,
+            });
+        }
+    }
+    handle.upstream_keys.as_ref().is_some_and(|(rewriter, _, _)| rewriter.is_done())
+}
+
+/// JS's handler for cancels of JS-driver connections, called with the target's process id.
+type CancelDispatch = ThreadsafeFunction<i32, Unknown<'static>, i32, Status, false, true>;
+
+fn cancel_dispatch() -> &'static std::sync::Mutex<Option<Arc<CancelDispatch>>> {
+    static DISPATCH: std::sync::OnceLock<std::sync::Mutex<Option<Arc<CancelDispatch>>>> = std::sync::OnceLock::new();
+    DISPATCH.get_or_init(Default::default)
+}
+
+/// Sets the function that runs `onCancel` for JS-driver connections (once per process, from
+/// `lib/js-driver.js`). Weak: it does not keep the process alive.
+#[napi(catch_unwind)]
+pub fn set_cancel_dispatch(dispatch: Function<i32, Unknown<'static>>) -> Result<()> {
+    let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
+    *cancel_dispatch().lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(tsfn));
+    Ok(())
+}
+
+/// `onCancel` of a JS-driver connection: queued to the JS thread, whichever thread the
+/// CancelRequest arrived on.
+struct JsCancel {
+    process_id: i32,
+}
+
+impl crate::cancel::CancelTarget for JsCancel {
+    fn cancelled(&self) {
+        let dispatch = cancel_dispatch().lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(dispatch) = dispatch {
+            let _ = dispatch.call(self.process_id, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+/// A CancelRequest this (JS-driver) connection carried: delivered, and forwarded on the
+/// runtime when it names a proxied connection.
+fn deliver_cancel(session: &mut Session) {
+    if let Some(request) = session.take_cancel_request() {
+        if let Some(upstream) = crate::cancel::cancel(request.process_id, &request.secret_key) {
+            napi::bindgen_prelude::spawn(crate::server::forward_cancel(upstream));
+        }
+    }
 }
 
 /// Bytes read from the client, then the next step (the per-read hot path).
@@ -130,7 +228,9 @@ pub fn session_poll(handle: &mut External<SessionHandle>) -> u32 {
 
 fn poll(handle: &mut SessionHandle) -> u32 {
     let session = &mut handle.session;
-    let step = match session.poll() {
+    let step = session.poll();
+    deliver_cancel(session);
+    let step = match step {
         Step::Wait => {
             // What an idle connection keeps: nothing.
             session.release_idle_buffers();
@@ -234,7 +334,7 @@ pub fn session_messages_done(
         handle.session.handle_backlog(Instant::now(), unsent as usize, sent);
     }
     let error = error.map(|e| e.into_pg_error(Severity::Error));
-    let answer = HookAnswer { value: handled, paused, error, tls: None };
+    let answer = HookAnswer { value: handled, paused, error, ..HookAnswer::default() };
     handle.session.hook_done(HookKind::Message.result(answer));
     then_poll(handle, poll)
 }

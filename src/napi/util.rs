@@ -13,6 +13,19 @@ pub fn hash_md5_password_sync(user: String, password: String, salt: BufferSlice)
     md5::hash_md5_password(&user, &password, &salt)
 }
 
+/// A SCRAM-SHA-256 verifier in PostgreSQL's `rolpassword` format (the JS wrapper checks the
+/// arguments and picks a random salt).
+#[napi(catch_unwind)]
+pub fn create_scram_sha256_secret(password: String, salt: BufferSlice, iterations: u32) -> String {
+    crate::auth::ScramSecret::from_password(&password, &salt, iterations.clamp(1, i32::MAX as u32)).verifier()
+}
+
+/// Why a SCRAM verifier string cannot be used, or null when it can (the one parser is Rust's).
+#[napi(catch_unwind)]
+pub fn scram_verifier_problem(verifier: String) -> Option<String> {
+    crate::auth::ScramSecret::parse(&verifier).err().map(|reason| format!("getScramSecret: {reason}"))
+}
+
 /// A StartupMessage (no type byte), e.g. to replay a client's startup to an upstream.
 #[napi(catch_unwind)]
 pub fn encode_startup_message(major: u32, minor: u32, parameters: Vec<String>) -> Buffer {

@@ -57,6 +57,33 @@ pub fn authentication_md5_password(out: &mut BytesMut, salt: [u8; 4]) {
     });
 }
 
+/// AuthenticationSASL: the mechanisms offered, in order of preference.
+pub fn authentication_sasl(out: &mut BytesMut, mechanisms: &[&str]) {
+    message(out, b'R', |b| {
+        b.put_i32(10);
+        for mechanism in mechanisms {
+            cstr(b, mechanism);
+        }
+        b.put_u8(0);
+    });
+}
+
+/// AuthenticationSASLContinue with the server's next SASL message.
+pub fn authentication_sasl_continue(out: &mut BytesMut, data: &[u8]) {
+    message(out, b'R', |b| {
+        b.put_i32(11);
+        b.put_slice(data);
+    });
+}
+
+/// AuthenticationSASLFinal with the server's last SASL message.
+pub fn authentication_sasl_final(out: &mut BytesMut, data: &[u8]) {
+    message(out, b'R', |b| {
+        b.put_i32(12);
+        b.put_slice(data);
+    });
+}
+
 pub fn parameter_status(out: &mut BytesMut, name: &str, value: &str) {
     message(out, b'S', |b| {
         cstr(b, name);

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod error;
 pub mod frame;
 pub mod frontend;
+pub mod key_rewrite;
 pub mod reader;
 pub mod sqlstate;
 pub mod startup;

@@ -27,20 +27,31 @@ use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, S
 /// it had not sent yet: the FATAL error we just queued would be lost.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Random md5 salt, process id and cancel key from the OS's CSPRNG.
+/// Random md5 salt, process id, cancel key and SCRAM nonce from the OS's CSPRNG.
 pub fn secrets() -> Secrets {
     use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 12];
+    let mut bytes = [0u8; 12 + crate::auth::scram::SERVER_NONCE_LEN];
     if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        // No OS randomness: fall back to a per-process counter mixed with the time. The salt
-        // then only prevents replay across connections, which is md5's whole protection.
+        // No OS randomness: the time and a per-process counter, hashed. Unpredictable to a
+        // client only as far as the clock is; but never the same twice, so salts and SCRAM
+        // nonces still prevent replay across connections.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let seed = [nanos.to_le_bytes().as_slice(), &count.to_le_bytes()].concat();
+        let hash = ring::digest::digest(&ring::digest::SHA256, &seed);
+        let more = ring::digest::digest(&ring::digest::SHA256, hash.as_ref());
+        let stream = [hash.as_ref(), more.as_ref()].concat();
+        let len = bytes.len();
+        bytes.copy_from_slice(&stream[..len]);
     }
+    let mut scram_nonce = [0; crate::auth::scram::SERVER_NONCE_LEN];
+    scram_nonce.copy_from_slice(&bytes[12..]);
     Secrets {
         md5_salt: [bytes[0], bytes[1], bytes[2], bytes[3]],
         process_id: i32::from_be_bytes([bytes[4] & 0x7f, bytes[5], bytes[6], bytes[7]]).max(1),
         secret_key: [bytes[8], bytes[9], bytes[10], bytes[11]],
+        scram_nonce,
     }
 }
 
@@ -62,7 +73,12 @@ pub fn spawn_connection(
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
     register(&shared);
     let write_timeout = config.write_timeout;
-    let mut session = Session::new(config, secrets(), Instant::now().into_std());
+    let mut secrets = secrets();
+    let registration = crate::cancel::Registration::new(&mut secrets);
+    if config.hooks.on_cancel {
+        registration.set_target(Arc::new(CancelHook { hooks: hooks.clone(), conn: Arc::downgrade(&shared) }));
+    }
+    let mut session = Session::new(config, secrets, Instant::now().into_std());
     session.receive(initial);
     let (reader, writer) = stream.into_split();
     let writer_shared = shared.clone();
@@ -93,9 +109,58 @@ pub fn spawn_connection(
             // A detached connection lives on until its stream is closed.
             driver_shared.out.stopped().await;
         }
+        // The process id is free again only now: a detached or proxied connection can still
+        // be cancelled while it lives.
+        drop(registration);
+        if reason == CloseReason::Detached && driver_shared.seen_by_js.load(Ordering::Relaxed) {
+            hooks.released(&driver_shared);
+        }
         unregister();
     });
     shared
+}
+
+/// `onCancel` of a tokio-driven connection: a fire-and-forget hook event.
+struct CancelHook {
+    hooks: Arc<dyn Hooks>,
+    conn: std::sync::Weak<ConnShared>,
+}
+
+impl crate::cancel::CancelTarget for CancelHook {
+    fn cancelled(&self) {
+        let Some(conn) = self.conn.upgrade() else { return };
+        // Closed (and JS told so) but not yet unregistered: nothing to cancel any more.
+        if matches!(conn.finished(), Some(reason) if reason != CloseReason::Detached) {
+            return;
+        }
+        conn.mark_seen_by_js();
+        self.hooks.cancelled(&conn);
+    }
+}
+
+/// How long forwarding a cancel to an upstream may take (PgBouncer's `cancel_wait_timeout`).
+const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Delivers a CancelRequest a client sent: to the connection it names (its `onCancel`), and,
+/// for a proxied one, to its upstream on a new connection.
+pub fn deliver_cancel(request: crate::session::CancelRequest) {
+    if let Some(upstream) = crate::cancel::cancel(request.process_id, &request.secret_key) {
+        tokio::spawn(forward_cancel(upstream));
+    }
+}
+
+/// Sends `upstream` its CancelRequest on a new connection and waits (bounded) for it to close
+/// that connection, which PostgreSQL does once the cancel is signalled.
+pub async fn forward_cancel(upstream: crate::cancel::UpstreamKey) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(CANCEL_FORWARD_TIMEOUT, async {
+        let mut stream = TcpStream::connect((upstream.host.as_str(), upstream.port)).await?;
+        stream.write_all(&upstream.cancel_request()).await?;
+        let mut sink = [0u8; 64];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Waits for the writer to stop, at most `timeout` (then it is aborted).
@@ -218,6 +283,9 @@ async fn drive(
             session.handle_timeout(now);
         }
         let step = session.poll();
+        if let Some(request) = session.take_cancel_request() {
+            deliver_cancel(request);
+        }
         shared.out.write_owned(session.take_output());
         shared.encrypted.store(session.is_tls(), Ordering::Release);
         shared.publish(session);
@@ -362,6 +430,10 @@ async fn detached_tls(
     shared.set_finished(CloseReason::Detached);
     // Dropping the sender is how the detached reader learns that the client's stream ended.
     let mut chunks = Some(sender);
+    // A chunk opened but not yet taken by the detached stream. While one waits, the socket is
+    // not read (backpressure), but JS writes are still sealed and sent: the wait is a select
+    // branch, not an await inside one.
+    let mut waiting: Option<Vec<u8>> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut ended = false;
     loop {
@@ -377,7 +449,17 @@ async fn detached_tls(
             shared.out.end();
         }
         tokio::select! {
-            read = reader.read(&mut buf), if chunks.is_some() => {
+            // An owned permit (of a clone): the future borrows nothing the handlers change.
+            permit = async { chunks.clone().expect("guarded").reserve_owned().await }, if chunks.is_some() && waiting.is_some() => {
+                match permit {
+                    Ok(permit) => {
+                        permit.send(waiting.take().unwrap_or_default());
+                    }
+                    // The detached stream is gone: nobody reads what the client sends.
+                    Err(_) => chunks = None,
+                }
+            }
+            read = reader.read(&mut buf), if chunks.is_some() && waiting.is_none() => {
                 let plaintext = match read {
                     Ok(0) => None,
                     Ok(n) => session.open(&buf[..n]),
@@ -387,14 +469,10 @@ async fn detached_tls(
                         None
                     }
                 };
-                match (plaintext, &chunks) {
-                    (Some(bytes), _) if bytes.is_empty() => {}
-                    (Some(bytes), Some(sender)) => {
-                        if sender.send(bytes.to_vec()).await.is_err() {
-                            chunks = None;
-                        }
-                    }
-                    _ => chunks = None,
+                match plaintext {
+                    Some(bytes) if bytes.is_empty() => {}
+                    Some(bytes) => waiting = Some(bytes.to_vec()),
+                    None => chunks = None,
                 }
             }
             _ = shared.wake_driver.notified() => {}
@@ -420,6 +498,7 @@ mod tests {
         }
 
         fn closed(&self, _: &Arc<ConnShared>, _: CloseReason) {}
+        fn cancelled(&self, _: &Arc<ConnShared>) {}
     }
 
     #[tokio::test]

@@ -19,4 +19,11 @@ pub trait Hooks: Send + Sync + 'static {
     /// The connection ended; `reason` says how. Called once, and only for connections that
     /// ran at least one hook (others were never seen by JS).
     fn closed(&self, conn: &Arc<ConnShared>, reason: super::CloseReason);
+
+    /// A CancelRequest with this connection's key arrived (`onCancel`). Fire and forget.
+    fn cancelled(&self, conn: &Arc<ConnShared>);
+
+    /// A detached connection's stream has closed too: the connection is gone for good (its
+    /// cancel key is free again). Called after `closed(.., Detached)`, for connections JS saw.
+    fn released(&self, _conn: &Arc<ConnShared>) {}
 }

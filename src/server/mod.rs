@@ -14,7 +14,7 @@ mod unwind;
 
 pub use crate::session::CloseReason;
 pub use conn::{ConnShared, ProxyTarget};
-pub use driver::{adopt, secrets, spawn_connection};
+pub use driver::{adopt, deliver_cancel, forward_cancel, secrets, spawn_connection};
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};
 pub use outbound::Outbound;

@@ -18,6 +18,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 use super::conn::{ConnShared, ProxyTarget};
+use crate::protocol::key_rewrite::KeyRewriter;
 use crate::protocol::{backend, PgError, SqlState, StartupMessage};
 use crate::session::{CloseReason, Session, READ_AHEAD_LIMIT};
 
@@ -97,7 +98,13 @@ pub async fn run(
         shared.out.abort();
         return CloseReason::Error;
     };
-    let pair = Pair { session: Mutex::new(session), write_timeout };
+    let (process_id, secret_key) = session.backend_key();
+    let pair = Pair {
+        session: Mutex::new(session),
+        write_timeout,
+        keys: Mutex::new(KeyRewriter::new(process_id, secret_key)),
+        upstream: (target.host.clone(), target.port),
+    };
     let reason = pair.copy(client, client_write, upstream_read, upstream_write, shared).await;
     shared.out.mark_stopped();
     reason
@@ -214,6 +221,9 @@ async fn write_within<W: AsyncWrite + Unpin + ?Sized>(
 struct Pair<'a> {
     session: Mutex<&'a mut Session>,
     write_timeout: Option<Duration>,
+    /// Gives the client our BackendKeyData in place of the upstream's (see `crate::cancel`).
+    keys: Mutex<KeyRewriter>,
+    upstream: (String, u16),
 }
 
 /// How one direction ended.
@@ -306,6 +316,27 @@ impl<'a> Pair<'a> {
         Ended::Closed
     }
 
+    /// Until the upstream's first ReadyForQuery: its BackendKeyData becomes ours, and its key
+    /// goes to the cancel registry.
+    fn rewrite_keys(&self, chunk: &mut [u8]) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.is_done() {
+            return;
+        }
+        if let Some(found) = keys.rewrite(chunk) {
+            let (process_id, _) = self.session().backend_key();
+            crate::cancel::set_upstream(
+                process_id,
+                crate::cancel::UpstreamKey {
+                    host: self.upstream.0.clone(),
+                    port: self.upstream.1,
+                    process_id: found.process_id,
+                    secret_key: found.secret_key,
+                },
+            );
+        }
+    }
+
     async fn upstream_to_client<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         upstream: &mut OwnedReadHalf,
@@ -313,11 +344,12 @@ impl<'a> Pair<'a> {
     ) -> Ended {
         let tls = self.session().is_tls();
         loop {
-            let chunk = match read_chunk(upstream).await {
+            let mut chunk = match read_chunk(upstream).await {
                 Ok(chunk) if !chunk.is_empty() => chunk,
                 Ok(_) => break,
                 Err(_) => return Ended::Failed,
             };
+            self.rewrite_keys(&mut chunk);
             let written = if tls {
                 let sealed = self.session().seal(&chunk);
                 recycle(chunk);

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::{fatal, AuthenticatedBy, Authentication, ClientInfo, HookRequest, Phase, Session};
-use crate::auth::{certificate, AuthMode, AuthRequest, AuthStep, PasswordExchange};
+use crate::auth::scram::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
+use crate::auth::{certificate, AuthMode, AuthRequest, AuthStep, PasswordExchange, ScramExchange, SecretSource};
 use crate::protocol::backend::{self, TransactionStatus};
 use crate::protocol::frontend::FrontendMessage;
 use crate::protocol::startup::PROTOCOL_3_0;
@@ -77,8 +78,9 @@ impl Session {
                 let code = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
                 self.fail(unsupported_version((code >> 16) as u16, (code & 0xffff) as u16));
             }
-            StartupPacket::CancelRequest { .. } => {
+            StartupPacket::CancelRequest { process_id, secret_key } => {
                 // "For security reasons, no direct reply is made to the cancel request message."
+                self.cancel_request = Some(super::CancelRequest { process_id, secret_key: secret_key.to_vec() });
                 self.close_silently();
             }
             StartupPacket::UnsupportedVersion { major, minor } if major < 3 => {
@@ -124,7 +126,7 @@ impl Session {
         }
     }
 
-    fn user(&self) -> &str {
+    pub(super) fn user(&self) -> &str {
         self.state.client_info.as_ref().and_then(|i| i.parameter("user")).unwrap_or_default()
     }
 
@@ -135,6 +137,12 @@ impl Session {
             AuthMode::CleartextPassword => self.start_password(PasswordExchange::cleartext(self.user())),
             AuthMode::Md5Password => self.start_password(PasswordExchange::md5(self.user(), self.secrets.md5_salt)),
             AuthMode::Certificate => certificate::authenticate(self.user(), self.client_certificate()),
+            AuthMode::ScramSha256 => {
+                let (exchange, step) =
+                    ScramExchange::start(self.user(), self.channel_binding(), &self.secrets.scram_nonce);
+                self.set_phase(Phase::Authenticating(Authentication::Scram(Box::new(exchange))));
+                step
+            }
         };
         self.auth_step(step);
     }
@@ -153,6 +161,22 @@ impl Session {
             AuthStep::Request(AuthRequest::Md5Password { salt }) => {
                 backend::authentication_md5_password(&mut self.output, salt)
             }
+            AuthStep::Request(AuthRequest::Sasl { plus }) => {
+                let mechanisms: &[&str] = if plus { &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256] } else { &[SCRAM_SHA_256] };
+                backend::authentication_sasl(&mut self.output, mechanisms)
+            }
+            AuthStep::Request(AuthRequest::SaslContinue(data)) => {
+                backend::authentication_sasl_continue(&mut self.output, &data)
+            }
+            AuthStep::LookupSecret if self.config.hooks.get_scram_secret => {
+                self.queued = Some(HookRequest::ScramSecret { user: self.user().to_string() });
+            }
+            // Without getScramSecret nobody is known: every client goes through the mock.
+            AuthStep::LookupSecret => self.scram_secret(None),
+            AuthStep::SaslOk(data) => {
+                backend::authentication_sasl_final(&mut self.output, &data);
+                self.complete_auth();
+            }
             AuthStep::Validate(credentials) if self.config.hooks.validate_credentials => {
                 self.queued = Some(HookRequest::ValidateCredentials(credentials));
             }
@@ -167,6 +191,15 @@ impl Session {
     pub(super) fn credentials_verdict(&mut self, valid: bool) {
         let step = match &mut self.phase {
             Phase::Authenticating(Authentication::Password(exchange)) => exchange.verdict(valid),
+            _ => return,
+        };
+        self.auth_step(step);
+    }
+
+    /// `getScramSecret` answered (`None`: no such user).
+    pub(super) fn scram_secret(&mut self, found: Option<SecretSource>) {
+        let step = match &mut self.phase {
+            Phase::Authenticating(Authentication::Scram(exchange)) => exchange.secret(found, &self.config.scram),
             _ => return,
         };
         self.auth_step(step);
@@ -230,7 +263,7 @@ impl Session {
             AuthMode::CleartextPassword => PasswordExchange::cleartext(self.user()).0,
             AuthMode::Md5Password => PasswordExchange::md5(self.user(), self.secrets.md5_salt).0,
             // 0.2.4 ignores it in the other modes.
-            AuthMode::None | AuthMode::Certificate => return,
+            AuthMode::None | AuthMode::Certificate | AuthMode::ScramSha256 => return,
         };
         self.set_phase(Phase::Authenticating(Authentication::Password(exchange)));
         self.auth_message(frame);
@@ -242,15 +275,18 @@ impl Session {
         if tag == b'X' {
             return self.set_phase(Phase::Closed(super::CloseReason::ClientEnded));
         }
+        let scram = matches!(self.phase, Phase::Authenticating(Authentication::Scram(_)));
         if tag != b'p' {
+            let expected = if scram { "SASL" } else { "password" };
             return self.fail(PgError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
-                format!("expected password response, got message type {tag}"),
+                format!("expected {expected} response, got message type {tag}"),
             ));
         }
         let body = &frame[5..];
         let step = match &mut self.phase {
             Phase::Authenticating(Authentication::Password(exchange)) => exchange.receive(body),
+            Phase::Authenticating(Authentication::Scram(exchange)) => exchange.receive(body),
             _ => AuthStep::Fail(PgError::fatal(
                 SqlState::PROTOCOL_VIOLATION,
                 "unexpected password message: no password was requested",

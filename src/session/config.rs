@@ -11,6 +11,8 @@ pub struct HookSet {
     pub on_message: bool,
     pub on_startup: bool,
     pub validate_credentials: bool,
+    pub get_scram_secret: bool,
+    pub on_cancel: bool,
     pub on_authenticated: bool,
     pub on_tls_upgrade: bool,
 }
@@ -41,6 +43,11 @@ pub struct SessionConfig {
     /// dropped (`None`: forever). PostgreSQL has no such limit; a gateway holding output in
     /// memory for a client that never reads needs one.
     pub write_timeout: Option<Duration>,
+    /// SCRAM's per-server state (the mock-secret key for unknown users).
+    pub scram: std::sync::Arc<crate::auth::ScramServer>,
+    /// Whether a cancel key belongs to a live connection of the process (drivers pass the
+    /// registry's `crate::cancel::is_live`); such CancelRequests bypass `onMessage`.
+    pub live_cancel_key: Option<fn(i32, &[u8]) -> bool>,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +61,9 @@ impl Default for SessionConfig {
             tls: None,
             auth_timeout: Duration::from_secs(60),
             write_timeout: Some(Duration::from_secs(60)),
+            // Drivers give each server a random key; a fixed one keeps tests deterministic.
+            scram: std::sync::Arc::new(crate::auth::ScramServer::new([0; 32])),
+            live_cancel_key: None,
         }
     }
 }
@@ -64,4 +74,6 @@ pub struct Secrets {
     pub md5_salt: [u8; 4],
     pub process_id: i32,
     pub secret_key: [u8; 4],
+    /// The random part of the server's SCRAM nonce.
+    pub scram_nonce: [u8; crate::auth::scram::SERVER_NONCE_LEN],
 }

@@ -246,6 +246,15 @@ impl Session {
         matches!(&self.tls, TlsState::Active { connection, .. } if connection.wants_write())
     }
 
+    /// The `tls-server-end-point` channel binding data of this connection's certificate, when
+    /// TLS ends here and the certificate's signature algorithm names a hash (RFC 5929).
+    pub(super) fn channel_binding(&self) -> Option<Vec<u8>> {
+        match &self.tls {
+            TlsState::Active { server, .. } => server.end_point_hash().map(<[u8]>::to_vec),
+            _ => None,
+        }
+    }
+
     /// The verifier-backed facts of the client certificate, for `certificate` authentication.
     pub(super) fn client_certificate(&self) -> ClientCertificate {
         let TlsState::Active { connection, server, .. } = &self.tls else {

@@ -8,7 +8,8 @@ use super::*;
 use crate::auth::AuthMode;
 use crate::protocol::startup::StartupMessage;
 
-const SECRETS: Secrets = Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9] };
+const SECRETS: Secrets =
+    Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9], scram_nonce: [5; 18] };
 
 fn session(auth_mode: AuthMode, hooks: HookSet, now: Instant) -> Session {
     let config = SessionConfig { auth_mode, hooks, ..SessionConfig::default() };

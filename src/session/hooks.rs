@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, ScramSecret, SecretSource};
 use crate::protocol::{PgError, SqlState};
 use crate::tls::TlsServer;
 
@@ -18,6 +18,8 @@ pub enum HookRequest {
     Startup,
     /// `validateCredentials(credentials, state)`.
     ValidateCredentials(Credentials),
+    /// `getScramSecret({ user }, state)`.
+    ScramSecret { user: String },
     /// `onAuthenticated(state)`.
     Authenticated,
     /// The `tls` callback: choose a configuration for this server name.
@@ -32,6 +34,7 @@ impl HookRequest {
             Self::Messages { .. } => HookKind::Message,
             Self::Startup => HookKind::Startup,
             Self::ValidateCredentials(_) => HookKind::Validate,
+            Self::ScramSecret { .. } => HookKind::ScramSecret,
             Self::Authenticated => HookKind::Authenticated,
             Self::TlsConfig { .. } => HookKind::Tls,
             Self::TlsUpgrade => HookKind::TlsUpgrade,
@@ -45,6 +48,7 @@ pub enum HookKind {
     Message,
     Startup,
     Validate,
+    ScramSecret,
     Authenticated,
     Tls,
     TlsUpgrade,
@@ -57,6 +61,7 @@ impl HookKind {
             Self::Message => "message",
             Self::Startup => "startup",
             Self::Validate => "validate",
+            Self::ScramSecret => "scramSecret",
             Self::Authenticated => "authenticated",
             Self::Tls => "tls",
             Self::TlsUpgrade => "tlsUpgrade",
@@ -65,7 +70,7 @@ impl HookKind {
 
     /// What an answer from JS means for this kind of hook.
     pub fn result(self, answer: HookAnswer) -> HookResult {
-        let HookAnswer { value, paused, error, tls } = answer;
+        let HookAnswer { value, paused, error, tls, scram } = answer;
         if self == Self::Message {
             return HookResult::Messages { handled: value as usize, paused, error };
         }
@@ -76,6 +81,17 @@ impl HookKind {
             Self::Message => unreachable!("answered above"),
             Self::Startup | Self::Validate => HookResult::Bool(value != 0),
             Self::Authenticated | Self::TlsUpgrade => HookResult::Done,
+            Self::ScramSecret => match scram {
+                None => HookResult::ScramSecret(None),
+                Some(ScramAnswer::Password(password)) => {
+                    HookResult::ScramSecret(Some(SecretSource::Password(password)))
+                }
+                // As PostgreSQL does with an invalid stored secret: the login fails like any
+                // wrong password (JS has already warned the operator, see `scramSecretReply`).
+                Some(ScramAnswer::Verifier(verifier)) => {
+                    HookResult::ScramSecret(ScramSecret::parse(&verifier).ok().map(SecretSource::Verifier))
+                }
+            },
             Self::Tls => match tls {
                 Some(Ok(server)) => HookResult::Tls(server),
                 Some(Err(error)) => HookResult::Failed(error),
@@ -99,6 +115,25 @@ pub struct HookAnswer {
     pub error: Option<PgError>,
     /// `tls`: the configuration the callback chose, or why none could be built.
     pub tls: Option<Result<Arc<TlsServer>, PgError>>,
+    /// `scramSecret`: what `getScramSecret` returned (`None`: no such user).
+    pub scram: Option<ScramAnswer>,
+}
+
+/// A secret as `getScramSecret` gives it (JS turns its object form into a verifier).
+pub enum ScramAnswer {
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+    Verifier(String),
+    /// `{ password }`.
+    Password(String),
+}
+
+impl std::fmt::Debug for ScramAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Verifier(_) => "Verifier(..)",
+            Self::Password(_) => "Password(..)",
+        })
+    }
 }
 
 /// A hook's answer, as the session takes it.
@@ -114,6 +149,8 @@ pub enum HookResult {
     Done,
     /// For `TlsConfig`: the configuration to finish the handshake with.
     Tls(Arc<TlsServer>),
+    /// For `ScramSecret`: the user's secret, `None` for an unknown user.
+    ScramSecret(Option<SecretSource>),
     /// The hook threw or rejected.
     Failed(PgError),
 }

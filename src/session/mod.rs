@@ -37,12 +37,12 @@ use bytes::BytesMut;
 pub use crate::auth::Credentials;
 pub use close::CloseReason;
 pub use config::{HookSet, Secrets, SessionConfig, TlsSettings};
-pub use hooks::{HookAnswer, HookKind, HookRequest, HookResult};
+pub use hooks::{HookAnswer, HookKind, HookRequest, HookResult, ScramAnswer};
 pub use state::{ClientInfo, State, TlsInfo};
 use timers::STALL_DEADLINE_STEP;
 pub use timers::{HOOK_GRACE_AFTER_EOF, OUTPUT_HIGH_WATER, READ_AHEAD_LIMIT};
 
-use crate::auth::PasswordExchange;
+use crate::auth::{PasswordExchange, ScramExchange};
 use crate::protocol::{backend, PgError, Severity, SqlState};
 use timers::{Backlog, Timers};
 
@@ -90,6 +90,8 @@ enum Authentication {
     Starting,
     /// A password exchange waits for the client's answer or for `validateCredentials`.
     Password(PasswordExchange),
+    /// A SCRAM exchange waits for the client's next SASL message or for `getScramSecret`.
+    Scram(Box<ScramExchange>),
 }
 
 /// Who ended the authentication phase.
@@ -110,6 +112,7 @@ enum Pending {
     Messages { ends: Vec<usize> },
     Startup,
     Validate,
+    ScramSecret,
     Authenticated,
     TlsConfig,
     TlsUpgrade,
@@ -145,6 +148,15 @@ pub struct Session {
     shutting_down: bool,
     timers: Timers,
     backlog: Backlog,
+    /// A CancelRequest this connection carried, for the driver to deliver.
+    cancel_request: Option<CancelRequest>,
+}
+
+/// A CancelRequest as received: the process id and secret key of the connection to cancel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub process_id: i32,
+    pub secret_key: Vec<u8>,
 }
 
 impl Session {
@@ -172,6 +184,7 @@ impl Session {
             shutting_down: false,
             timers,
             backlog: Backlog::default(),
+            cancel_request: None,
         }
     }
 
@@ -221,6 +234,7 @@ impl Session {
             }
             (Pending::Startup, HookResult::Bool(false) | HookResult::Done) => self.begin_auth(),
             (Pending::Validate, HookResult::Bool(valid)) => self.credentials_verdict(valid),
+            (Pending::ScramSecret, HookResult::ScramSecret(found)) => self.scram_secret(found),
             (Pending::Authenticated | Pending::TlsUpgrade, HookResult::Done | HookResult::Bool(_)) => {}
             (Pending::TlsConfig, HookResult::Tls(server)) => self.tls_configured(server),
             // No configuration: the handshake cannot finish, and nothing can be said in the
@@ -406,6 +420,17 @@ impl Session {
         std::mem::take(&mut self.timers.changed)
     }
 
+    /// The CancelRequest this connection carried, once (the driver delivers it through
+    /// [`crate::cancel::cancel`]).
+    pub fn take_cancel_request(&mut self) -> Option<CancelRequest> {
+        self.cancel_request.take()
+    }
+
+    /// This connection's BackendKeyData: process id and secret key.
+    pub fn backend_key(&self) -> (i32, [u8; 4]) {
+        (self.secrets.process_id, self.secrets.secret_key)
+    }
+
     /// The sent-bytes count of the last backlog report.
     pub fn backlog_sent(&self) -> u64 {
         self.backlog.sent
@@ -477,6 +502,7 @@ impl Session {
             HookRequest::Messages { .. } => Pending::Messages { ends: Vec::new() },
             HookRequest::Startup => Pending::Startup,
             HookRequest::ValidateCredentials(_) => Pending::Validate,
+            HookRequest::ScramSecret { .. } => Pending::ScramSecret,
             HookRequest::Authenticated => Pending::Authenticated,
             HookRequest::TlsConfig { .. } => Pending::TlsConfig,
             HookRequest::TlsUpgrade => Pending::TlsUpgrade,

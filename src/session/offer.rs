@@ -3,7 +3,7 @@
 
 use bytes::Buf;
 
-use super::{fatal, AuthenticatedBy, HookRequest, Pending, Phase, Session, Step};
+use super::{fatal, AuthenticatedBy, Authentication, HookRequest, Pending, Phase, Session, Step};
 use crate::protocol::{backend, frame, DecodeError, FrontendMessage, PgError, Severity};
 
 /// At most this many messages go to JS in one `onMessage` crossing.
@@ -23,7 +23,7 @@ impl Session {
             Ok(None) => return Some(self.need_input()),
             Ok(Some(len)) => len,
         };
-        if self.config.hooks.on_message && !self.front_offered {
+        if self.config.hooks.on_message && !self.front_offered && !self.cancels_a_live_connection(len) {
             return Some(self.offer(vec![len]));
         }
         self.front_offered = false;
@@ -32,10 +32,28 @@ impl Session {
         None
     }
 
+    /// Whether the first `len` bytes are a CancelRequest for a live connection of this process:
+    /// those are ours to deliver (a `proxy()` gave the client our key), not `onMessage`'s.
+    /// Other CancelRequests still reach `onMessage`, for proxies that forward upstream keys.
+    fn cancels_a_live_connection(&self, len: usize) -> bool {
+        let Some(is_live) = self.config.live_cancel_key else { return false };
+        match crate::protocol::StartupPacket::decode(&self.input[..len]) {
+            Ok(crate::protocol::StartupPacket::CancelRequest { process_id, secret_key }) => {
+                is_live(process_id, secret_key)
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn next_typed(&mut self) -> Option<Step> {
         let past_authentication = self.past_authentication();
         let limits = self.config.limits;
-        let max_len = |tag| limits.max_len(tag, past_authentication);
+        let sasl = matches!(self.phase, Phase::Authenticating(Authentication::Scram(_)));
+        let max_len = |tag| match tag {
+            // PostgreSQL reads SASL messages with their own, much smaller limit.
+            b'p' if sasl => crate::auth::scram::MAX_SASL_MESSAGE,
+            _ => limits.max_len(tag, past_authentication),
+        };
         let first = match frame::typed_frame_len(&self.input, max_len) {
             Err(err) => return self.fail_decode(err),
             Ok(None) => return Some(self.need_input()),
@@ -137,7 +155,11 @@ impl Session {
     /// A message that cannot be framed: PostgreSQL closes without a word for impossible
     /// lengths (see [`DecodeError::closes_silently`]) and sends FATAL 08P01 otherwise.
     fn fail_decode(&mut self, err: DecodeError) -> Option<Step> {
-        if err.closes_silently() {
+        if matches!(self.phase, Phase::Authenticating(Authentication::Scram(_))) && self.input.first() == Some(&b'p') {
+            // PostgreSQL reads SASL messages with a small limit and fails authentication on
+            // any longer one (it checks the message type first).
+            self.fail(crate::auth::password_failed(self.user()));
+        } else if err.closes_silently() {
             self.close_silently();
         } else {
             self.fail(err.into());

@@ -11,7 +11,8 @@ use crate::protocol::backend;
 use crate::protocol::startup::StartupMessage;
 use crate::protocol::SqlState;
 
-const SECRETS: Secrets = Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9] };
+const SECRETS: Secrets =
+    Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9], scram_nonce: [5; 18] };
 
 fn config(auth_mode: AuthMode, hooks: HookSet) -> Arc<SessionConfig> {
     Arc::new(SessionConfig { auth_mode, hooks, ..SessionConfig::default() })
@@ -578,13 +579,16 @@ fn hostile_input_never_panics_or_loops() {
         if round % 10 == 0 {
             bytes = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
         }
-        let auth_mode = [AuthMode::None, AuthMode::CleartextPassword, AuthMode::Md5Password][round % 3];
+        let auth_mode =
+            [AuthMode::None, AuthMode::CleartextPassword, AuthMode::Md5Password, AuthMode::ScramSha256][round % 4];
         let hooks = HookSet {
             on_message: round % 2 == 0,
             on_startup: round % 5 == 0,
             validate_credentials: round % 3 != 0,
+            get_scram_secret: round % 3 != 1,
             on_authenticated: round % 7 == 0,
             on_tls_upgrade: false,
+            on_cancel: false,
         };
         let seed = rng.next();
         let mut hook_rng = Rng(seed | 1);
@@ -604,6 +608,11 @@ fn hostile_input_never_panics_or_loops() {
             },
             HookRequest::Authenticated | HookRequest::TlsUpgrade => HookResult::Done,
             HookRequest::TlsConfig { .. } => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "no tls")),
+            HookRequest::ScramSecret { .. } => match hook_rng.below(3) {
+                0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
+                1 => HookResult::ScramSecret(None),
+                _ => HookResult::ScramSecret(Some(crate::auth::SecretSource::Password("pw".into()))),
+            },
         });
         let mut rest = &bytes[..];
         let mut out = Vec::new();
@@ -625,4 +634,53 @@ fn hostile_input_never_panics_or_loops() {
             assert!(h.session.close_reason().is_some(), "round {round}: a FATAL error must end the session");
         }
     }
+}
+
+#[test]
+fn scram_sha_256_runs_through_the_session_with_a_looked_up_secret() {
+    use crate::auth::scram_secret::{hmac_sha256, salted_password, sha256};
+    use crate::auth::{ScramSecret, SecretSource};
+    use base64ct::{Base64, Encoding};
+    let hooks = HookSet { get_scram_secret: true, ..HookSet::default() };
+    let secret = ScramSecret::from_password("pencil", b"0123456789abcdef", 4096);
+    let mut h = Harness::new(config(AuthMode::ScramSha256, hooks), move |req, _| match req {
+        HookRequest::ScramSecret { user } if user == "bob" => {
+            HookResult::ScramSecret(Some(SecretSource::Verifier(secret.clone())))
+        }
+        other => panic!("{other:?}"),
+    });
+    let (out, _) = h.send(&startup(&[("user", "bob")]));
+    assert_eq!(
+        out, b"R\x00\x00\x00\x17\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00",
+        "AuthenticationSASL, no -PLUS without TLS"
+    );
+    let bare = "n=,r=abcdef";
+    let mut initial = b"SCRAM-SHA-256\0".to_vec();
+    initial.extend_from_slice(&((3 + bare.len()) as i32).to_be_bytes());
+    initial.extend_from_slice(format!("n,,{bare}").as_bytes());
+    let (out, _) = h.send(&typed(b'p', &initial));
+    assert_eq!((out[0], &out[5..9]), (b'R', &11i32.to_be_bytes()[..]), "SASLContinue");
+    let server_first = std::str::from_utf8(&out[9..]).unwrap().to_string();
+    assert!(server_first.starts_with("r=abcdef") && server_first.ends_with(",i=4096"), "{server_first}");
+    let nonce = &server_first[2..server_first.find(',').unwrap()];
+    let salted = salted_password("pencil", b"0123456789abcdef", 4096);
+    let client_key = hmac_sha256(&salted, b"Client Key");
+    let without_proof = format!("c=biws,r={nonce}");
+    let signature = hmac_sha256(&sha256(&client_key), format!("{bare},{server_first},{without_proof}").as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(signature).map(|(a, b)| a ^ b).collect();
+    let (out, closed) = h.send(&typed(b'p', format!("{without_proof},p={}", Base64::encode_string(&proof)).as_bytes()));
+    assert!(!closed);
+    assert_eq!(out[0], b'R');
+    assert_eq!(&out[5..9], &12i32.to_be_bytes(), "SASLFinal first");
+    assert!(out.windows(9).any(|w| w == b"R\x00\x00\x00\x08\x00\x00\x00\x00"), "then AuthenticationOk");
+    assert!(h.session.state().is_authenticated);
+}
+
+#[test]
+fn a_cancel_request_closes_silently_and_is_handed_to_the_driver() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), |req, _| panic!("{req:?}"));
+    let (out, closed) = h.send(b"\x00\x00\x00\x10\x04\xd2\x16\x2e\x00\x00\x00\x2a\x09\x09\x09\x09");
+    assert!(out.is_empty() && closed, "no answer, and the connection ends");
+    assert_eq!(h.session.take_cancel_request(), Some(CancelRequest { process_id: 42, secret_key: vec![9, 9, 9, 9] }));
+    assert_eq!(h.session.take_cancel_request(), None, "handed over once");
 }

@@ -29,7 +29,7 @@ fn tls_session(hooks: HookSet) -> Session {
     };
     Session::new(
         Arc::new(config),
-        Secrets { md5_salt: [1, 2, 3, 4], process_id: 1, secret_key: [0; 4] },
+        Secrets { md5_salt: [1, 2, 3, 4], process_id: 1, secret_key: [0; 4], scram_nonce: [5; 18] },
         std::time::Instant::now(),
     )
 }

@@ -1,5 +1,5 @@
-//! The one certificate fact `certificate` authentication needs: the subject's common name.
-//! A minimal DER walk over the fixed X.509 layout (RFC 5280 §4.1), bounds-checked at every
+//! The two certificate facts we need: the subject's common name (`certificate` authentication)
+//! and the `tls-server-end-point` hash (SCRAM channel binding). A minimal DER walk over the fixed X.509 layout (RFC 5280 §4.1), bounds-checked at every
 //! step, instead of a general X.509 parser.
 
 /// One DER element: (tag, contents, rest).
@@ -80,6 +80,46 @@ pub fn subject_common_name(der: &[u8]) -> Option<String> {
         }
     }
     common_name
+}
+
+/// The `tls-server-end-point` channel binding data of RFC 5929, section 4.1: the certificate
+/// hashed with the hash of its signature algorithm, SHA-256 for MD5 and SHA-1. `None` when the
+/// algorithm names no hash (Ed25519, RSASSA-PSS): PostgreSQL cannot bind to those either.
+pub fn tls_server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use ring::digest::{digest, SHA256, SHA384, SHA512};
+    let (tag, certificate, _) = element(der)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (_tbs_tag, _tbs, rest) = element(certificate)?;
+    let (tag, algorithm, _) = element(rest)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (tag, oid, _) = element(algorithm)?;
+    if tag != OID {
+        return None;
+    }
+    let hash = match oid {
+        // 1.2.840.113549.1.1.{4,5,11,12,13}: md5, sha1, sha256, sha384, sha512 WithRSAEncryption.
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, n] => match n {
+            4 | 5 | 11 => &SHA256,
+            12 => &SHA384,
+            13 => &SHA512,
+            _ => return None,
+        },
+        // 1.2.840.10045.4.1: ecdsa-with-SHA1.
+        [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01] => &SHA256,
+        // 1.2.840.10045.4.3.{2,3,4}: ecdsa-with-SHA256/384/512.
+        [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, n] => match n {
+            2 => &SHA256,
+            3 => &SHA384,
+            4 => &SHA512,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(digest(hash, der).as_ref().to_vec())
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct TlsServer {
     pub config: Arc<ServerConfig>,
     /// Present when the configuration asks clients for a certificate.
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// SCRAM-SHA-256-PLUS channel binding data of the certificate this configuration presents.
+    end_point_hash: Option<Vec<u8>>,
 }
 
 impl TlsServer {
@@ -56,6 +58,7 @@ impl TlsServer {
             return Err(TlsError("tls.cert: no certificate found (expected PEM 'BEGIN CERTIFICATE')".into()));
         }
         let key = private_key(material)?;
+        let end_point_hash = super::cert::tls_server_end_point(&certs[0]);
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| TlsError(format!("TLS protocol versions: {err}")))?;
@@ -68,7 +71,12 @@ impl TlsServer {
             .with_single_cert(certs, key)
             .map_err(|err| TlsError(format!("tls.key does not match tls.cert, or is unusable: {err}")))?;
         config.alpn_protocols = vec![POSTGRESQL_ALPN.to_vec()];
-        Ok(Self { config: Arc::new(config), verifier })
+        Ok(Self { config: Arc::new(config), verifier, end_point_hash })
+    }
+
+    /// The `tls-server-end-point` hash of the certificate this configuration presents.
+    pub fn end_point_hash(&self) -> Option<&[u8]> {
+        self.end_point_hash.as_deref()
     }
 
     /// Whether this configuration asked the client for a certificate.
