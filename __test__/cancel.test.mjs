@@ -311,3 +311,37 @@ test('a detach() proxy forwards the upstream\'s own cancel keys from onMessage (
     }
   }
 });
+
+test('through a TLS-terminating proxy() chosen in onTlsUpgrade, a plaintext cancel stops the query', { timeout: 120000 }, async (t) => {
+  const { makeCertificates } = await import('./certs.mjs');
+  const certs = makeCertificates();
+  const { upstream, admin } = await upstreamWithAdmin(t);
+  for (const mode of MODES) {
+    const server = await startServer(mode, () => ({
+      tls: certs.wildcard,
+      onTlsUpgrade(state, connection) {
+        // The client's own StartupMessage follows to the upstream.
+        connection.proxy({ host: '127.0.0.1', port: upstream.port });
+      },
+    }));
+    try {
+      const client = new pg.Client({
+        host: '127.0.0.1', port: server.port, user: 'postgres', password: upstream.password, database: 'postgres',
+        ssl: { ca: certs.ca, servername: 'alpha.db.example.com' },
+      });
+      await client.connect();
+      const upstreamPid = (await client.query('select pg_backend_pid() as pid')).rows[0].pid;
+      assert.notEqual(client.processID, upstreamPid, `${mode}: the upstream's key is not shown`);
+      const running = client.query('select pg_sleep(30)').then(() => null, (err) => err);
+      await waitUntil(async () => (await activeSleeps(admin)) === 1, 10000, `${mode}: the query runs`);
+      const key = Buffer.alloc(4);
+      key.writeInt32BE(client.secretKey);
+      // As libpq 15 sends it: a new plain TCP connection, whatever the first one used.
+      await sendCancel(server.port, client.processID, key);
+      assert.equal((await running)?.code, '57014', mode);
+      await client.end();
+    } finally {
+      await server.close();
+    }
+  }
+});
