@@ -454,3 +454,30 @@ for (const mode of ['adopted', 'native']) {
     client.destroy();
   });
 }
+
+test('createServer: while close() drains, connectionCount counts the connections left and their hooks still run', async () => {
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  const server = await startServer('native', () => ({
+    authMode: 'none',
+    async onMessage(data, { isAuthenticated }, connection) {
+      if (!isAuthenticated || data[0] !== 0x51) return false;
+      await released;
+      connection.sendData(oneRowResult(['answer'], ['late']));
+      return true;
+    },
+  }));
+  const client = await readyClient(server.port);
+  client.send(frontend.query('select 1'));
+  await until(() => server.server.connectionCount === 1, 10_000, 'connected');
+  const closing = server.server.close({ gracePeriod: 5000 });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(server.server.connectionCount, 1, 'the draining connection is still counted');
+  release();
+  await closing;
+  assert.equal(server.server.connectionCount, 0);
+  const received = await client.waitClosed(5000);
+  const messages = parseMessages(received);
+  assert.ok(messages.some((m) => m.type === 'D'), 'the hook finished its answer during the drain');
+  assert.ok(messages.some((m) => m.type === 'E' && errorFields(m.body).C === '57P01'), 'then 57P01');
+});

@@ -97,11 +97,18 @@ impl NativeServer {
     /// closed at once. Resolves when all are closed.
     #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn close(&self, env: &Env, grace_period: u32) -> Result<AsyncBlock<()>> {
-        let listener = lock(&self.listener).take();
+        // The listener stays in its slot while it drains: hooks of the connections still open
+        // find them by id, and `connectionCount` counts them down. It leaves once all are gone.
+        let listener = lock(&self.listener).clone();
+        let slot = self.listener.clone();
         let grace = std::time::Duration::from_millis(u64::from(grace_period));
         AsyncBlockBuilder::new(async move {
             if let Some(listener) = listener {
                 listener.close(grace).await;
+                let mut current = lock(&slot);
+                if current.as_ref().is_some_and(|l| Arc::ptr_eq(l, &listener)) {
+                    *current = None;
+                }
             }
             Ok(())
         })
