@@ -471,8 +471,8 @@ test('createServer: while close() drains, connectionCount counts the connections
   client.send(frontend.query('select 1'));
   await until(() => server.server.connectionCount === 1, 10_000, 'connected');
   const closing = server.server.close({ gracePeriod: 5000 });
-  await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(server.server.connectionCount, 1, 'the draining connection is still counted');
+  await until(() => server.server.connectionCount === 1, 1000, 'still counted while the hook runs');
   release();
   await closing;
   assert.equal(server.server.connectionCount, 0);

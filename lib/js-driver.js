@@ -39,10 +39,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * After our FIN and once everything is written, how long the client has to close too before
- * the socket is destroyed (the tokio driver's linger). Reading on until then keeps the kernel
- * from answering the client's late bytes with a reset that could cut our last answer.
+ * the socket is destroyed (the session's CLOSE_LINGER, as on the tokio driver). Reading on
+ * until then keeps the kernel from answering the client's late bytes with a reset that could
+ * cut our last answer.
  */
-const LINGER_MS = 2000;
+const { LINGER_MS } = binding;
 
 class JsDriver {
   /**

@@ -60,6 +60,11 @@ pub const VERSION_SHIFT: u32 = 8;
 #[napi]
 pub const OUTPUT_HIGH_WATER: u32 = crate::session::OUTPUT_HIGH_WATER as u32;
 
+/// How long the JS driver waits for the client to close after our FIN (the session's
+/// `CLOSE_LINGER`, which the tokio driver uses too).
+#[napi]
+pub const LINGER_MS: u32 = crate::session::CLOSE_LINGER.as_millis() as u32;
+
 /// Parsed options, shared by every connection made with the same options object.
 #[napi]
 pub struct NativeConfig {

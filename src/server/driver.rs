@@ -22,10 +22,7 @@ use super::hooks::{HookFuture, Hooks};
 use super::unwind::CatchUnwind;
 use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, Step, OUTPUT_HIGH_WATER};
 
-/// After a graceful close, how long we keep reading (and discarding) until the client closes
-/// too. Closing a socket that still has unread bytes makes the kernel send RST and drop what
-/// it had not sent yet: the FATAL error we just queued would be lost.
-const LINGER: Duration = Duration::from_secs(2);
+use crate::session::CLOSE_LINGER as LINGER;
 
 /// Random md5 salt, process id, cancel key and SCRAM nonce from the OS's CSPRNG.
 pub fn secrets() -> Secrets {

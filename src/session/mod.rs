@@ -40,7 +40,7 @@ pub use config::{HookSet, Secrets, SessionConfig, TlsSettings};
 pub use hooks::{HookAnswer, HookKind, HookRequest, HookResult, ScramAnswer};
 pub use state::{ClientInfo, State, TlsInfo};
 use timers::STALL_DEADLINE_STEP;
-pub use timers::{HOOK_GRACE_AFTER_EOF, OUTPUT_HIGH_WATER, READ_AHEAD_LIMIT};
+pub use timers::{CLOSE_LINGER, HOOK_GRACE_AFTER_EOF, OUTPUT_HIGH_WATER, READ_AHEAD_LIMIT};
 
 use crate::auth::{PasswordExchange, ScramExchange};
 use crate::protocol::{backend, PgError, Severity, SqlState};

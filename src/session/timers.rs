@@ -19,6 +19,11 @@ pub const READ_AHEAD_LIMIT: usize = 64 * 1024;
 /// behind a hook that never settles.
 pub const HOOK_GRACE_AFTER_EOF: Duration = Duration::from_secs(5);
 
+/// After a graceful close, how long a driver keeps reading (and discarding) until the client
+/// closes too. Closing a socket that still has unread bytes makes the kernel send RST and drop
+/// what it had not sent yet: the FATAL error just queued would be lost. Both drivers use it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// The write deadline moves forward in steps of at least this much (see `handle_backlog`).
 pub(super) const STALL_DEADLINE_STEP: Duration = Duration::from_secs(1);
 
