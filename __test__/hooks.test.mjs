@@ -59,7 +59,11 @@ for (const mode of MODES) {
     assert.deepEqual(seen.credentials, { authMode: 'cleartextPassword', user: 'bob', password: 'pw' });
     assert.equal(seen.validateState.isAuthenticated, false);
     assert.equal(seen.authenticated.isAuthenticated, true);
-    // onMessage saw the startup packet (before startup), the password, and the query.
+    // onMessage saw the startup packet (before startup), the password, the query and the
+    // Terminate; the last may reach a tokio-driven hook after psql has already exited.
+    for (const deadline = Date.now() + 5000; seen.messages.length < 4 && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     assert.deepEqual(seen.messages.map((m) => [m.type, m.hasStarted, m.isAuthenticated]), [
       [0, false, false], [0x70, true, false], [0x51, true, true], [0x58, true, true],
     ]);

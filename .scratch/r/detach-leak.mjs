@@ -38,6 +38,6 @@ async function runFor(driver, consume) {
   await sleep(500);
   const destroyed = streams.filter((s) => s.destroyed).length;
   console.log(driver.padEnd(7), consume.padEnd(5), `detached=${streams.length} destroyedStreams=${destroyed} cancelsDeliveredToGoneClients=${cancels}`, 'count', server?.connectionCount, 'mapSize', server?._connections.size);
-  if (server) { const t = Date.now(); await server.close({ gracePeriod: 0 }); console.log('   close took', Date.now() - t, 'ms; count', server.connectionCount, 'mapSize', server._connections.size); } else jsServer.close();
+  if (server) { const t = Date.now(); await server.close({ gracePeriod: 0 }); const m0 = server._connections.size; await sleep(1500); console.log('   close took', Date.now() - t, 'ms; count', server.connectionCount, 'mapSize', m0, 'then', server._connections.size, [...server._connections.values()].map((c) => c._closed)); } else jsServer.close();
 }
 for (const d of ['server', 'native', 'js']) for (const c of ['none', 'error', 'read']) await runFor(d, c);
