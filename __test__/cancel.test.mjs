@@ -345,3 +345,47 @@ test('through a TLS-terminating proxy() chosen in onTlsUpgrade, a plaintext canc
     }
   }
 });
+
+test('a proxy() started after the gateway authenticated the client keeps the gateway\'s key', { timeout: 120000 }, async (t) => {
+  const upstream = await startPostgres({ auth: 'trust' });
+  t.after(() => upstream.stop());
+  for (const mode of MODES) {
+    const server = await startServer(mode, () => ({
+      authMode: 'none',
+      onAuthenticated(state, connection) {
+        connection.proxy({ host: '127.0.0.1', port: upstream.port, startup: true });
+      },
+    }));
+    try {
+      const socket = net.connect(server.port, '127.0.0.1');
+      await once(socket, 'connect');
+      let received = Buffer.alloc(0);
+      socket.on('data', (d) => { received = Buffer.concat([received, d]); });
+      const until = async (predicate, what) => {
+        for (const deadline = Date.now() + 10000; !predicate(parseMessages(received));) {
+          assert.ok(Date.now() < deadline, `${mode}: ${what}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      socket.write(frontend.startup({ user: 'postgres', database: 'postgres' }));
+      // The gateway's own startup answer, then the upstream's to the replayed StartupMessage.
+      await until((messages) => messages.filter((m) => m.type === 'Z').length === 2, 'both ReadyForQuery');
+      const keys = parseMessages(received).filter((m) => m.type === 'K').map((m) => m.body.toString('hex'));
+      assert.equal(keys.length, 2);
+      assert.equal(keys[1], keys[0], `${mode}: the upstream's BackendKeyData became the gateway's`);
+      socket.write(frontend.query('select pg_sleep(30)'));
+      const key = Buffer.from(keys[0], 'hex');
+      // A cancel that overtakes the query's start cancels nothing: send until the error comes.
+      for (const deadline = Date.now() + 10000; !parseMessages(received).some((m) => m.type === 'E');) {
+        assert.ok(Date.now() < deadline, `${mode}: the cancelled query's error`);
+        await sendCancel(server.port, key.readInt32BE(0), key.subarray(4));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const error = parseMessages(received).find((m) => m.type === 'E');
+      assert.match(error.body.toString(), /57014/, mode);
+      socket.destroy();
+    } finally {
+      await server.close();
+    }
+  }
+});

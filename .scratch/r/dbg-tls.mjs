@@ -1,0 +1,12 @@
+import net from 'node:net';
+import { createServer } from '/work/main/index.js';
+import { sleep, cancelPacket } from './lib.mjs';
+import { once } from 'node:events';
+const server = createServer({ authMode: 'none' });
+const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+const i32 = (n) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; };
+const s = net.connect(port, '127.0.0.1'); await once(s, 'connect'); console.log('connected');
+let got = Buffer.alloc(0); s.on('data', (d) => { got = Buffer.concat([got, d]); console.log('data', d); }); s.on('close', () => console.log('close'));
+s.write(Buffer.concat([i32(8), i32(80877103)])); await sleep(100); console.log('got', got);
+s.write(cancelPacket(1, Buffer.alloc(4))); console.log('wrote cancel');
+await sleep(1000); console.log('done'); s.destroy(); await server.close({ gracePeriod: 0 }); console.log('closed server');
