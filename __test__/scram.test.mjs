@@ -269,8 +269,14 @@ test('createScramSha256Secret makes what PostgreSQL stores, and getScramSecret t
   const onWarning = (warning) => warnings.push(warning.message);
   process.on('warning', onWarning);
   t.after(() => process.off('warning', onWarning));
-  for (const [mode, bad, expected] of [['native', 'SCRAM-SHA-256$x', /getScramSecret: a SCRAM verifier has the form/], ['js', 42, /getScramSecret must return/]]) {
-    const server = await startServer(mode, scramOptions({ getScramSecret: () => bad }));
+  const throwing = () => { throw new Error('db down: secret=hunter2'); };
+  for (const [mode, hook, expected] of [
+    ['native', () => 'SCRAM-SHA-256$x', /getScramSecret: a SCRAM verifier has the form/],
+    ['js', () => 42, /getScramSecret must return/],
+    ['adopted', throwing, /getScramSecret failed: db down/],
+    ['js', async () => ({ password: '' }), /empty password/],
+  ]) {
+    const server = await startServer(mode, scramOptions({ getScramSecret: hook }));
     const result = await scramExchange(server.port, { user: USER, password: PASSWORD });
     await server.close();
     assert.equal(result.code, '28P01', mode);

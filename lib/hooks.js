@@ -4,7 +4,9 @@
 // through `callHook`, and both answer Rust with the same reply shape,
 // `{ value, error?, tls? }`, which Rust turns into the session's terms in one place.
 
-const { normalizeError, tlsOptions, credentials, settle, scramSecretReply } = require('./values.js');
+const {
+  normalizeError, tlsOptions, credentials, settle, scramSecretReply, warnOnce,
+} = require('./values.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
@@ -19,6 +21,13 @@ const HOOKS = {
   scramSecret: {
     call: (options, event, state, connection) => options.getScramSecret({ user: event.user }, state, connection),
     answer: scramSecretReply,
+    // Not sent to the client: an error from a secret lookup (often thrown for unknown users
+    // only) would tell it whether the user exists, and may carry secrets. The login fails as
+    // with a wrong password; the operator gets the error as a warning.
+    failed: (error) => {
+      warnOnce(`getScramSecret failed: ${error.message}; the login fails as with a wrong password`, 'PG_GATEWAY_SCRAM_SECRET');
+      return { value: 0 };
+    },
   },
   authenticated: {
     call: (options, event, state, connection) => options.onAuthenticated(state, connection),
@@ -47,7 +56,7 @@ function callHook(connection, event, state, done) {
     return undefined;
   }
   return settle(() => hook.call(connection.options, event, state, connection), (value, error) => {
-    if (error) return done({ value: 0, error });
+    if (error) return done(hook.failed ? hook.failed(error) : { value: 0, error });
     let reply;
     try {
       reply = hook.answer(value);

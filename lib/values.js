@@ -39,6 +39,9 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
     if (typeof options.tls === 'function') tlsCallback = true;
     else tls = tlsOptions(options.tls, 'tls');
   }
+  if (authMode === 'scramSha256' && typeof options.getScramSecret !== 'function') {
+    warnOnce("authMode 'scramSha256' without a getScramSecret hook: every login fails with 28P01 (validateCredentials is not used in this mode)", 'PG_GATEWAY_SCRAM_SECRET');
+  }
   if (authMode === 'certificate' && !tls && !tlsCallback && !allowCertificateWithoutTls) {
     throw new MisconfiguredCertificateAuth();
   }
@@ -140,8 +143,12 @@ function scramSecretReply(secret) {
   let verifier;
   if (typeof secret === 'string') {
     verifier = secret;
-  } else if (typeof secret === 'object' && typeof secret.password === 'string') {
+  } else if (typeof secret === 'object' && typeof secret.password === 'string' && secret.password !== '') {
     return { value: 0, scramPassword: secret.password };
+  } else if (typeof secret === 'object' && secret.password === '') {
+    // PostgreSQL stores no secret for an empty password, so nobody logs in with one.
+    warnOnce('getScramSecret returned an empty password; the login fails as with a wrong password', 'PG_GATEWAY_SCRAM_SECRET');
+    return { value: 0 };
   } else if (typeof secret === 'object') {
     const { iterations, salt, storedKey, serverKey } = secret;
     const part = (value) => {
@@ -299,7 +306,7 @@ function copyAddresses(target, source) {
 }
 
 module.exports = {
-  scramSecretReply,
+  scramSecretReply, warnOnce,
   nativeOptions, normalizeError, tlsOptions, toBytes, toState, credentials, settle, offerMessages, copyAddresses,
   HOOK_NAMES, MisconfiguredCertificateAuth,
 };

@@ -103,7 +103,9 @@ pub fn session_new(config: &NativeConfig) -> External<SessionHandle> {
     let mut secrets = crate::server::secrets();
     let registration = crate::cancel::Registration::new(&mut secrets);
     if config.config.hooks.on_cancel {
-        registration.set_target(Arc::new(JsCancel { process_id: registration.process_id() }));
+        if let Some(dispatch) = CANCEL_DISPATCH.with(|slot| slot.borrow().clone()) {
+            registration.set_target(Arc::new(JsCancel { process_id: registration.process_id(), dispatch }));
+        }
     }
     External::new(SessionHandle {
         session: Session::new(config.config.clone(), secrets, Instant::now()),
@@ -159,32 +161,30 @@ pub fn session_upstream_data(
 /// JS's handler for cancels of JS-driver connections, called with the target's process id.
 type CancelDispatch = ThreadsafeFunction<i32, Unknown<'static>, i32, Status, false, true>;
 
-fn cancel_dispatch() -> &'static std::sync::Mutex<Option<Arc<CancelDispatch>>> {
-    static DISPATCH: std::sync::OnceLock<std::sync::Mutex<Option<Arc<CancelDispatch>>>> = std::sync::OnceLock::new();
-    DISPATCH.get_or_init(Default::default)
+thread_local! {
+    /// This JS thread's dispatcher (each worker thread loads its own `lib/js-driver.js`).
+    static CANCEL_DISPATCH: std::cell::RefCell<Option<Arc<CancelDispatch>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Sets the function that runs `onCancel` for JS-driver connections (once per process, from
-/// `lib/js-driver.js`). Weak: it does not keep the process alive.
+/// Sets the function that runs `onCancel` for the JS-driver connections of this JS thread
+/// (from `lib/js-driver.js`, once per thread). Weak: it does not keep the process alive.
 #[napi(catch_unwind)]
 pub fn set_cancel_dispatch(dispatch: Function<i32, Unknown<'static>>) -> Result<()> {
     let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
-    *cancel_dispatch().lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(tsfn));
+    CANCEL_DISPATCH.with(|slot| *slot.borrow_mut() = Some(Arc::new(tsfn)));
     Ok(())
 }
 
-/// `onCancel` of a JS-driver connection: queued to the JS thread, whichever thread the
-/// CancelRequest arrived on.
+/// `onCancel` of a JS-driver connection: queued to the JS thread that owns the connection,
+/// whichever thread the CancelRequest arrived on.
 struct JsCancel {
     process_id: i32,
+    dispatch: Arc<CancelDispatch>,
 }
 
 impl crate::cancel::CancelTarget for JsCancel {
     fn cancelled(&self) {
-        let dispatch = cancel_dispatch().lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(dispatch) = dispatch {
-            let _ = dispatch.call(self.process_id, ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        let _ = self.dispatch.call(self.process_id, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

@@ -160,7 +160,10 @@ impl DecodeError {
     /// `client.connect(); client.end()` sends Terminate before the StartupMessage, treats such
     /// an answer as a fatal `'error'` event.
     pub fn closes_silently(&self) -> bool {
+        // A CancelRequest of the wrong length gets no answer either: PostgreSQL reports it to
+        // its log only (COMMERROR), as it never answers a cancel.
         matches!(self, Self::StartupPacketLength { .. } | Self::MessageLength { .. })
+            || matches!(self, Self::SpecialRequestLength { code, .. } if *code == super::startup::CANCEL_REQUEST_CODE)
     }
 }
 

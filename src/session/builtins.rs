@@ -36,6 +36,7 @@ impl Session {
     pub(super) fn startup_packet(&mut self, frame: &[u8]) {
         let packet = match StartupPacket::decode(frame) {
             Ok(packet) => packet,
+            Err(err) if err.closes_silently() => return self.close_silently(),
             Err(err) => return self.fail(err.into()),
         };
         let Phase::Startup { ssl_tried, gss_tried } = self.phase else { return };

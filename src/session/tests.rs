@@ -684,3 +684,16 @@ fn a_cancel_request_closes_silently_and_is_handed_to_the_driver() {
     assert_eq!(h.session.take_cancel_request(), Some(CancelRequest { process_id: 42, secret_key: vec![9, 9, 9, 9] }));
     assert_eq!(h.session.take_cancel_request(), None, "handed over once");
 }
+
+#[test]
+fn a_cancel_request_of_the_wrong_length_gets_no_answer_either() {
+    for packet in [
+        &b"\x00\x00\x00\x0c\x04\xd2\x16\x2e\x00\x00\x00\x2a"[..],
+        b"\x00\x00\x00\x14\x04\xd2\x16\x2e\x00\x00\x00\x2a\x09\x09\x09\x09\x01\x02\x03\x04",
+    ] {
+        let mut h = Harness::new(config(AuthMode::None, HookSet::default()), |req, _| panic!("{req:?}"));
+        let (out, closed) = h.send(packet);
+        assert!(closed, "closed");
+        assert!(out.is_empty(), "PostgreSQL answers a malformed cancel with nothing: {out:?}");
+    }
+}
