@@ -97,7 +97,10 @@ for (const mode of MODES) {
 
 test('a cancel arriving on another gateway of the process reaches the connection; a closed one is forgotten', async (t) => {
   const log = cancelLog();
-  const js = await startServer('js', () => ({ authMode: 'none', onCancel: log.hook }));
+  const serverSide = [];
+  const js = await startServer('js', () => ({ authMode: 'none', onCancel: log.hook }), {
+    onConnection: (connection) => serverSide.push(once(connection.socket, 'close')),
+  });
   const native = await startServer('native', () => ({ authMode: 'none', onCancel: log.hook }));
   t.after(() => Promise.all([js.close(), native.close()]));
   const onJs = await login(js.port, 'on-js');
@@ -107,7 +110,8 @@ test('a cancel arriving on another gateway of the process reaches the connection
   await log.waitFor(2);
   assert.deepEqual(log.calls.sort(), ['on-js', 'on-native']);
   onJs.socket.destroy();
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The gateway's side of it has closed, so its key is free (serverSide[0] is on-js's).
+  await Promise.race([serverSide[0], new Promise((_, reject) => setTimeout(() => reject(new Error('not closed')), 5000))]);
   const later = await login(js.port, 'later');
   await sendCancel(js.port, onJs.processId, onJs.secret);
   await sendCancel(js.port, later.processId, later.secret);

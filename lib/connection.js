@@ -9,7 +9,7 @@ const net = require('node:net');
 const binding = require('./binding.js');
 const { createStartupMessage } = require('./helpers.js');
 const {
-  nativeOptions, normalizeError, toBytes, toState, settle, MisconfiguredCertificateAuth,
+  nativeOptions, normalizeError, toBytes, toState, settle, warnOnce, MisconfiguredCertificateAuth,
 } = require('./values.js');
 const { JsDriver } = require('./js-driver.js');
 const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
@@ -40,14 +40,10 @@ function connectionOptions(options) {
     return nativeOptions(options);
   } catch (err) {
     if (!(err instanceof MisconfiguredCertificateAuth)) throw err;
-    if (!warnedCertificateWithoutTls) {
-      warnedCertificateWithoutTls = true;
-      process.emitWarning(`${err.message}; every client is refused with FATAL 08000`, 'PgGatewayWarning');
-    }
+    warnOnce(`${err.message}; every client is refused with FATAL 08000`, 'PG_GATEWAY_CERTIFICATE_WITHOUT_TLS');
     return nativeOptions(options, { allowCertificateWithoutTls: true });
   }
 }
-let warnedCertificateWithoutTls = false;
 
 class PostgresConnection {
   constructor(socket, options = {}) {

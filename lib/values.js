@@ -173,11 +173,11 @@ function scramSecretReply(secret) {
 
 const warned = new Set();
 
-/** A process warning, once per distinct message. */
+/** A process warning of this library, once per distinct message. */
 function warnOnce(message, code) {
   if (warned.has(message)) return;
   warned.add(message);
-  process.emitWarning(message, { code });
+  process.emitWarning(message, { type: 'PgGatewayWarning', code });
 }
 
 function toBytes(data) {

@@ -98,13 +98,7 @@ pub async fn run(
         shared.out.abort();
         return CloseReason::Error;
     };
-    let (process_id, secret_key) = session.backend_key();
-    let pair = Pair {
-        session: Mutex::new(session),
-        write_timeout,
-        keys: Mutex::new(KeyRewriter::new(process_id, secret_key)),
-        upstream: (target.host.clone(), target.port),
-    };
+    let pair = Pair { session: Mutex::new(session), write_timeout, upstream: (target.host.clone(), target.port) };
     let reason = pair.copy(client, client_write, upstream_read, upstream_write, shared).await;
     shared.out.mark_stopped();
     reason
@@ -221,8 +215,7 @@ async fn write_within<W: AsyncWrite + Unpin + ?Sized>(
 struct Pair<'a> {
     session: Mutex<&'a mut Session>,
     write_timeout: Option<Duration>,
-    /// Gives the client our BackendKeyData in place of the upstream's (see `crate::cancel`).
-    keys: Mutex<KeyRewriter>,
+    /// Where the upstream is, for the cancel registry (see `upstream_to_client`).
     upstream: (String, u16),
 }
 
@@ -316,14 +309,12 @@ impl<'a> Pair<'a> {
         Ended::Closed
     }
 
-    /// Until the upstream's first ReadyForQuery: its BackendKeyData becomes ours, and its key
-    /// goes to the cancel registry.
-    fn rewrite_keys(&self, chunk: &mut [u8]) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.is_done() {
-            return;
-        }
-        if let Some(found) = keys.rewrite(chunk) {
+    /// Feeds `keys` one upstream chunk: until the upstream's first ReadyForQuery its
+    /// BackendKeyData becomes ours, and its key goes to the cancel registry. Once done, the
+    /// rewriter is dropped and the copy loop pays nothing more.
+    fn rewrite_keys(&self, keys: &mut Option<KeyRewriter>, chunk: &mut [u8]) {
+        let Some(rewriter) = keys else { return };
+        if let Some(found) = rewriter.rewrite(chunk) {
             let (process_id, _) = self.session().backend_key();
             crate::cancel::set_upstream(
                 process_id,
@@ -335,6 +326,9 @@ impl<'a> Pair<'a> {
                 },
             );
         }
+        if rewriter.is_done() {
+            *keys = None;
+        }
     }
 
     async fn upstream_to_client<W: AsyncWrite + Unpin + ?Sized>(
@@ -343,13 +337,15 @@ impl<'a> Pair<'a> {
         client: &mut W,
     ) -> Ended {
         let tls = self.session().is_tls();
+        let (process_id, secret_key) = self.session().backend_key();
+        let mut keys = Some(KeyRewriter::new(process_id, secret_key));
         loop {
             let mut chunk = match read_chunk(upstream).await {
                 Ok(chunk) if !chunk.is_empty() => chunk,
                 Ok(_) => break,
                 Err(_) => return Ended::Failed,
             };
-            self.rewrite_keys(&mut chunk);
+            self.rewrite_keys(&mut keys, &mut chunk);
             let written = if tls {
                 let sealed = self.session().seal(&chunk);
                 recycle(chunk);
