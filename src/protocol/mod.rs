@@ -12,6 +12,7 @@ pub mod key_rewrite;
 pub mod reader;
 pub mod sqlstate;
 pub mod startup;
+pub mod types;
 
 pub use error::{DecodeError, PgError, Severity};
 pub use frame::{FrameLimits, MAX_STARTUP_PACKET_LEN};

@@ -21,6 +21,34 @@ impl SqlState {
     pub const INVALID_PASSWORD: Self = Self("28P01");
     /// `57P01`: the server is shutting down (`server.close()`).
     pub const ADMIN_SHUTDOWN: Self = Self("57P01");
+    /// `22P02`: a value that is not valid input for its type.
+    pub const INVALID_TEXT_REPRESENTATION: Self = Self("22P02");
+    /// `22003`: a number out of its type's range.
+    pub const NUMERIC_VALUE_OUT_OF_RANGE: Self = Self("22003");
+    /// `22P03`: a binary parameter of the wrong length or shape.
+    pub const INVALID_BINARY_REPRESENTATION: Self = Self("22P03");
+    /// `22007`: a date or time PostgreSQL would not read.
+    pub const INVALID_DATETIME_FORMAT: Self = Self("22007");
+    /// `22021`: text that is not UTF-8, or holds a NUL.
+    pub const CHARACTER_NOT_IN_REPERTOIRE: Self = Self("22021");
+    /// `25P02`: a statement inside a transaction that already failed.
+    pub const IN_FAILED_SQL_TRANSACTION: Self = Self("25P02");
+    /// `26000`: no prepared statement of that name.
+    pub const INVALID_SQL_STATEMENT_NAME: Self = Self("26000");
+    /// `34000`: no portal of that name.
+    pub const INVALID_CURSOR_NAME: Self = Self("34000");
+    /// `42P03`: a portal of that name exists already.
+    pub const DUPLICATE_CURSOR: Self = Self("42P03");
+    /// `42P05`: a prepared statement of that name exists already.
+    pub const DUPLICATE_PREPARED_STATEMENT: Self = Self("42P05");
+    /// `42804`: an array whose element type is not the declared one.
+    pub const DATATYPE_MISMATCH: Self = Self("42804");
+    /// `42883`: binary format asked for a type without a binary form here.
+    pub const UNDEFINED_FUNCTION: Self = Self("42883");
+    /// `42704`: a type name the query API does not know.
+    pub const UNDEFINED_OBJECT: Self = Self("42704");
+    /// `57014`: a statement cancelled by a CancelRequest.
+    pub const QUERY_CANCELED: Self = Self("57014");
     /// `XX000`: a JS hook failed with an error that carried no SQLSTATE of its own.
     pub const INTERNAL_ERROR: Self = Self("XX000");
 
