@@ -288,7 +288,7 @@ fn bytea(ty: PgType, v: &Value) -> Result<std::borrow::Cow<'_, [u8]>, PgError> {
 fn parse_bytea(s: &str) -> Option<Vec<u8>> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let digits: Vec<u8> = hex.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         return digits
