@@ -12,6 +12,7 @@ const {
   nativeOptions, normalizeError, toBytes, toState, settle, warnOnce, MisconfiguredCertificateAuth,
 } = require('./values.js');
 const { JsDriver } = require('./js-driver.js');
+const { abortRunning, dropCursors } = require('./query.js');
 const { createDispatcher, ConnectionSocket, DetachedSocket } = require('./native-driver.js');
 
 const READY_STATUS = { idle: 'I', transaction: 'T', error: 'E' };
@@ -135,6 +136,7 @@ class PostgresConnection {
    * cancelling client gets no answer, as from PostgreSQL) and is dropped.
    */
   _cancelled(state) {
+    abortRunning(this);
     const hook = this.options.onCancel;
     if (typeof hook !== 'function') return;
     settle(() => hook.call(this.options, state, this), () => {});
@@ -149,6 +151,7 @@ class PostgresConnection {
   _onClose(reason) {
     if (this._closed) return;
     this._closed = true;
+    dropCursors(this);
     // A detached connection stays reachable (for onCancel) until its stream closes too.
     if (reason === 'detached') return;
     adopted.delete(this._native.id);
@@ -176,6 +179,15 @@ class PostgresConnection {
   sendData(data) {
     const bytes = toBytes(data);
     return this._driver ? this._driver.write(bytes) : this._nativeSent(this._native.sendData(bytes));
+  }
+
+  /** `onQuery` results: false once the client is behind (then wait for `_whenWritable()`). */
+  _writeQueryOutput(bytes) {
+    return this._driver ? this._driver.writeQueryOutput(bytes) : this._nativeSent(this._native.sendData(bytes));
+  }
+
+  _whenWritable() {
+    return this._driver ? this._driver.whenWritable() : this._native.drained().then(undefined, () => {});
   }
 
   /**

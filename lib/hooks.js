@@ -7,6 +7,7 @@
 const {
   normalizeError, tlsOptions, credentials, settle, scramSecretReply, warnOnce,
 } = require('./values.js');
+const { runQuery, describeReply } = require('./query.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
@@ -36,6 +37,15 @@ const HOOKS = {
   tlsUpgrade: {
     call: (options, event, state, connection) => options.onTlsUpgrade(state, connection),
     answer: () => ({ value: 0 }),
+  },
+  query: {
+    // Writes the results itself and answers with their command tags (see lib/query.js).
+    call: (options, event, state, connection) => runQuery(connection, event, state),
+    answer: (reply) => reply,
+  },
+  describe: {
+    call: (options, event, state, connection) => options.onDescribe({ sql: event.sql, paramTypes: event.paramTypes }, state, connection),
+    answer: describeReply,
   },
   tls: {
     // pg-gateway's TlsOptionsCallback, called once with the server name known.

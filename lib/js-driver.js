@@ -12,6 +12,7 @@ const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
 const { offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
+const { dropCursors } = require('./query.js');
 
 const {
   STEP_WAIT, STEP_HOOK, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
@@ -92,12 +93,14 @@ class JsDriver {
     // listener Node would throw and take the process down (pg-gateway 0.2.4 does).
     this.onError = () => this.socket.destroy();
     this.processId = binding.sessionProcessId(this.handle);
-    if (typeof connection.options.onCancel === 'function') cancelTargets.set(this.processId, this);
+    const options = connection.options;
+    if (typeof options.onCancel === 'function' || typeof options.onQuery === 'function') cancelTargets.set(this.processId, this);
     this.onClose = () => {
       this.stopTimer();
       // Detached or not, the connection is gone: its cancel key is free again.
       cancelTargets.delete(this.processId);
       binding.sessionRelease(this.handle);
+      dropCursors(connection);
     };
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -154,6 +157,27 @@ class JsDriver {
     const unsent = socket.writableLength;
     const sent = typeof socket.bytesWritten === 'number' ? Math.max(0, socket.bytesWritten - unsent) : 0;
     binding.sessionBacklog(this.handle, unsent, sent);
+  }
+
+  /** For `onQuery` results: whether the socket holds no more than the session's mark. */
+  writeQueryOutput(bytes) {
+    this.write(bytes);
+    return !this.socket.destroyed && this.socket.writableLength <= OUTPUT_HIGH_WATER;
+  }
+
+  /** Resolves when the socket has sent what it holds, or is gone. */
+  whenWritable() {
+    const socket = this.socket;
+    if (socket.destroyed || socket.writableLength <= OUTPUT_HIGH_WATER) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
   }
 
   /** For `offerMessages`: what is unsent once it is above the mark, so the batch stops there. */

@@ -5,6 +5,7 @@ const binding = require('./binding.js');
 
 const HOOK_NAMES = [
   'onMessage', 'onStartup', 'validateCredentials', 'getScramSecret', 'onAuthenticated', 'onTlsUpgrade', 'onCancel',
+  'onQuery', 'onDescribe',
 ];
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
 const DRIVERS = ['js', 'native'];
@@ -202,7 +203,13 @@ function toState(snapshot) {
     if (snapshot.alpnProtocol) tlsInfo.alpnProtocol = snapshot.alpnProtocol;
     if (snapshot.clientCertificate) tlsInfo.clientCertificate = new Uint8Array(snapshot.clientCertificate);
   }
-  return { hasStarted: snapshot.hasStarted, isAuthenticated: snapshot.isAuthenticated, clientInfo, tlsInfo };
+  return {
+    hasStarted: snapshot.hasStarted,
+    isAuthenticated: snapshot.isAuthenticated,
+    clientInfo,
+    tlsInfo,
+    transactionStatus: snapshot.transactionStatus,
+  };
 }
 
 /** `validateCredentials`'s first argument, from a native `validate` event. */

@@ -1,5 +1,6 @@
 //! `NativeConnection`: the handle `index.js` wraps in pg-gateway's `PostgresConnection`.
 
+use crate::protocol::backend::TransactionStatus;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -44,6 +45,8 @@ pub struct StateSnapshot {
     pub sni_server_name: Option<String>,
     pub alpn_protocol: Option<String>,
     pub client_certificate: Option<Buffer>,
+    /// `idle`, `transaction` or `error` (ReadyForQuery's status, tracked with `onQuery`).
+    pub transaction_status: String,
 }
 
 impl StateSnapshot {
@@ -60,6 +63,12 @@ impl StateSnapshot {
             sni_server_name: state.tls_info.as_ref().and_then(|t| t.sni_server_name.clone()),
             alpn_protocol: state.tls_info.as_ref().and_then(|t| t.alpn_protocol.clone()),
             client_certificate: state.tls_info.as_ref().and_then(|t| t.client_certificate.clone()).map(Buffer::from),
+            transaction_status: match state.transaction_status {
+                TransactionStatus::Idle => "idle",
+                TransactionStatus::InTransaction => "transaction",
+                TransactionStatus::Failed => "error",
+            }
+            .into(),
         }
     }
 }

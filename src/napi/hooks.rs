@@ -20,10 +20,11 @@ use super::errors::BackendErrorInput;
 use crate::auth::AuthMode;
 use crate::protocol::{PgError, Severity, SqlState};
 use crate::server::{CloseReason, ConnShared, HookFuture, Hooks};
+use crate::session::query::QueryMode;
 use crate::session::{Credentials, HookAnswer, HookRequest, HookResult, ScramAnswer};
 
 /// One hook call as JS receives it.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct HookEvent {
     pub conn: u32,
     /// What to pass to `hookReply` with the answer; 0 for events that want none (`close`).
@@ -44,6 +45,24 @@ pub struct HookEvent {
     pub reason: Option<String>,
     /// For `tls`: the server name the client asked for (SNI).
     pub sni_server_name: Option<String>,
+    /// For `query` and `describe`: the statement (for a simple Query, the whole string).
+    pub sql: Option<String>,
+    /// For `query`: the Bind parameters, decoded.
+    pub params: Option<super::query::ParamValues>,
+    /// For `query` and `describe`: the parameters' type OIDs (0: not known).
+    pub param_types: Option<Vec<u32>>,
+    /// For `query`: Bind's result format codes.
+    pub result_formats: Option<Vec<i32>>,
+    /// For `query`: `simple`, `describe` (a portal) or `execute`.
+    pub mode: Option<String>,
+    /// For `query`: the portal's cursor id (0 for a simple Query).
+    pub cursor: Option<u32>,
+    /// For `query` `execute`: the row limit (0: none).
+    pub max_rows: Option<u32>,
+    /// For `query`: JS holds this cursor's result already.
+    pub resume: Option<bool>,
+    /// For `query`: cursors whose portals are gone.
+    pub dropped: Option<Vec<u32>>,
 }
 
 /// What JS answers for a hook call (both drivers, every kind).
@@ -60,6 +79,14 @@ pub struct HookReply {
     pub scram_verifier: Option<String>,
     /// ... or a plaintext password.
     pub scram_password: Option<String>,
+    /// For `query`: the command tags of the results completed.
+    pub tags: Option<Vec<String>>,
+    /// For `query`: Execute stopped at its row limit.
+    pub suspended: Option<bool>,
+    /// For `describe`: the parameter types ...
+    pub param_types: Option<Vec<u32>>,
+    /// ... and the fields.
+    pub fields: Option<Vec<super::query::FieldInput>>,
 }
 
 impl HookReply {
@@ -74,12 +101,26 @@ impl HookReply {
             (None, Some(password)) => Some(ScramAnswer::Password(password)),
             (None, None) => None,
         };
+        let mut error = self.error.map(|e| e.into_pg_error(Severity::Error));
+        let description = if self.fields.is_some() || self.param_types.is_some() {
+            match super::query::description(self.param_types, self.fields) {
+                Ok(description) => Some(description),
+                Err(err) => {
+                    error.get_or_insert(err);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         HookAnswer {
             value: self.value,
-            paused: self.paused.unwrap_or(false),
-            error: self.error.map(|e| e.into_pg_error(Severity::Error)),
+            paused: self.paused.unwrap_or(false) || self.suspended.unwrap_or(false),
+            error,
             tls,
             scram,
+            tags: self.tags.unwrap_or_default(),
+            description,
         }
     }
 }
@@ -159,6 +200,15 @@ impl HookEvent {
             salt: None,
             reason: None,
             sni_server_name: None,
+            sql: None,
+            params: None,
+            param_types: None,
+            result_formats: None,
+            mode: None,
+            cursor: None,
+            max_rows: None,
+            resume: None,
+            dropped: None,
         }
     }
 
@@ -183,6 +233,26 @@ impl HookEvent {
             HookRequest::TlsConfig { sni_server_name } => event.sni_server_name = sni_server_name,
             HookRequest::ScramSecret { user } => event.user = Some(user),
             HookRequest::Startup | HookRequest::Authenticated | HookRequest::TlsUpgrade => {}
+            HookRequest::Query(call) => {
+                let (mode, max_rows) = match call.mode {
+                    QueryMode::Simple => ("simple", None),
+                    QueryMode::Describe => ("describe", None),
+                    QueryMode::Execute { max_rows } => ("execute", Some(max_rows)),
+                };
+                event.sql = Some(call.sql.to_string());
+                event.params = Some(super::query::ParamValues(call.params));
+                event.param_types = Some(call.param_types.to_vec());
+                event.result_formats = Some(call.result_formats.iter().map(|&f| i32::from(f)).collect());
+                event.mode = Some(mode.into());
+                event.cursor = Some(call.cursor);
+                event.max_rows = max_rows;
+                event.resume = Some(call.resume);
+                event.dropped = Some(call.dropped);
+            }
+            HookRequest::Describe(call) => {
+                event.sql = Some(call.sql.to_string());
+                event.param_types = Some(call.param_types);
+            }
         }
         event
     }

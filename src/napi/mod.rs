@@ -4,6 +4,8 @@
 mod connection;
 mod errors;
 mod hooks;
+mod js;
+mod query;
 mod options;
 mod server;
 mod session_handle;

@@ -66,6 +66,8 @@ pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
         on_cancel: has("onCancel"),
         on_authenticated: has("onAuthenticated"),
         on_tls_upgrade: has("onTlsUpgrade"),
+        on_query: has("onQuery"),
+        on_describe: has("onDescribe"),
     };
     let request_client_certificate = auth_mode == AuthMode::Certificate;
     let tls = match (&options.tls, options.tls_callback.unwrap_or(false)) {

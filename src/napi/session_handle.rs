@@ -102,7 +102,7 @@ pub struct SessionHandle {
 pub fn session_new(config: &NativeConfig) -> External<SessionHandle> {
     let mut secrets = crate::server::secrets();
     let registration = crate::cancel::Registration::new(&mut secrets);
-    if config.config.hooks.on_cancel {
+    if config.config.hooks.on_cancel || config.config.hooks.on_query {
         if let Some(dispatch) = CANCEL_DISPATCH.with(|slot| slot.borrow().clone()) {
             registration.set_target(Arc::new(JsCancel { process_id: registration.process_id(), dispatch }));
         }

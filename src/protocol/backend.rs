@@ -6,8 +6,9 @@ use bytes::{BufMut, BytesMut};
 use super::error::{PgError, Severity};
 
 /// Transaction status in ReadyForQuery.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransactionStatus {
+    #[default]
     Idle,
     InTransaction,
     Failed,
@@ -146,6 +147,57 @@ pub fn error_response(out: &mut BytesMut, err: &PgError) {
     });
 }
 
+/// A message with no body (ParseComplete, BindComplete, CloseComplete, NoData,
+/// EmptyQueryResponse, PortalSuspended).
+pub fn empty(out: &mut BytesMut, tag: u8) {
+    message(out, tag, |_| {});
+}
+
+pub const PARSE_COMPLETE: u8 = b'1';
+pub const BIND_COMPLETE: u8 = b'2';
+pub const CLOSE_COMPLETE: u8 = b'3';
+pub const NO_DATA: u8 = b'n';
+pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+pub const PORTAL_SUSPENDED: u8 = b's';
+
+pub fn command_complete(out: &mut BytesMut, tag: &str) {
+    message(out, b'C', |b| cstr(b, tag));
+}
+
+pub fn parameter_description(out: &mut BytesMut, types: &[u32]) {
+    message(out, b't', |b| {
+        b.put_i16(types.len() as i16);
+        for oid in types {
+            b.put_u32(*oid);
+        }
+    });
+}
+
+/// One RowDescription column: no table, the type's OID and size, typmod -1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnDescription {
+    pub name: String,
+    pub type_oid: u32,
+    pub type_size: i16,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+pub fn row_description(out: &mut BytesMut, columns: &[ColumnDescription]) {
+    message(out, b'T', |b| {
+        b.put_i16(columns.len() as i16);
+        for c in columns {
+            cstr(b, &c.name);
+            b.put_u32(0);
+            b.put_i16(0);
+            b.put_u32(c.type_oid);
+            b.put_i16(c.type_size);
+            b.put_i32(-1);
+            b.put_i16(c.format);
+        }
+    });
+}
+
 /// The single-byte answer to SSLRequest and GSSENCRequest.
 pub fn encryption_response(out: &mut BytesMut, accept: bool) {
     out.put_u8(if accept { b'S' } else { b'N' });
@@ -182,6 +234,14 @@ mod tests {
             b"v\x00\x00\x00\x13\x00\x03\x00\x00\x00\x00\x00\x01_pq_.x\x00"
         );
         assert_eq!(bytes(|o| encryption_response(o, false)), b"N");
+        assert_eq!(bytes(|o| empty(o, NO_DATA)), b"n\x00\x00\x00\x04");
+        assert_eq!(bytes(|o| command_complete(o, "SELECT 1")), b"C\x00\x00\x00\x0dSELECT 1\x00");
+        assert_eq!(bytes(|o| parameter_description(o, &[23])), b"t\x00\x00\x00\x0a\x00\x01\x00\x00\x00\x17");
+        let column = ColumnDescription { name: "a".into(), type_oid: 23, type_size: 4, format: 1 };
+        assert_eq!(
+            bytes(|o| row_description(o, &[column])),
+            b"T\x00\x00\x00\x1a\x00\x01a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x17\x00\x04\xff\xff\xff\xff\x00\x01"
+        );
     }
 
     #[test]

@@ -21,6 +21,12 @@ impl SqlState {
     pub const INVALID_PASSWORD: Self = Self("28P01");
     /// `57P01`: the server is shutting down (`server.close()`).
     pub const ADMIN_SHUTDOWN: Self = Self("57P01");
+    /// `22023`: a format code other than 0 and 1.
+    pub const INVALID_PARAMETER_VALUE: Self = Self("22023");
+    /// `42601`: a statement the query API cannot take (several commands in one Parse).
+    pub const SYNTAX_ERROR: Self = Self("42601");
+    /// `54011`: more result columns than PostgreSQL allows.
+    pub const PROGRAM_LIMIT_EXCEEDED: Self = Self("54011");
     /// `22P02`: a value that is not valid input for its type.
     pub const INVALID_TEXT_REPRESENTATION: Self = Self("22P02");
     /// `22003`: a number out of its type's range.

@@ -72,7 +72,7 @@ pub fn spawn_connection(
     let write_timeout = config.write_timeout;
     let mut secrets = secrets();
     let registration = crate::cancel::Registration::new(&mut secrets);
-    if config.hooks.on_cancel {
+    if config.hooks.on_cancel || config.hooks.on_query {
         registration.set_target(Arc::new(CancelHook { hooks: hooks.clone(), conn: Arc::downgrade(&shared) }));
     }
     let mut session = Session::new(config, secrets, Instant::now().into_std());

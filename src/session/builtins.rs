@@ -304,10 +304,7 @@ impl Session {
         if let Phase::Ready { skip_to_sync, .. } = &mut self.phase {
             if *skip_to_sync {
                 match tag {
-                    b'S' => {
-                        *skip_to_sync = false;
-                        backend::ready_for_query(&mut self.output, TransactionStatus::Idle);
-                    }
+                    b'S' => self.sync(),
                     b'X' => self.set_phase(Phase::Closed(super::CloseReason::ClientEnded)),
                     _ => {}
                 }
@@ -323,6 +320,9 @@ impl Session {
                 return self.error_then_recover(&err, Some(tag));
             }
         };
+        if self.config.hooks.on_query && self.query_message(&message) {
+            return;
+        }
         let out = &mut self.output;
         match message {
             FrontendMessage::Query { .. } => {
@@ -341,7 +341,7 @@ impl Session {
                 backend::error_response(out, &not_handled("Function calls not yet implemented"));
                 backend::ready_for_query(out, TransactionStatus::Idle);
             }
-            FrontendMessage::Sync => backend::ready_for_query(out, TransactionStatus::Idle),
+            FrontendMessage::Sync => self.sync(),
             // Nothing is buffered on our side, and COPY messages outside COPY are ignored, as
             // PostgreSQL does ("we probably got here because a COPY failed").
             FrontendMessage::Flush

@@ -15,6 +15,10 @@ pub struct HookSet {
     pub on_cancel: bool,
     pub on_authenticated: bool,
     pub on_tls_upgrade: bool,
+    /// `onQuery`: the session implements the query protocols and asks JS to run statements.
+    pub on_query: bool,
+    /// `onDescribe`: describes prepared statements without running them.
+    pub on_describe: bool,
 }
 
 /// TLS for the sessions of a server: with it, SSLRequest gets 'S', direct TLS is accepted, and

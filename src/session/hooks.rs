@@ -9,6 +9,8 @@ use crate::auth::{Credentials, ScramSecret, SecretSource};
 use crate::protocol::{PgError, SqlState};
 use crate::tls::TlsServer;
 
+use super::query::{DescribeCall, Description, QueryCall, QueryOutcome};
+
 /// A hook the session wants to run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HookRequest {
@@ -26,6 +28,10 @@ pub enum HookRequest {
     TlsConfig { sni_server_name: Option<String> },
     /// `onTlsUpgrade(state)`, after the handshake and before the StartupMessage.
     TlsUpgrade,
+    /// `onQuery(query, state)`: run a statement and write its results.
+    Query(Box<QueryCall>),
+    /// `onDescribe({ sql, paramTypes }, state)`: what a prepared statement takes and returns.
+    Describe(Box<DescribeCall>),
 }
 
 impl HookRequest {
@@ -38,6 +44,8 @@ impl HookRequest {
             Self::Authenticated => HookKind::Authenticated,
             Self::TlsConfig { .. } => HookKind::Tls,
             Self::TlsUpgrade => HookKind::TlsUpgrade,
+            Self::Query(_) => HookKind::Query,
+            Self::Describe(_) => HookKind::Describe,
         }
     }
 }
@@ -52,6 +60,8 @@ pub enum HookKind {
     Authenticated,
     Tls,
     TlsUpgrade,
+    Query,
+    Describe,
 }
 
 impl HookKind {
@@ -65,20 +75,27 @@ impl HookKind {
             Self::Authenticated => "authenticated",
             Self::Tls => "tls",
             Self::TlsUpgrade => "tlsUpgrade",
+            Self::Query => "query",
+            Self::Describe => "describe",
         }
     }
 
     /// What an answer from JS means for this kind of hook.
     pub fn result(self, answer: HookAnswer) -> HookResult {
-        let HookAnswer { value, paused, error, tls, scram } = answer;
+        let HookAnswer { value, paused, error, tls, scram, tags, description } = answer;
         if self == Self::Message {
             return HookResult::Messages { handled: value as usize, paused, error };
+        }
+        if self == Self::Query {
+            // A failed statement still reports the results it completed before failing.
+            return HookResult::Query(QueryOutcome { tags, suspended: paused, error });
         }
         if let Some(error) = error {
             return HookResult::Failed(error);
         }
         match self {
-            Self::Message => unreachable!("answered above"),
+            Self::Message | Self::Query => unreachable!("answered above"),
+            Self::Describe => HookResult::Described(description.unwrap_or_default()),
             Self::Startup | Self::Validate => HookResult::Bool(value != 0),
             Self::Authenticated | Self::TlsUpgrade => HookResult::Done,
             Self::ScramSecret => match scram {
@@ -117,6 +134,10 @@ pub struct HookAnswer {
     pub tls: Option<Result<Arc<TlsServer>, PgError>>,
     /// `scramSecret`: what `getScramSecret` returned (`None`: no such user).
     pub scram: Option<ScramAnswer>,
+    /// `query`: the command tags of the results completed (`paused`: PortalSuspended).
+    pub tags: Vec<String>,
+    /// `describe`: what `onDescribe` said.
+    pub description: Option<Description>,
 }
 
 /// A secret as `getScramSecret` gives it (JS turns its object form into a verifier).
@@ -151,6 +172,10 @@ pub enum HookResult {
     Tls(Arc<TlsServer>),
     /// For `ScramSecret`: the user's secret, `None` for an unknown user.
     ScramSecret(Option<SecretSource>),
+    /// For `Query`.
+    Query(QueryOutcome),
+    /// For `Describe`.
+    Described(Description),
     /// The hook threw or rejected.
     Failed(PgError),
 }

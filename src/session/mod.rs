@@ -22,6 +22,7 @@ mod encryption;
 mod flow_tests;
 mod hooks;
 mod offer;
+pub mod query;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,8 @@ enum Pending {
     Authenticated,
     TlsConfig,
     TlsUpgrade,
+    Query,
+    Describe,
 }
 
 pub struct Session {
@@ -150,6 +153,8 @@ pub struct Session {
     backlog: Backlog,
     /// A CancelRequest this connection carried, for the driver to deliver.
     cancel_request: Option<CancelRequest>,
+    /// With `onQuery`: prepared statements and portals (made on the first query message).
+    queries: Option<Box<query::QueryState>>,
 }
 
 /// A CancelRequest as received: the process id and secret key of the connection to cancel.
@@ -185,6 +190,7 @@ impl Session {
             timers,
             backlog: Backlog::default(),
             cancel_request: None,
+            queries: None,
         }
     }
 
@@ -237,6 +243,12 @@ impl Session {
             (Pending::ScramSecret, HookResult::ScramSecret(found)) => self.scram_secret(found),
             (Pending::Authenticated | Pending::TlsUpgrade, HookResult::Done | HookResult::Bool(_)) => {}
             (Pending::TlsConfig, HookResult::Tls(server)) => self.tls_configured(server),
+            (Pending::Query, HookResult::Query(outcome)) => self.query_done(outcome),
+            (Pending::Query, HookResult::Failed(err)) => {
+                self.query_done(query::QueryOutcome { error: Some(err), ..Default::default() })
+            }
+            (Pending::Describe, HookResult::Described(description)) => self.describe_done(Ok(description)),
+            (Pending::Describe, HookResult::Failed(err)) => self.describe_done(Err(err)),
             // No configuration: the handshake cannot finish, and nothing can be said in the
             // clear to a client that is speaking TLS.
             (Pending::TlsConfig, HookResult::Failed(_)) => self.close_tls_failed(),
@@ -506,6 +518,8 @@ impl Session {
             HookRequest::Authenticated => Pending::Authenticated,
             HookRequest::TlsConfig { .. } => Pending::TlsConfig,
             HookRequest::TlsUpgrade => Pending::TlsUpgrade,
+            HookRequest::Query(_) => Pending::Query,
+            HookRequest::Describe(_) => Pending::Describe,
         });
         Step::Hook(request)
     }

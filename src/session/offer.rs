@@ -142,13 +142,14 @@ impl Session {
     /// extended protocol, skip to Sync; otherwise ReadyForQuery.
     pub(super) fn error_then_recover(&mut self, err: &PgError, tag: Option<u8>) {
         backend::error_response(&mut self.output, err);
+        self.transaction_failed();
         match tag {
             Some(tag) if FrontendMessage::is_extended(tag) => {
                 if let Phase::Ready { skip_to_sync, .. } = &mut self.phase {
                     *skip_to_sync = true;
                 }
             }
-            _ => backend::ready_for_query(&mut self.output, backend::TransactionStatus::Idle),
+            _ => backend::ready_for_query(&mut self.output, self.state.transaction_status),
         }
     }
 

@@ -35,4 +35,6 @@ pub struct State {
     /// of its parameters (and client certificate) for its whole life.
     pub client_info: Option<Arc<ClientInfo>>,
     pub tls_info: Option<Arc<TlsInfo>>,
+    /// ReadyForQuery's status as the query API tracks it (`onQuery` only; idle otherwise).
+    pub transaction_status: crate::protocol::backend::TransactionStatus,
 }

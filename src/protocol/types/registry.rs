@@ -86,7 +86,7 @@ impl PgType {
             if *base == oid {
                 return Self { oid, family: *family, element: None, size: *size };
             }
-            if *array == oid {
+            if *array == oid && oid != 0 {
                 return Self { oid, family: *family, element: Some(*base), size: -1 };
             }
         }
@@ -143,6 +143,7 @@ mod tests {
         assert_eq!(PgType::by_oid(1185).family, Family::Timestamptz);
         assert!(PgType::by_oid(1185).is_array());
         assert_eq!(PgType::by_oid(99999).family, Family::Other);
+        assert_eq!(PgType::by_oid(0), PgType { oid: 0, family: Family::Other, element: None, size: -1 });
         assert_eq!(PgType::by_oid(1015).name(), "varchar[]");
     }
 }

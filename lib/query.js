@@ -1,0 +1,549 @@
+'use strict';
+// The JS half of `onQuery`: the session (Rust) speaks the query protocols and asks for a
+// statement to run; this module calls the user's `onQuery`, reads what it returns (rows,
+// iterables, command results, errors) and writes the results with the binding's encoders:
+// RowDescription, DataRows (encoded in Rust, a batch of rows per call), CommandComplete,
+// PortalSuspended. Rows go out as they come, and a client that reads slowly pauses the source.
+//
+// A portal's result lives here, under the cursor id the session gave the portal, until the
+// session reports the portal dropped: Describe may run a statement and Execute go on with its
+// result, and an Execute with a row limit suspends it.
+
+const binding = require('./binding.js');
+const { normalizeError } = require('./values.js');
+
+const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
+const EMPTY_QUERY_RESPONSE = Buffer.from([0x49, 0, 0, 0, 4]);
+const PORTAL_SUSPENDED = Buffer.from([0x73, 0, 0, 0, 4]);
+/** Rows per encoder call. */
+const BATCH_ROWS = 1024;
+/** Bytes gathered before a write: small results leave in one write, big ones in chunks. */
+const WRITE_CHUNK = 64 * 1024;
+/** How long rows of a slow async source wait to be sent with more. */
+const ASYNC_FLUSH_MS = 10;
+/** Commands whose tag carries a row count (INSERT's has an OID 0 before it). */
+const COUNTED = new Set(['SELECT', 'UPDATE', 'DELETE', 'MERGE', 'FETCH', 'MOVE', 'COPY']);
+/** Types whose values are arrays or objects themselves: rows of them are never taken for batches. */
+const NESTED_TYPE = /(\[\]$|^_|^jsonb?$)/i;
+const NESTED_OIDS = new Set([114, 3802, 199, 3807, 1000, 1001, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028,
+  1115, 1182, 1183, 1185, 1187, 1231, 2951]);
+
+/** A command tag: `INSERT 0 1`, `SELECT 3`, `BEGIN`. */
+function commandTag(command, rowCount) {
+  const word = String(command).trim().toUpperCase();
+  if (word === 'INSERT') return `INSERT 0 ${rowCount ?? 0}`;
+  if (COUNTED.has(word)) return `${word} ${rowCount ?? 0}`;
+  return word;
+}
+
+/** The tag of a statement that returned nothing: its own command word, as PostgreSQL names it. */
+function defaultTag(sql) {
+  const word = binding.sqlCommandWord(sql);
+  if (word === 'END') return 'COMMIT';
+  if (word === 'ABORT') return 'ROLLBACK';
+  if (word === 'START') return 'START TRANSACTION';
+  return commandTag(word || 'SELECT', 0);
+}
+
+class QueryError extends Error {
+  constructor(code, message, detail) {
+    super(message);
+    this.code = code;
+    if (detail) this.detail = detail;
+  }
+}
+
+function canceled() {
+  return new QueryError('57014', 'canceling statement due to user request');
+}
+
+function thenOf(value) {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return undefined;
+  const then = value.then;
+  return typeof then === 'function' ? then : undefined;
+}
+
+/** What `onQuery` returned, as a list of results. */
+function resultsOf(value, sql) {
+  if (value === undefined || value === null) return [{ tag: defaultTag(sql) }];
+  if (Array.isArray(value)) return value.map((one) => resultOf(one, sql));
+  return [resultOf(value, sql)];
+}
+
+function resultOf(value, sql) {
+  if (value === undefined || value === null) return { tag: defaultTag(sql) };
+  if (typeof value !== 'object') {
+    throw new QueryError('XX000', `onQuery must return { fields, rows }, { command, rowCount }, an array of those, or nothing; got ${typeof value}`);
+  }
+  if (value.fields === undefined) {
+    if (value.rows !== undefined) throw new QueryError('XX000', 'onQuery returned rows without fields');
+    if (value.command === undefined) throw new QueryError('XX000', 'onQuery returned an object with neither fields nor command');
+    return { tag: commandTag(value.command, value.rowCount) };
+  }
+  if (!Array.isArray(value.fields)) throw new QueryError('XX000', 'the fields of a result must be an array of { name, type }');
+  const fields = value.fields.map((field, i) => {
+    if (field === null || typeof field !== 'object' || (typeof field.type !== 'string' && typeof field.type !== 'number')) {
+      throw new QueryError('XX000', `field ${i + 1} of the result must be { name, type } with a type name or OID`);
+    }
+    return { name: String(field.name ?? `?column?`), type: field.type };
+  });
+  const rows = value.rows ?? [];
+  const isArray = Array.isArray(rows);
+  if (!isArray && typeof rows[Symbol.iterator] !== 'function' && typeof rows[Symbol.asyncIterator] !== 'function') {
+    throw new QueryError('XX000', 'the rows of a result must be an array or an (async) iterable');
+  }
+  const first = fields[0]?.type;
+  const nested = fields.length === 0 || (typeof first === 'number' ? NESTED_OIDS.has(first) : NESTED_TYPE.test(first.trim()));
+  return {
+    fields,
+    rows,
+    isArray,
+    // A yielded array of rows is a batch unless a row's first value could itself be an array.
+    batches: !nested,
+    command: value.command ?? 'SELECT',
+    rowCount: value.rowCount,
+  };
+}
+
+/** Throws the encoder's failure as an error with its SQLSTATE. */
+function check(encoded) {
+  if (Buffer.isBuffer(encoded)) return encoded;
+  throw new QueryError(encoded.code, encoded.message, encoded.detail);
+}
+
+function isRow(value) {
+  if (Array.isArray(value)) return true;
+  return value !== null && typeof value === 'object' && !(value instanceof Date) && !ArrayBuffer.isView(value);
+}
+
+/**
+ * Where results go: pieces gather into one write per chunk; `write()` reports whether the
+ * client keeps up, `writable()` waits until it does (or the connection is gone).
+ */
+class Output {
+  constructor(connection) {
+    this.connection = connection;
+    this.pieces = [];
+    this.size = 0;
+    this.backedUp = false;
+  }
+
+  push(buffer) {
+    this.pieces.push(buffer);
+    this.size += buffer.length;
+    if (this.size >= WRITE_CHUNK) this.flush();
+  }
+
+  flush() {
+    if (this.pieces.length === 0) return;
+    const data = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces, this.size);
+    this.pieces = [];
+    this.size = 0;
+    if (!this.connection._writeQueryOutput(data)) this.backedUp = true;
+  }
+
+  /** Resolves once the client has taken enough of the output (or is gone). */
+  writable() {
+    this.flush();
+    if (!this.backedUp) return undefined;
+    this.backedUp = false;
+    return this.connection._whenWritable();
+  }
+}
+
+/** One running statement's `signal` and the state it aborts. */
+class Run {
+  constructor() {
+    this.controller = undefined;
+    this.aborted = false;
+  }
+
+  get signal() {
+    this.controller ??= new AbortController();
+    if (this.aborted && !this.controller.signal.aborted) this.controller.abort(canceled());
+    return this.controller.signal;
+  }
+
+  abort(reason) {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.controller?.abort(reason);
+  }
+}
+
+/**
+ * A portal's result: its plan (types and formats), its rows (an array and an index, or an
+ * iterator), and whether it has been read to the end.
+ */
+class Cursor {
+  constructor(result, formats) {
+    this.result = result;
+    this.tag = result.tag;
+    this.done = result.fields === undefined;
+    this.completed = false;
+    if (result.fields === undefined) return;
+    const plan = binding.queryPlan(result.fields, formats);
+    if (typeof plan.code === 'string') throw new QueryError(plan.code, plan.message, plan.detail);
+    this.plan = plan;
+    this.rows = result.isArray ? result.rows : undefined;
+    this.index = 0;
+    this.iterator = undefined;
+    this.async = false;
+    /** Rows taken from the iterator but not sent yet (the tail of a batch). */
+    this.held = [];
+  }
+
+  /** The iterator, made on first use. */
+  source() {
+    if (this.iterator === undefined) {
+      const rows = this.result.rows;
+      if (typeof rows[Symbol.asyncIterator] === 'function') {
+        this.iterator = rows[Symbol.asyncIterator]();
+        this.async = true;
+      } else {
+        this.iterator = rows[Symbol.iterator]();
+      }
+    }
+    return this.iterator;
+  }
+
+  /** Lets go of the source: an iterator's `return()` runs its `finally` blocks. */
+  close() {
+    this.done = true;
+    const iterator = this.iterator;
+    this.iterator = undefined;
+    this.rows = undefined;
+    if (iterator && typeof iterator.return === 'function') {
+      try {
+        const result = iterator.return();
+        if (thenOf(result)) result.then(undefined, () => {});
+      } catch {
+        // An iterator that throws on return() has nothing more to give anyway.
+      }
+    }
+  }
+}
+
+/**
+ * Sends up to `limit` rows (0: all) of `cursor` to `out`. Returns the count sent, or a promise
+ * of it once the source is async or the client slow. Loops, not promise chains: a result of
+ * ten million rows must not leave ten million settled promises behind.
+ */
+function sendRows(cursor, limit, out, run) {
+  return cursor.rows !== undefined ? sendFromArray(cursor, limit, out, run) : sendFromIterator(cursor, limit, out, run);
+}
+
+function sendFromArray(cursor, limit, out, run) {
+  const rows = cursor.rows;
+  let sent = 0;
+  const more = () => cursor.index < rows.length && !(limit > 0 && sent >= limit);
+  const chunk = () => {
+    if (run.aborted) throw canceled();
+    let end = Math.min(rows.length, cursor.index + BATCH_ROWS);
+    if (limit > 0) end = Math.min(end, cursor.index + (limit - sent));
+    out.push(check(binding.encodeRows(cursor.plan, rows, cursor.index, end)));
+    sent += end - cursor.index;
+    cursor.index = end;
+  };
+  const settle = () => {
+    if (cursor.index >= rows.length) cursor.done = true;
+    return sent;
+  };
+  while (more()) {
+    chunk();
+    const wait = more() ? out.writable() : undefined;
+    if (wait) {
+      return (async () => {
+        await wait;
+        while (more()) {
+          chunk();
+          const next = more() ? out.writable() : undefined;
+          if (next) await next;
+        }
+        return settle();
+      })();
+    }
+  }
+  return settle();
+}
+
+function sendFromIterator(cursor, limit, out, run) {
+  const iterator = cursor.source();
+  let sent = 0;
+  let batch = cursor.held;
+  cursor.held = [];
+  let timer;
+  const full = () => batch.length >= BATCH_ROWS || (limit > 0 && sent + batch.length >= limit);
+  const reachedLimit = () => limit > 0 && sent >= limit;
+  /** Encodes what is gathered; returns a promise when the client is behind. */
+  const emit = () => {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (batch.length === 0) return undefined;
+    let rows = batch;
+    if (limit > 0 && rows.length > limit - sent) {
+      cursor.held = rows.slice(limit - sent);
+      rows = rows.slice(0, limit - sent);
+    }
+    batch = [];
+    out.push(check(binding.encodeRows(cursor.plan, rows, 0, rows.length)));
+    sent += rows.length;
+    return out.writable();
+  };
+  const take = (item) => {
+    if (cursor.result.batches && Array.isArray(item) && (item.length === 0 || isRow(item[0]))) {
+      for (const row of item) batch.push(row);
+    } else {
+      batch.push(item);
+    }
+  };
+  const finish = () => {
+    cursor.done = cursor.held.length === 0;
+    if (cursor.done) cursor.iterator = undefined;
+    return sent;
+  };
+  /** Waits for an async source; rows gathered meanwhile go out if it takes a while. */
+  const awaitNext = async (next) => {
+    if (batch.length > 0 && timer === undefined) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        try {
+          emit();
+          out.flush();
+        } catch {
+          // A row that does not fit fails the statement when the loop reaches it again.
+        }
+      }, ASYNC_FLUSH_MS);
+    }
+    try {
+      return await next;
+    } finally {
+      if (timer) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+    }
+  };
+  const rest = async (wait, pending) => {
+    if (wait) await wait;
+    if (pending) {
+      const next = await awaitNext(pending);
+      if (next.done) {
+        const last = emit();
+        if (last) await last;
+        return finish();
+      }
+      take(next.value);
+    }
+    for (;;) {
+      if (run.aborted) throw canceled();
+      if (full()) {
+        const w = emit();
+        if (reachedLimit()) return sent;
+        if (w) await w;
+        continue;
+      }
+      let next = iterator.next();
+      if (thenOf(next)) next = await awaitNext(next);
+      if (next.done) {
+        const last = emit();
+        if (last) await last;
+        return finish();
+      }
+      take(next.value);
+    }
+  };
+  for (;;) {
+    if (run.aborted) throw canceled();
+    if (full()) {
+      const wait = emit();
+      if (reachedLimit()) return sent;
+      if (wait) return rest(wait, undefined);
+      continue;
+    }
+    const next = iterator.next();
+    if (thenOf(next)) return rest(undefined, next);
+    if (next.done) {
+      const wait = emit();
+      return wait ? wait.then(finish) : finish();
+    }
+    take(next.value);
+  }
+}
+
+/** The `query` argument of `onQuery`. */
+function queryArgument(event, run) {
+  return {
+    sql: event.sql,
+    params: event.params ?? [],
+    paramTypes: event.paramTypes ?? [],
+    get signal() { return run.signal; },
+  };
+}
+
+/** Calls `onQuery`; `then(value)` gets what it returned, synchronously when it is not a promise. */
+function callOnQuery(connection, event, state, run, then) {
+  const value = connection.options.onQuery(queryArgument(event, run), state, connection);
+  const pending = thenOf(value);
+  if (pending) return pending.call(value, then);
+  return then(value);
+}
+
+/**
+ * Runs what a `query` event asks and returns the reply for the session (or a promise of it).
+ * Never throws: a failure is the reply's `error`, after the results that completed.
+ */
+function runQuery(connection, event, state) {
+  const cursors = connection._cursors ??= new Map();
+  for (const id of event.dropped ?? []) {
+    cursors.get(id)?.close();
+    cursors.delete(id);
+  }
+  const run = new Run();
+  connection._run = run;
+  const out = new Output(connection);
+  const tags = [];
+  const fail = (err) => {
+    out.flush();
+    if (event.cursor) {
+      cursors.get(event.cursor)?.close();
+      cursors.delete(event.cursor);
+    }
+    const error = run.aborted ? normalizeError(canceled()) : normalizeError(err);
+    return { value: 0, tags, error };
+  };
+  const finish = (reply) => {
+    if (connection._run === run) connection._run = undefined;
+    out.flush();
+    return reply;
+  };
+  try {
+    const reply = event.mode === 'simple'
+      ? runSimple(connection, event, state, run, out, tags)
+      : runPortal(connection, event, state, run, out, tags, cursors);
+    if (thenOf(reply)) return reply.then(finish, (err) => finish(fail(err)));
+    return finish(reply);
+  } catch (err) {
+    return finish(fail(err));
+  }
+}
+
+function runSimple(connection, event, state, run, out, tags) {
+  return callOnQuery(connection, event, state, run, (value) => {
+    const results = resultsOf(value, event.sql);
+    let i = 0;
+    const next = () => {
+      while (i < results.length) {
+        const cursor = new Cursor(results[i], null);
+        i += 1;
+        if (cursor.done) {
+          out.push(binding.encodeCommandComplete(cursor.tag));
+          tags.push(cursor.tag);
+          continue;
+        }
+        out.push(binding.planRowDescription(cursor.plan));
+        const sent = sendRows(cursor, 0, out, run);
+        const complete = (count) => {
+          const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? count);
+          out.push(binding.encodeCommandComplete(tag));
+          tags.push(tag);
+        };
+        if (thenOf(sent)) {
+          return sent.then((count) => {
+            complete(count);
+            return next();
+          });
+        }
+        complete(sent);
+      }
+      if (results.length === 0) out.push(EMPTY_QUERY_RESPONSE);
+      return { value: 0, tags };
+    };
+    return next();
+  });
+}
+
+function runPortal(connection, event, state, run, out, tags, cursors) {
+  const existing = event.resume ? cursors.get(event.cursor) : undefined;
+  const go = (cursor) => {
+    if (event.mode === 'describe') {
+      out.push(cursor.plan ? binding.planRowDescription(cursor.plan) : NO_DATA);
+      return { value: 0, tags };
+    }
+    if (cursor.plan === undefined) {
+      // A command: CommandComplete for each Execute.
+      out.push(binding.encodeCommandComplete(cursor.tag));
+      tags.push(cursor.tag);
+      return { value: 0, tags };
+    }
+    if (cursor.done) {
+      const tag = commandTag(cursor.result.command, 0);
+      out.push(binding.encodeCommandComplete(tag));
+      tags.push(tag);
+      return { value: 0, tags };
+    }
+    const limit = event.maxRows ?? 0;
+    const sent = sendRows(cursor, limit, out, run);
+    const complete = (count) => {
+      if (!cursor.done) {
+        out.push(PORTAL_SUSPENDED);
+        return { value: 0, tags, suspended: true };
+      }
+      const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? count);
+      out.push(binding.encodeCommandComplete(tag));
+      tags.push(tag);
+      return { value: 0, tags };
+    };
+    return thenOf(sent) ? sent.then(complete) : complete(sent);
+  };
+  if (existing) return go(existing);
+  return callOnQuery(connection, event, state, run, (value) => {
+    const results = resultsOf(value, event.sql);
+    if (results.length !== 1) {
+      throw new QueryError('XX000', `a prepared statement gives one result; onQuery returned ${results.length}`);
+    }
+    const cursor = new Cursor(results[0], event.resultFormats);
+    cursors.set(event.cursor, cursor);
+    return go(cursor);
+  });
+}
+
+/** The reply to a `describe` event, from what `onDescribe` returned. */
+function describeReply(value) {
+  if (value === undefined || value === null) return { value: 0, paramTypes: [], fields: [] };
+  if (typeof value !== 'object') throw new TypeError('onDescribe must return { paramTypes?, fields? }');
+  const paramTypes = (value.paramTypes ?? []).map((type) => typeOid(type));
+  const fields = (value.fields ?? []).map((field, i) => {
+    if (field === null || typeof field !== 'object' || (typeof field.type !== 'string' && typeof field.type !== 'number')) {
+      throw new TypeError(`field ${i + 1} from onDescribe must be { name, type } with a type name or OID`);
+    }
+    return { name: String(field.name ?? '?column?'), type: field.type };
+  });
+  return { value: 0, paramTypes, fields };
+}
+
+/** A parameter type given by name or OID, as an OID (through the binding's one type table). */
+function typeOid(type) {
+  if (typeof type === 'number') return type;
+  const plan = binding.queryPlan([{ name: 'p', type: String(type) }], null);
+  if (plan && typeof plan.code === 'string') throw new QueryError(plan.code, plan.message);
+  return binding.planTypeOid(plan, 0);
+}
+
+/** The connection is gone or a CancelRequest came: the running statement stops. */
+function abortRunning(connection, reason) {
+  connection._run?.abort(reason);
+}
+
+/** The connection closed: every portal's source is let go. */
+function dropCursors(connection) {
+  abortRunning(connection);
+  const cursors = connection._cursors;
+  if (!cursors) return;
+  connection._cursors = undefined;
+  for (const cursor of cursors.values()) cursor.close();
+}
+
+module.exports = { runQuery, describeReply, abortRunning, dropCursors, commandTag };

@@ -1,0 +1,329 @@
+//! The query API's binding: row plans and the row encoder JS calls while `onQuery` streams a
+//! result (one call per batch of rows, never one per value), and the conversions of query
+//! events and replies.
+
+use std::ffi::CString;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use napi::bindgen_prelude::*;
+use napi::{sys, JsValue};
+use napi_derive::napi;
+
+use super::js::{Js, Raw};
+use crate::protocol::backend::{self, ColumnDescription};
+use crate::protocol::types::{self, Family, PgType, Value};
+use crate::protocol::{PgError, SqlState};
+use crate::session::query::Description;
+
+/// A result field as `onQuery` / `onDescribe` give it: a name and a type (a PostgreSQL type
+/// name or an OID).
+#[napi(object)]
+pub struct FieldInput {
+    pub name: String,
+    #[napi(js_name = "type", ts_type = "string | number")]
+    pub type_: Either<String, f64>,
+}
+
+/// What the encoders answer instead of bytes when a value does not fit.
+#[napi(object)]
+pub struct EncodeFailure {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl From<PgError> for EncodeFailure {
+    fn from(err: PgError) -> Self {
+        let detail = err.fields.iter().find(|(f, _)| *f == b'D').map(|(_, d)| d.clone());
+        Self { code: err.code.to_string(), message: err.message, detail }
+    }
+}
+
+fn resolve(field: &FieldInput) -> std::result::Result<PgType, PgError> {
+    match &field.type_ {
+        Either::A(name) => PgType::by_name(name).ok_or_else(|| {
+            PgError::error(SqlState::UNDEFINED_OBJECT, format!("type \"{name}\" does not exist"))
+                .with_detail(format!("in the type of field \"{}\"", field.name))
+        }),
+        Either::B(oid) if oid.fract() == 0.0 && *oid > 0.0 && *oid <= u32::MAX as f64 => Ok(PgType::by_oid(*oid as u32)),
+        Either::B(oid) => Err(PgError::error(SqlState::UNDEFINED_OBJECT, format!("type with OID {oid} does not exist"))),
+    }
+}
+
+/// RowDescription columns for fields (text format), or why a type is unknown.
+pub fn describe_fields(fields: &[FieldInput]) -> std::result::Result<Vec<ColumnDescription>, PgError> {
+    fields
+        .iter()
+        .map(|f| {
+            let ty = resolve(f)?;
+            Ok(ColumnDescription { name: f.name.clone(), type_oid: ty.oid, type_size: ty.size, format: 0 })
+        })
+        .collect()
+}
+
+/// `onDescribe`'s answer, in the session's terms.
+pub fn description(param_types: Option<Vec<u32>>, fields: Option<Vec<FieldInput>>) -> std::result::Result<Description, PgError> {
+    Ok(Description { param_types: param_types.unwrap_or_default(), columns: describe_fields(&fields.unwrap_or_default())? })
+}
+
+struct PlanColumn {
+    ty: PgType,
+    binary: bool,
+    key: CString,
+    name: String,
+}
+
+/// How one result's rows are encoded: each field's type and format, and its RowDescription.
+pub struct RowPlan {
+    columns: Vec<PlanColumn>,
+    row_description: Vec<u8>,
+}
+
+/// A plan for `fields` with Bind's result format codes (none: all text; one: for all; else
+/// one per field).
+#[napi(catch_unwind)]
+pub fn query_plan(fields: Vec<FieldInput>, formats: Option<Vec<i32>>) -> Either<External<RowPlan>, EncodeFailure> {
+    match plan(fields, formats.unwrap_or_default()) {
+        Ok(plan) => Either::A(External::new(plan)),
+        Err(err) => Either::B(err.into()),
+    }
+}
+
+fn plan(fields: Vec<FieldInput>, formats: Vec<i32>) -> std::result::Result<RowPlan, PgError> {
+    if formats.len() > 1 && formats.len() != fields.len() {
+        return Err(PgError::error(
+            SqlState::PROTOCOL_VIOLATION,
+            format!("bind message has {} result formats but query has {} columns", formats.len(), fields.len()),
+        ));
+    }
+    if fields.len() > 1664 {
+        return Err(PgError::error(SqlState::PROGRAM_LIMIT_EXCEEDED, "target lists can have at most 1664 entries"));
+    }
+    let mut columns = Vec::with_capacity(fields.len());
+    let mut descriptions = Vec::with_capacity(fields.len());
+    for (i, field) in fields.iter().enumerate() {
+        let ty = resolve(field)?;
+        let binary = match formats.as_slice() {
+            [] => false,
+            [one] => *one == 1,
+            many => many[i] == 1,
+        };
+        if binary && !ty.has_binary() {
+            return Err(types::no_binary(ty));
+        }
+        let key = CString::new(field.name.replace('\0', "")).unwrap_or_default();
+        columns.push(PlanColumn { ty, binary, key, name: field.name.clone() });
+        descriptions.push(ColumnDescription {
+            name: field.name.clone(),
+            type_oid: ty.oid,
+            type_size: ty.size,
+            format: i16::from(binary),
+        });
+    }
+    let mut out = BytesMut::new();
+    backend::row_description(&mut out, &descriptions);
+    Ok(RowPlan { columns, row_description: out.to_vec() })
+}
+
+/// The plan's RowDescription message.
+#[napi(catch_unwind)]
+pub fn plan_row_description(plan: &External<RowPlan>) -> Buffer {
+    plan.row_description.clone().into()
+}
+
+/// How many fields the plan has.
+#[napi(catch_unwind)]
+pub fn plan_width(plan: &External<RowPlan>) -> u32 {
+    plan.columns.len() as u32
+}
+
+/// DataRow messages for `rows[start..end]` (each an array of values in field order, or an
+/// object keyed by field name), or the first value that does not fit its field.
+#[napi(catch_unwind)]
+pub fn encode_rows(
+    env: Env,
+    plan: &External<RowPlan>,
+    rows: Unknown,
+    start: u32,
+    end: u32,
+) -> Result<Either<Buffer, EncodeFailure>> {
+    let js = Js { env: env.raw() };
+    let rows = rows.value().value;
+    let end = end.min(js.array_len(rows)?);
+    let mut out = BytesMut::with_capacity(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
+    for i in start..end {
+        let row = js.element(rows, i)?;
+        if let Err(err) = data_row(js, plan, row, &mut out)? {
+            let err = err.with_detail(format!("in row {} of the result", i + 1));
+            return Ok(Either::B(err.into()));
+        }
+    }
+    Ok(Either::A(out.to_vec().into()))
+}
+
+/// Appends one DataRow. The outer `Result` is an N-API failure, the inner one a value that does
+/// not fit.
+fn data_row(js: Js, plan: &RowPlan, row: Raw, out: &mut BytesMut) -> Result<std::result::Result<(), PgError>> {
+    let start = out.len();
+    out.put_u8(b'D');
+    out.put_i32(0);
+    out.put_i16(plan.columns.len() as i16);
+    let is_array = js.is_array(row)?;
+    if is_array {
+        let len = js.array_len(row)?;
+        if len as usize != plan.columns.len() {
+            out.truncate(start);
+            return Ok(Err(PgError::error(
+                SqlState::INTERNAL_ERROR,
+                format!("a row has {len} values but the result has {} fields", plan.columns.len()),
+            )));
+        }
+    } else if js.type_of(row)? != sys::ValueType::napi_object {
+        out.truncate(start);
+        return Ok(Err(PgError::error(SqlState::INTERNAL_ERROR, "a row must be an array or an object")));
+    }
+    for (i, column) in plan.columns.iter().enumerate() {
+        let cell = if is_array { js.element(row, i as u32)? } else { js.named(row, &column.key)? };
+        let value = match cell_value(js, cell, column.ty)? {
+            Ok(value) => value,
+            Err(err) => {
+                out.truncate(start);
+                return Ok(Err(err.with_detail(format!("in field \"{}\"", column.name))));
+            }
+        };
+        if let Err(err) = types::encode(out, column.ty, column.binary, &value) {
+            out.truncate(start);
+            return Ok(Err(err.with_detail(format!("in field \"{}\"", column.name))));
+        }
+    }
+    let len = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(Ok(()))
+}
+
+fn not_convertible(ty: PgType, what: &str) -> PgError {
+    PgError::error(SqlState::INVALID_TEXT_REPRESENTATION, format!("a JS {what} cannot be a value of type {}", ty.name()))
+}
+
+/// A cell as a [`Value`] for a column of type `ty`.
+fn cell_value(js: Js, v: Raw, ty: PgType) -> Result<std::result::Result<Value, PgError>> {
+    use sys::ValueType as T;
+    let json = matches!(ty.family, Family::Json | Family::Jsonb) && !ty.is_array();
+    let t = js.type_of(v)?;
+    Ok(Ok(match t {
+        T::napi_undefined | T::napi_null => Value::Null,
+        T::napi_string => Value::Text(js.string(v)?),
+        _ if json => match js.json_stringify(v) {
+            Ok(Some(text)) => Value::Text(text),
+            Ok(None) | Err(_) => return Ok(Err(not_convertible(ty, "value JSON.stringify refuses"))),
+        },
+        T::napi_boolean => Value::Bool(js.bool(v)?),
+        T::napi_number => Value::Number(js.f64(v)?),
+        T::napi_bigint => match js.bigint(v)? {
+            Some(n) => Value::BigInt(n),
+            None => {
+                return Ok(Err(PgError::error(
+                    SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("a bigint out of range for type {}", ty.name()),
+                )))
+            }
+        },
+        T::napi_object => {
+            if let Some(ms) = js.date(v)? {
+                Value::Date(ms)
+            } else if let Some(bytes) = js.bytes(v)? {
+                Value::Bytes(bytes)
+            } else if js.is_array(v)? {
+                if !ty.is_array() {
+                    return Ok(Err(not_convertible(ty, "array")));
+                }
+                let element = ty.element_type();
+                let len = js.array_len(v)?;
+                let mut items = Vec::with_capacity(len as usize);
+                for i in 0..len {
+                    let item = js.element(v, i)?;
+                    if js.is_array(item)? {
+                        return Ok(Err(PgError::error(
+                            SqlState::FEATURE_NOT_SUPPORTED,
+                            "only one-dimensional arrays are supported",
+                        )));
+                    }
+                    match cell_value(js, item, element)? {
+                        Ok(value) => items.push(value),
+                        Err(err) => return Ok(Err(err)),
+                    }
+                }
+                Value::Array(items)
+            } else if ty.family == Family::Interval {
+                match js.interval(v)? {
+                    Some(interval) => Value::Interval(interval),
+                    None => return Ok(Err(not_convertible(ty, "object without interval fields"))),
+                }
+            } else {
+                return Ok(Err(not_convertible(ty, "object")));
+            }
+        }
+        _ => return Ok(Err(not_convertible(ty, "function or symbol"))),
+    }))
+}
+
+/// CommandComplete.
+#[napi(catch_unwind)]
+pub fn encode_command_complete(tag: String) -> Buffer {
+    let mut out = BytesMut::new();
+    backend::command_complete(&mut out, &tag);
+    out.to_vec().into()
+}
+
+/// The command word of SQL (`SELECT`, `INSERT` ...), for default command tags.
+#[napi(catch_unwind)]
+pub fn sql_command_word(sql: String) -> String {
+    crate::session::query::command_word(&sql)
+}
+
+/// How many top-level statements the SQL holds.
+#[napi(catch_unwind)]
+pub fn sql_statement_count(sql: String) -> u32 {
+    crate::session::query::split_statements(&sql).len() as u32
+}
+
+/// Bind parameters on their way to JS, converted on the JS thread.
+pub struct ParamValues(pub Arc<Vec<Value>>);
+
+impl ToNapiValue for ParamValues {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let js = Js { env };
+        let mut array = std::ptr::null_mut();
+        let status = unsafe { sys::napi_create_array_with_length(env, val.0.len(), &mut array) };
+        if status != sys::Status::napi_ok {
+            return Err(Error::new(Status::GenericFailure, "could not make the parameters array"));
+        }
+        for (i, value) in val.0.iter().enumerate() {
+            let element = js.value(value)?;
+            unsafe { sys::napi_set_element(env, array, i as u32, element) };
+        }
+        Ok(array)
+    }
+}
+
+impl TypeName for ParamValues {
+    fn type_name() -> &'static str {
+        "unknown[]"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl FromNapiValue for ParamValues {
+    unsafe fn from_napi_value(_env: sys::napi_env, _value: sys::napi_value) -> Result<Self> {
+        Err(Error::new(Status::InvalidArg, "parameters only go from Rust to JS"))
+    }
+}
+
+/// The OID of field `index` of a plan (how JS turns a type name into an OID).
+#[napi(catch_unwind)]
+pub fn plan_type_oid(plan: &External<RowPlan>, index: u32) -> u32 {
+    plan.columns.get(index as usize).map(|c| c.ty.oid).unwrap_or(0)
+}

@@ -1,0 +1,521 @@
+//! The query API (`onQuery`): the session speaks the simple and the extended query protocol
+//! itself, as PostgreSQL does — prepared statements and portals per connection, Parse / Bind /
+//! Describe / Execute / Close / Sync / Flush, errors that skip to Sync, and the transaction
+//! status of ReadyForQuery — and asks JS only to run a statement (`onQuery`) or to describe
+//! one (`onDescribe`).
+//!
+//! What a statement returns is written by JS with the encoders of the binding (rows cross in
+//! batches and are encoded in Rust), straight into the connection's output while the hook
+//! runs, so results stream. A portal's result stays in JS under a cursor id until the portal
+//! is destroyed; the session tells JS which cursors it dropped with its next call.
+
+mod sql;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{HookRequest, Phase, Session};
+use crate::protocol::backend::{self, ColumnDescription, TransactionStatus};
+use crate::protocol::frontend::{FrontendMessage, Target};
+use crate::protocol::types::{self, PgType, Value};
+use crate::protocol::{PgError, SqlState};
+pub use sql::{command_word, split_statements};
+use sql::{exits_failed_transaction, max_parameter, tx_effect, TxEffect};
+
+/// PostgreSQL's limit on the parameters of one statement.
+const MAX_PARAMETERS: usize = 65_535;
+
+/// How a statement is to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryMode {
+    /// A simple Query: RowDescription, rows and CommandComplete for each result.
+    Simple,
+    /// Describe of a portal: run it, keep the result, send its RowDescription (or NoData).
+    Describe,
+    /// Execute of a portal: rows (at most `max_rows`, 0 for all), then CommandComplete or
+    /// PortalSuspended.
+    Execute { max_rows: u32 },
+}
+
+/// `onQuery` for one statement (or, for a simple Query, one query string).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryCall {
+    pub sql: Arc<str>,
+    pub params: Arc<Vec<Value>>,
+    pub param_types: Arc<Vec<u32>>,
+    /// Bind's result format codes (0 text, 1 binary): none, one for all, or one per column.
+    pub result_formats: Arc<Vec<i16>>,
+    pub mode: QueryMode,
+    /// The portal's cursor id (0 for a simple Query, whose result is not kept).
+    pub cursor: u32,
+    /// JS already holds this cursor's result (an earlier Describe or a suspended Execute).
+    pub resume: bool,
+    /// Cursors of portals destroyed since the last call: JS lets go of their results.
+    pub dropped: Vec<u32>,
+}
+
+impl Eq for QueryCall {}
+
+/// `onDescribe` for a prepared statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescribeCall {
+    pub sql: Arc<str>,
+    pub param_types: Vec<u32>,
+}
+
+/// What a statement's run came to.
+#[derive(Debug, Default)]
+pub struct QueryOutcome {
+    /// The command tags of the results completed, in order.
+    pub tags: Vec<String>,
+    /// Execute stopped at its row limit (PortalSuspended was sent).
+    pub suspended: bool,
+    /// The statement failed after the results in `tags`.
+    pub error: Option<PgError>,
+}
+
+/// What `onDescribe` said of a statement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Description {
+    pub param_types: Vec<u32>,
+    /// Format codes are 0: a statement's formats are not known before Bind.
+    pub columns: Vec<ColumnDescription>,
+}
+
+struct Statement {
+    sql: Arc<str>,
+    param_types: Vec<u32>,
+    described: Option<Arc<Description>>,
+}
+
+struct Portal {
+    sql: Arc<str>,
+    params: Arc<Vec<Value>>,
+    param_types: Arc<Vec<u32>>,
+    result_formats: Arc<Vec<i16>>,
+    cursor: u32,
+    /// JS holds a result for this cursor.
+    used: bool,
+}
+
+/// What the hook now running was asked for.
+enum Running {
+    Simple { effects: Vec<TxEffect> },
+    Execute { portal: String },
+    DescribePortal { portal: String },
+    DescribeStatement { name: String },
+}
+
+/// Statements, portals and cursors of one connection.
+#[derive(Default)]
+pub struct QueryState {
+    statements: HashMap<String, Statement>,
+    portals: HashMap<String, Portal>,
+    last_cursor: u32,
+    dropped: Vec<u32>,
+    running: Option<Running>,
+}
+
+impl QueryState {
+    fn next_cursor(&mut self) -> u32 {
+        self.last_cursor = self.last_cursor.wrapping_add(1).max(1);
+        self.last_cursor
+    }
+
+    fn drop_portal(&mut self, name: &str) {
+        if let Some(portal) = self.portals.remove(name) {
+            if portal.used {
+                self.dropped.push(portal.cursor);
+            }
+        }
+    }
+
+    /// The end of a transaction destroys its portals.
+    fn drop_all_portals(&mut self) {
+        for (_, portal) in self.portals.drain() {
+            if portal.used {
+                self.dropped.push(portal.cursor);
+            }
+        }
+    }
+}
+
+fn aborted_transaction() -> PgError {
+    PgError::error(
+        SqlState::IN_FAILED_SQL_TRANSACTION,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
+fn protocol_violation(message: String) -> PgError {
+    PgError::error(SqlState::PROTOCOL_VIOLATION, message)
+}
+
+fn statement_label(name: &str) -> String {
+    if name.is_empty() {
+        "unnamed prepared statement".into()
+    } else {
+        format!("prepared statement \"{name}\"")
+    }
+}
+
+impl Session {
+    fn queries(&mut self) -> &mut QueryState {
+        self.queries.get_or_insert_with(Default::default)
+    }
+
+    fn transaction(&self) -> TransactionStatus {
+        self.state.transaction_status
+    }
+
+    fn set_transaction(&mut self, status: TransactionStatus) {
+        if self.state.transaction_status != status {
+            self.state.transaction_status = status;
+            self.state_version += 1;
+        }
+    }
+
+    fn apply_effect(&mut self, effect: TxEffect) {
+        match effect {
+            TxEffect::Begin if self.transaction() == TransactionStatus::Idle => {
+                self.set_transaction(TransactionStatus::InTransaction)
+            }
+            TxEffect::End => {
+                self.set_transaction(TransactionStatus::Idle);
+                self.queries().drop_all_portals();
+            }
+            TxEffect::RollbackToSavepoint if self.transaction() == TransactionStatus::Failed => {
+                self.set_transaction(TransactionStatus::InTransaction)
+            }
+            _ => {}
+        }
+    }
+
+    /// An error inside a transaction block fails it until it ends.
+    pub(super) fn transaction_failed(&mut self) {
+        if self.transaction() == TransactionStatus::InTransaction {
+            self.set_transaction(TransactionStatus::Failed);
+        }
+    }
+
+    /// An ERROR for an extended-protocol message: skip to Sync.
+    fn extended_error(&mut self, err: PgError, tag: u8) {
+        self.error_then_recover(&err, Some(tag));
+    }
+
+    /// Handles a query message when `onQuery` exists; false for messages it leaves to the
+    /// built-ins (Sync in skip mode, Terminate, COPY, FunctionCall ...).
+    pub(super) fn query_message(&mut self, message: &FrontendMessage) -> bool {
+        match message {
+            FrontendMessage::Query { sql } => self.simple_query(sql),
+            FrontendMessage::Parse { name, sql, param_types } => self.parse(name, sql, param_types),
+            FrontendMessage::Bind { portal, statement, param_formats, params, result_formats } => {
+                self.bind(portal, statement, param_formats, params, result_formats)
+            }
+            FrontendMessage::Describe { target: Target::Statement, name } => self.describe_statement(name),
+            FrontendMessage::Describe { target: Target::Portal, name } => self.describe_portal(name),
+            FrontendMessage::Execute { portal, max_rows } => self.execute(portal, *max_rows),
+            FrontendMessage::Close { target, name } => {
+                let queries = self.queries();
+                match target {
+                    Target::Statement => {
+                        queries.statements.remove(*name);
+                    }
+                    Target::Portal => queries.drop_portal(name),
+                }
+                backend::empty(&mut self.output, backend::CLOSE_COMPLETE);
+            }
+            FrontendMessage::Sync => self.sync(),
+            // Everything is written as soon as it is made: nothing to flush.
+            FrontendMessage::Flush => {}
+            _ => return false,
+        }
+        true
+    }
+
+    /// Sync: the end of an implicit transaction destroys its portals; then ReadyForQuery.
+    pub(super) fn sync(&mut self) {
+        if let Phase::Ready { skip_to_sync, .. } = &mut self.phase {
+            *skip_to_sync = false;
+        }
+        if self.transaction() == TransactionStatus::Idle {
+            if let Some(queries) = self.queries.as_mut() {
+                queries.drop_all_portals();
+            }
+        }
+        backend::ready_for_query(&mut self.output, self.state.transaction_status);
+    }
+
+    fn simple_query(&mut self, sql: &str) {
+        let statements = split_statements(sql);
+        let queries = self.queries();
+        // As in PostgreSQL, a simple Query replaces the unnamed statement and portal.
+        queries.statements.remove("");
+        queries.drop_portal("");
+        if statements.is_empty() {
+            backend::empty(&mut self.output, backend::EMPTY_QUERY_RESPONSE);
+            backend::ready_for_query(&mut self.output, self.state.transaction_status);
+            return;
+        }
+        if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(statements[0]) {
+            backend::error_response(&mut self.output, &aborted_transaction());
+            backend::ready_for_query(&mut self.output, self.state.transaction_status);
+            return;
+        }
+        let effects = statements.iter().map(|s| tx_effect(s)).collect();
+        let queries = self.queries();
+        queries.running = Some(Running::Simple { effects });
+        let dropped = std::mem::take(&mut queries.dropped);
+        self.queued = Some(HookRequest::Query(Box::new(QueryCall {
+            sql: sql.into(),
+            params: Arc::default(),
+            param_types: Arc::default(),
+            result_formats: Arc::default(),
+            mode: QueryMode::Simple,
+            cursor: 0,
+            resume: false,
+            dropped,
+        })));
+    }
+
+    fn parse(&mut self, name: &str, sql: &str, declared: &[i32]) {
+        if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(sql) {
+            return self.extended_error(aborted_transaction(), b'P');
+        }
+        if !name.is_empty() && self.queries().statements.contains_key(name) {
+            let err = PgError::error(
+                SqlState::DUPLICATE_PREPARED_STATEMENT,
+                format!("prepared statement \"{name}\" already exists"),
+            );
+            return self.extended_error(err, b'P');
+        }
+        if split_statements(sql).len() > 1 {
+            let err = PgError::error(SqlState::SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement");
+            return self.extended_error(err, b'P');
+        }
+        let count = declared.len().max(max_parameter(sql));
+        if count > MAX_PARAMETERS {
+            let err = protocol_violation(format!("too many parameters: {count} (at most {MAX_PARAMETERS})"));
+            return self.extended_error(err, b'P');
+        }
+        let mut param_types: Vec<u32> = declared.iter().map(|&t| t as u32).collect();
+        param_types.resize(count, 0);
+        let statement = Statement { sql: sql.into(), param_types, described: None };
+        self.queries().statements.insert(name.to_string(), statement);
+        backend::empty(&mut self.output, backend::PARSE_COMPLETE);
+    }
+
+    fn bind(
+        &mut self,
+        portal: &str,
+        statement: &str,
+        param_formats: &[i16],
+        params: &[Option<&[u8]>],
+        result_formats: &[i16],
+    ) {
+        let Some(found) = self.queries().statements.get(statement) else {
+            let err = PgError::error(
+                SqlState::INVALID_SQL_STATEMENT_NAME,
+                format!("{} does not exist", statement_label(statement)),
+            );
+            return self.extended_error(err, b'B');
+        };
+        let (sql, param_types) = (found.sql.clone(), found.param_types.clone());
+        if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(&sql) {
+            return self.extended_error(aborted_transaction(), b'B');
+        }
+        if param_formats.len() > 1 && param_formats.len() != params.len() {
+            let err = protocol_violation(format!(
+                "bind message has {} parameter formats but {} parameters",
+                param_formats.len(),
+                params.len()
+            ));
+            return self.extended_error(err, b'B');
+        }
+        if params.len() != param_types.len() {
+            let err = protocol_violation(format!(
+                "bind message supplies {} parameters, but {} requires {}",
+                params.len(),
+                statement_label(statement),
+                param_types.len()
+            ));
+            return self.extended_error(err, b'B');
+        }
+        if let Some(bad) = param_formats.iter().chain(result_formats).find(|f| !matches!(f, 0 | 1)) {
+            let err = PgError::error(SqlState::INVALID_PARAMETER_VALUE, format!("unsupported format code: {bad}"));
+            return self.extended_error(err, b'B');
+        }
+        if !portal.is_empty() && self.queries().portals.contains_key(portal) {
+            let err = PgError::error(SqlState::DUPLICATE_CURSOR, format!("portal \"{portal}\" already exists"));
+            return self.extended_error(err, b'B');
+        }
+        let mut values = Vec::with_capacity(params.len());
+        for (i, param) in params.iter().enumerate() {
+            let binary = match param_formats {
+                [] => false,
+                [one] => *one == 1,
+                many => many[i] == 1,
+            };
+            let value = match param {
+                None => Value::Null,
+                Some(bytes) => match types::decode(PgType::by_oid(param_types[i]), binary, bytes, i + 1) {
+                    Ok(value) => value,
+                    Err(err) => return self.extended_error(err, b'B'),
+                },
+            };
+            values.push(value);
+        }
+        let queries = self.queries();
+        queries.drop_portal(portal);
+        let cursor = queries.next_cursor();
+        queries.portals.insert(portal.to_string(), Portal {
+            sql,
+            params: Arc::new(values),
+            param_types: Arc::new(param_types),
+            result_formats: Arc::new(result_formats.to_vec()),
+            cursor,
+            used: false,
+        });
+        backend::empty(&mut self.output, backend::BIND_COMPLETE);
+    }
+
+    fn describe_statement(&mut self, name: &str) {
+        let on_describe = self.config.hooks.on_describe;
+        let Some(statement) = self.queries().statements.get(name) else {
+            let err =
+                PgError::error(SqlState::INVALID_SQL_STATEMENT_NAME, format!("{} does not exist", statement_label(name)));
+            return self.extended_error(err, b'D');
+        };
+        if let Some(described) = statement.described.clone() {
+            return self.write_description(&described);
+        }
+        if !on_describe {
+            // Nothing can say what the statement returns without running it: parameters of
+            // unknown type are text, and the statement is described as returning no rows.
+            let param_types = statement.param_types.iter().map(|&t| if t == 0 { types::registry::TEXT.oid } else { t });
+            let description = Description { param_types: param_types.collect(), columns: Vec::new() };
+            return self.write_description(&description);
+        }
+        let call = DescribeCall { sql: statement.sql.clone(), param_types: statement.param_types.clone() };
+        self.queries().running = Some(Running::DescribeStatement { name: name.to_string() });
+        self.queued = Some(HookRequest::Describe(Box::new(call)));
+    }
+
+    fn write_description(&mut self, description: &Description) {
+        backend::parameter_description(&mut self.output, &description.param_types);
+        if description.columns.is_empty() {
+            backend::empty(&mut self.output, backend::NO_DATA);
+        } else {
+            backend::row_description(&mut self.output, &description.columns);
+        }
+    }
+
+    /// `onDescribe` answered for the statement of `Running::DescribeStatement`.
+    pub(super) fn describe_done(&mut self, result: Result<Description, PgError>) {
+        let Some(Running::DescribeStatement { name }) = self.queries().running.take() else { return };
+        let mut description = match result {
+            Ok(description) => description,
+            Err(err) => return self.query_error(err, b'D'),
+        };
+        let Some(statement) = self.queries().statements.get_mut(&name) else { return };
+        // Types the client declared stand; `onDescribe` fills in the ones it left open.
+        let mut param_types = statement.param_types.clone();
+        for (i, t) in param_types.iter_mut().enumerate() {
+            if *t == 0 {
+                *t = description.param_types.get(i).copied().filter(|&t| t != 0).unwrap_or(types::registry::TEXT.oid);
+            }
+        }
+        statement.param_types = param_types.clone();
+        description.param_types = param_types;
+        for column in &mut description.columns {
+            column.format = 0;
+        }
+        let description = Arc::new(description);
+        statement.described = Some(description.clone());
+        self.write_description(&description);
+    }
+
+    fn portal_call(&mut self, name: &str, mode: QueryMode, tag: u8) -> Option<QueryCall> {
+        let queries = self.queries();
+        let Some(portal) = queries.portals.get(name) else {
+            let err = PgError::error(SqlState::INVALID_CURSOR_NAME, format!("portal \"{name}\" does not exist"));
+            self.extended_error(err, tag);
+            return None;
+        };
+        let call = QueryCall {
+            sql: portal.sql.clone(),
+            params: portal.params.clone(),
+            param_types: portal.param_types.clone(),
+            result_formats: portal.result_formats.clone(),
+            mode,
+            cursor: portal.cursor,
+            resume: portal.used,
+            dropped: std::mem::take(&mut queries.dropped),
+        };
+        Some(call)
+    }
+
+    fn describe_portal(&mut self, name: &str) {
+        if let Some(call) = self.portal_call(name, QueryMode::Describe, b'D') {
+            self.queries().running = Some(Running::DescribePortal { portal: name.to_string() });
+            self.queued = Some(HookRequest::Query(Box::new(call)));
+        }
+    }
+
+    fn execute(&mut self, name: &str, max_rows: i32) {
+        let mode = QueryMode::Execute { max_rows: max_rows.max(0) as u32 };
+        let Some(call) = self.portal_call(name, mode, b'E') else { return };
+        if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(&call.sql) {
+            // The cursors taken for this call go back to wait for the next one.
+            self.queries().dropped.extend(call.dropped);
+            return self.extended_error(aborted_transaction(), b'E');
+        }
+        self.queries().running = Some(Running::Execute { portal: name.to_string() });
+        self.queued = Some(HookRequest::Query(Box::new(call)));
+    }
+
+    /// `onQuery` finished (or failed) for what `running` says.
+    pub(super) fn query_done(&mut self, outcome: QueryOutcome) {
+        let Some(running) = self.queries().running.take() else { return };
+        match running {
+            Running::Simple { effects } => {
+                for (i, _) in outcome.tags.iter().enumerate() {
+                    self.apply_effect(effects.get(i).copied().unwrap_or(TxEffect::None));
+                }
+                match outcome.error {
+                    Some(err) if err.severity.ends_session() => self.fail(err),
+                    Some(err) => {
+                        backend::error_response(&mut self.output, &err);
+                        self.transaction_failed();
+                        backend::ready_for_query(&mut self.output, self.state.transaction_status);
+                    }
+                    None => backend::ready_for_query(&mut self.output, self.state.transaction_status),
+                }
+            }
+            Running::Execute { portal } | Running::DescribePortal { portal } => {
+                let effect = self.queries().portals.get(&portal).map(|p| tx_effect(&p.sql));
+                if let Some(p) = self.queries().portals.get_mut(&portal) {
+                    p.used = true;
+                }
+                if !outcome.tags.is_empty() {
+                    self.apply_effect(effect.unwrap_or(TxEffect::None));
+                }
+                if let Some(err) = outcome.error {
+                    self.query_error(err, b'E');
+                }
+            }
+            Running::DescribeStatement { .. } => {}
+        }
+    }
+
+    fn query_error(&mut self, err: PgError, tag: u8) {
+        if err.severity.ends_session() {
+            return self.fail(err);
+        }
+        let err = PgError { severity: crate::protocol::Severity::Error, ..err };
+        self.extended_error(err, tag);
+    }
+}
+
+#[cfg(test)]
+mod tests;

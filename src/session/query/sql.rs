@@ -1,0 +1,252 @@
+//! What the session must know about SQL text without parsing SQL: where top-level statements
+//! end, how many `$n` parameters a statement uses, and which statements open or end a
+//! transaction. The scanner skips quoted strings, quoted identifiers, comments and
+//! dollar-quoted strings, so a `;` or `$1` inside them does not count.
+
+/// What a statement does to the transaction status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxEffect {
+    None,
+    /// BEGIN, START TRANSACTION.
+    Begin,
+    /// COMMIT, END, ROLLBACK, ABORT (and PREPARE TRANSACTION): the transaction is over.
+    End,
+    /// ROLLBACK TO SAVEPOINT: a failed transaction is usable again.
+    RollbackToSavepoint,
+}
+
+/// Calls `on_code(i)` for each byte index outside quotes and comments; `on_code` returns how
+/// many bytes to skip beyond the current one.
+fn scan(sql: &str, mut on_code: impl FnMut(usize) -> usize) {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let quote = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == quote {
+                        // A doubled quote is an escaped one.
+                        if b.get(i + 1) == Some(&quote) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                // Block comments nest in PostgreSQL.
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'$' if dollar_tag(b, i).is_some() => {
+                let tag_len = dollar_tag(b, i).unwrap_or(1);
+                let tag = &b[i..i + tag_len];
+                i += tag_len;
+                while i < b.len() && !b[i..].starts_with(tag) {
+                    i += 1;
+                }
+                i += tag_len;
+            }
+            _ => {
+                i += 1 + on_code(i);
+            }
+        }
+    }
+}
+
+/// The length of a dollar-quote opening tag (`$$`, `$tag$`) at `i`, if one starts there.
+fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
+    // `$1` is a parameter, and a `$` inside an identifier (`a$b`) opens nothing.
+    if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
+        return None;
+    }
+    let mut j = i + 1;
+    if b.get(j).is_some_and(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+        j += 1;
+    }
+    (b.get(j) == Some(&b'$')).then_some(j + 1 - i)
+}
+
+/// The top-level statements of a simple Query, trimmed, empty ones left out.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let mut ends = Vec::new();
+    scan(sql, |i| {
+        if sql.as_bytes()[i] == b';' {
+            ends.push(i);
+        }
+        0
+    });
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in ends.into_iter().chain(std::iter::once(sql.len())) {
+        let statement = sql[start..end].trim();
+        if !statement.is_empty() && !is_only_comments(statement) {
+            out.push(statement);
+        }
+        start = (end + 1).min(sql.len());
+    }
+    out
+}
+
+fn is_only_comments(statement: &str) -> bool {
+    let mut code = false;
+    scan(statement, |i| {
+        if !statement.as_bytes()[i].is_ascii_whitespace() {
+            code = true;
+        }
+        0
+    });
+    !code
+}
+
+/// The highest `$n` a statement uses (0 for none).
+pub fn max_parameter(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let mut max = 0usize;
+    scan(sql, |i| {
+        if b[i] != b'$' || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) {
+            return 0;
+        }
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            let n = sql[i + 1..i + 1 + digits].parse::<usize>().unwrap_or(usize::MAX);
+            max = max.max(n);
+        }
+        digits
+    });
+    max
+}
+
+/// The first `n` keywords of a statement, upper-cased (comments skipped).
+fn keywords(statement: &str, n: usize) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let b = statement.as_bytes();
+    let mut current = String::new();
+    let mut last = usize::MAX;
+    scan(statement, |i| {
+        if words.len() >= n {
+            return 0;
+        }
+        let c = b[i];
+        if c.is_ascii_alphabetic() || c == b'_' {
+            if last != usize::MAX && last + 1 != i && !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            current.push(c.to_ascii_uppercase() as char);
+            last = i;
+        } else if !current.is_empty() {
+            words.push(std::mem::take(&mut current));
+        }
+        0
+    });
+    if !current.is_empty() && words.len() < n {
+        words.push(current);
+    }
+    words.truncate(n);
+    words
+}
+
+/// The command word of a statement (`SELECT`, `INSERT`, ...), for default command tags.
+pub fn command_word(statement: &str) -> String {
+    keywords(statement, 1).pop().unwrap_or_default()
+}
+
+pub fn tx_effect(statement: &str) -> TxEffect {
+    let words = keywords(statement, 4);
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match word(0) {
+        "BEGIN" => TxEffect::Begin,
+        "START" if word(1) == "TRANSACTION" => TxEffect::Begin,
+        "COMMIT" | "END" if word(1) != "PREPARED" => TxEffect::End,
+        "PREPARE" if word(1) == "TRANSACTION" => TxEffect::End,
+        "ROLLBACK" | "ABORT" => {
+            let rest: Vec<&str> = (1..4).map(word).filter(|w| *w != "WORK" && *w != "TRANSACTION").collect();
+            match rest.first().copied() {
+                Some("TO") => TxEffect::RollbackToSavepoint,
+                Some("PREPARED") => TxEffect::None,
+                _ => TxEffect::End,
+            }
+        }
+        _ => TxEffect::None,
+    }
+}
+
+/// Whether a statement may run in a failed transaction (PostgreSQL's `IsTransactionExitStmt`).
+pub fn exits_failed_transaction(statement: &str) -> bool {
+    matches!(tx_effect(statement), TxEffect::End | TxEffect::RollbackToSavepoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_at_top_level_semicolons() {
+        assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
+        assert_eq!(split_statements("select ';'; select $$a;b$$; select $x$;$x$"), vec![
+            "select ';'",
+            "select $$a;b$$",
+            "select $x$;$x$"
+        ]);
+        assert_eq!(split_statements("select 1 -- ;\n; /* ; /* ; */ */ select 2"), vec![
+            "select 1 -- ;",
+            "/* ; /* ; */ */ select 2"
+        ]);
+        assert_eq!(split_statements(" ; ;\n"), Vec::<&str>::new());
+        assert_eq!(split_statements("-- nothing"), Vec::<&str>::new());
+        assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
+    }
+
+    #[test]
+    fn parameters_are_counted_outside_quotes() {
+        assert_eq!(max_parameter("select $1, $2"), 2);
+        assert_eq!(max_parameter("select '$3', \"$4\", $$ $5 $$, $1 -- $6"), 1);
+        assert_eq!(max_parameter("select a$1 from t where x = $10"), 10);
+        assert_eq!(max_parameter("select 1"), 0);
+    }
+
+    #[test]
+    fn transaction_commands() {
+        assert_eq!(tx_effect("begin"), TxEffect::Begin);
+        assert_eq!(tx_effect("BEGIN ISOLATION LEVEL SERIALIZABLE"), TxEffect::Begin);
+        assert_eq!(tx_effect("start transaction read only"), TxEffect::Begin);
+        assert_eq!(tx_effect("/* c */ commit"), TxEffect::End);
+        assert_eq!(tx_effect("end"), TxEffect::End);
+        assert_eq!(tx_effect("abort"), TxEffect::End);
+        assert_eq!(tx_effect("rollback"), TxEffect::End);
+        assert_eq!(tx_effect("ROLLBACK TO SAVEPOINT a"), TxEffect::RollbackToSavepoint);
+        assert_eq!(tx_effect("rollback work to a"), TxEffect::RollbackToSavepoint);
+        assert_eq!(tx_effect("commit prepared 'x'"), TxEffect::None);
+        assert_eq!(tx_effect("select 1"), TxEffect::None);
+        assert_eq!(tx_effect("beginning"), TxEffect::None);
+        assert_eq!(command_word("  insert into t values (1)"), "INSERT");
+        assert!(exits_failed_transaction("rollback"));
+        assert!(!exits_failed_transaction("select 1"));
+    }
+}
