@@ -23,6 +23,8 @@ mod flow_tests;
 mod hooks;
 mod offer;
 pub mod query;
+#[cfg(test)]
+mod query_tests;
 mod state;
 #[cfg(test)]
 mod tests;

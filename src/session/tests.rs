@@ -14,11 +14,11 @@ use crate::protocol::SqlState;
 const SECRETS: Secrets =
     Secrets { md5_salt: [1, 2, 3, 4], process_id: 42, secret_key: [9, 9, 9, 9], scram_nonce: [5; 18] };
 
-fn config(auth_mode: AuthMode, hooks: HookSet) -> Arc<SessionConfig> {
+pub(super) fn config(auth_mode: AuthMode, hooks: HookSet) -> Arc<SessionConfig> {
     Arc::new(SessionConfig { auth_mode, hooks, ..SessionConfig::default() })
 }
 
-fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn startup(params: &[(&str, &str)]) -> Vec<u8> {
     startup_version(3, 0, params)
 }
 
@@ -33,7 +33,7 @@ fn startup_version(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
     out.to_vec()
 }
 
-fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
+pub(super) fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![tag];
     v.extend(((body.len() + 4) as i32).to_be_bytes());
     v.extend(body);
@@ -45,18 +45,18 @@ fn typed(tag: u8, body: &[u8]) -> Vec<u8> {
 /// A scripted hook: the request, and the offered messages for `Messages`.
 type HookFn = dyn FnMut(&HookRequest, &[u8]) -> HookResult;
 
-struct Harness {
-    session: Session,
+pub(super) struct Harness {
+    pub(super) session: Session,
     hooks: Box<HookFn>,
-    log: Vec<String>,
+    pub(super) log: Vec<String>,
 }
 
 impl Harness {
-    fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static) -> Self {
+    pub(super) fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static) -> Self {
         Self { session: Session::new(config, SECRETS, Instant::now()), hooks: Box::new(hooks), log: Vec::new() }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
+    pub(super) fn send(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
         self.session.receive(bytes);
         self.run()
     }
@@ -85,7 +85,7 @@ impl Harness {
 }
 
 /// Splits backend output into (tag, body) messages.
-fn messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+pub(super) fn messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     while bytes.len() >= 5 {
         let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
@@ -96,11 +96,11 @@ fn messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
-fn tags(bytes: &[u8]) -> String {
+pub(super) fn tags(bytes: &[u8]) -> String {
     messages(bytes).iter().map(|(t, _)| *t as char).collect()
 }
 
-fn error_code(bytes: &[u8]) -> String {
+pub(super) fn error_code(bytes: &[u8]) -> String {
     let (_, body) = messages(bytes).into_iter().find(|(t, _)| *t == b'E').expect("an ErrorResponse");
     let i = body.windows(1).position(|w| w == b"C").unwrap();
     String::from_utf8(body[i + 1..i + 6].to_vec()).unwrap()
@@ -589,6 +589,8 @@ fn hostile_input_never_panics_or_loops() {
             on_authenticated: round % 7 == 0,
             on_tls_upgrade: false,
             on_cancel: false,
+            on_query: round % 2 == 1,
+            on_describe: round % 4 == 1,
         };
         let seed = rng.next();
         let mut hook_rng = Rng(seed | 1);
@@ -612,6 +614,15 @@ fn hostile_input_never_panics_or_loops() {
                 0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 1 => HookResult::ScramSecret(None),
                 _ => HookResult::ScramSecret(Some(crate::auth::SecretSource::Password("pw".into()))),
+            },
+            HookRequest::Query(_) => HookResult::Query(super::query::QueryOutcome {
+                tags: (0..hook_rng.below(3)).map(|_| "BEGIN".to_string()).collect(),
+                suspended: hook_rng.below(2) == 0,
+                error: (hook_rng.below(3) == 0).then(|| PgError::error(SqlState::INTERNAL_ERROR, "x")),
+            }),
+            HookRequest::Describe(_) => match hook_rng.below(2) {
+                0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),
+                _ => HookResult::Described(super::query::Description::default()),
             },
         });
         let mut rest = &bytes[..];

@@ -517,5 +517,3 @@ impl Session {
     }
 }
 
-#[cfg(test)]
-mod tests;
