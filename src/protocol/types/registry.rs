@@ -116,6 +116,11 @@ impl PgType {
         }
     }
 
+    /// (element OID, array OID) of every base type that has an array type.
+    pub fn array_pairs() -> impl Iterator<Item = (u32, u32)> {
+        TYPES.iter().filter(|t| t.2 != 0).map(|t| (t.1, t.2))
+    }
+
     /// Whether values can go out in binary (a type we do not know has no binary form here).
     pub fn has_binary(self) -> bool {
         self.family != Family::Other

@@ -9,6 +9,7 @@
 //! runs, so results stream. A portal's result stays in JS under a cursor id until the portal
 //! is destroyed; the session tells JS which cursors it dropped with its next call.
 
+mod catalog;
 mod sql;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use crate::protocol::frontend::{FrontendMessage, Target};
 use crate::protocol::types::{self, PgType, Value};
 use crate::protocol::{PgError, SqlState};
 pub use sql::{command_word, split_statements};
+use catalog::Builtin;
 use sql::{exits_failed_transaction, max_parameter, tx_effect, TxEffect};
 
 /// PostgreSQL's limit on the parameters of one statement.
@@ -84,12 +86,15 @@ pub struct Description {
 
 struct Statement {
     sql: Arc<str>,
+    /// A catalog query the session answers itself.
+    builtin: Option<Builtin>,
     param_types: Vec<u32>,
     described: Option<Arc<Description>>,
 }
 
 struct Portal {
     sql: Arc<str>,
+    builtin: Option<Builtin>,
     params: Arc<Vec<Value>>,
     param_types: Arc<Vec<u32>>,
     result_formats: Arc<Vec<i16>>,
@@ -252,6 +257,12 @@ impl Session {
         // As in PostgreSQL, a simple Query replaces the unnamed statement and portal.
         queries.statements.remove("");
         queries.drop_portal("");
+        if let (1, Some(builtin)) = (statements.len(), Builtin::recognise(sql)) {
+            backend::row_description(&mut self.output, &builtin.columns(&[]));
+            builtin.write_rows(&mut self.output, &[]);
+            backend::ready_for_query(&mut self.output, self.state.transaction_status);
+            return;
+        }
         if statements.is_empty() {
             backend::empty(&mut self.output, backend::EMPTY_QUERY_RESPONSE);
             backend::ready_for_query(&mut self.output, self.state.transaction_status);
@@ -300,7 +311,7 @@ impl Session {
         }
         let mut param_types: Vec<u32> = declared.iter().map(|&t| t as u32).collect();
         param_types.resize(count, 0);
-        let statement = Statement { sql: sql.into(), param_types, described: None };
+        let statement = Statement { sql: sql.into(), builtin: Builtin::recognise(sql), param_types, described: None };
         self.queries().statements.insert(name.to_string(), statement);
         backend::empty(&mut self.output, backend::PARSE_COMPLETE);
     }
@@ -320,7 +331,7 @@ impl Session {
             );
             return self.extended_error(err, b'B');
         };
-        let (sql, param_types) = (found.sql.clone(), found.param_types.clone());
+        let (sql, param_types, builtin) = (found.sql.clone(), found.param_types.clone(), found.builtin);
         if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(&sql) {
             return self.extended_error(aborted_transaction(), b'B');
         }
@@ -370,6 +381,7 @@ impl Session {
         let cursor = queries.next_cursor();
         queries.portals.insert(portal.to_string(), Portal {
             sql,
+            builtin,
             params: Arc::new(values),
             param_types: Arc::new(param_types),
             result_formats: Arc::new(result_formats.to_vec()),
@@ -388,6 +400,10 @@ impl Session {
         };
         if let Some(described) = statement.described.clone() {
             return self.write_description(&described);
+        }
+        if let Some(builtin) = statement.builtin {
+            let description = Description { param_types: statement.param_types.clone(), columns: builtin.columns(&[]) };
+            return self.write_description(&description);
         }
         if !on_describe {
             // Nothing can say what the statement returns without running it: parameters of
@@ -455,7 +471,23 @@ impl Session {
         Some(call)
     }
 
+    /// A portal of a built-in catalog query: answered here, `onQuery` never sees it.
+    fn builtin_portal(&mut self, name: &str, describe: bool) -> bool {
+        let Some(portal) = self.queries().portals.get(name) else { return false };
+        let Some(builtin) = portal.builtin else { return false };
+        let formats = portal.result_formats.clone();
+        if describe {
+            backend::row_description(&mut self.output, &builtin.columns(&formats));
+        } else {
+            builtin.write_rows(&mut self.output, &formats);
+        }
+        true
+    }
+
     fn describe_portal(&mut self, name: &str) {
+        if self.builtin_portal(name, true) {
+            return;
+        }
         if let Some(call) = self.portal_call(name, QueryMode::Describe, b'D') {
             self.queries().running = Some(Running::DescribePortal { portal: name.to_string() });
             self.queued = Some(HookRequest::Query(Box::new(call)));
@@ -463,6 +495,9 @@ impl Session {
     }
 
     fn execute(&mut self, name: &str, max_rows: i32) {
+        if self.builtin_portal(name, false) {
+            return;
+        }
         let mode = QueryMode::Execute { max_rows: max_rows.max(0) as u32 };
         let Some(call) = self.portal_call(name, mode, b'E') else { return };
         if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(&call.sql) {
