@@ -76,6 +76,11 @@ function statement(sql, params, signal, log) {
   let m;
   if (/^(begin|start|commit|end|rollback|abort|set|savepoint|release|discard|deallocate)\b/i.test(s)) return undefined;
   if (/^select types$/i.test(s)) return { fields: TYPE_FIELDS, rows: [TYPES.map(([, value]) => value)] };
+  // asyncpg has no built-in codec for int4[] and would look it up in pg_catalog.
+  if (/^select types but int4\[\]$/i.test(s)) {
+    const keep = TYPES.map(([type], i) => (type === 'int4[]' ? -1 : i)).filter((i) => i >= 0);
+    return { fields: keep.map((i) => TYPE_FIELDS[i]), rows: [keep.map((i) => TYPES[i][1])] };
+  }
   if ((m = /^select echo\((.*)\)$/i.exec(s))) {
     const types = castTypes(s);
     return { fields: types.map((type, i) => ({ name: `p${i + 1}`, type })), rows: [params] };
@@ -112,6 +117,7 @@ function statement(sql, params, signal, log) {
 function describe(sql) {
   const s = sql.trim().replace(/;$/, '').trim();
   if (/^select types$/i.test(s)) return { fields: TYPE_FIELDS };
+  if (/^select types but int4\[\]$/i.test(s)) return { fields: TYPE_FIELDS.filter((f) => f.type !== 'int4[]') };
   if (/^select echo/i.test(s)) {
     const types = castTypes(s);
     return { paramTypes: types, fields: types.map((type, i) => ({ name: `p${i + 1}`, type })) };

@@ -52,7 +52,6 @@ impl Js {
         Ok(out)
     }
 
-
     pub fn named(self, v: Raw, key: &CStr) -> Result<Raw> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::napi_get_named_property(self.env, v, key.as_ptr(), &mut out) }, "get property")?;
@@ -140,7 +139,10 @@ impl Js {
 
     pub fn string_value(self, s: &str) -> Result<Raw> {
         let mut out = ptr::null_mut();
-        check(unsafe { sys::napi_create_string_utf8(self.env, s.as_ptr().cast(), s.len() as isize, &mut out) }, "string")?;
+        check(
+            unsafe { sys::napi_create_string_utf8(self.env, s.as_ptr().cast(), s.len() as isize, &mut out) },
+            "string",
+        )?;
         Ok(out)
     }
 
@@ -220,7 +222,11 @@ impl Js {
         let months = years * 12.0 + months;
         let micros = ((hours * 60.0 + minutes) * 60.0 + seconds) * 1e6 + millis * 1e3;
         let fits = |v: f64, max: f64| v.is_finite() && v.fract() == 0.0 && v.abs() <= max;
-        if !fits(months, i32::MAX as f64) || !fits(days, i32::MAX as f64) || !micros.is_finite() || micros.abs() > 9.2e18 {
+        if !fits(months, i32::MAX as f64)
+            || !fits(days, i32::MAX as f64)
+            || !micros.is_finite()
+            || micros.abs() > 9.2e18
+        {
             return Ok(None);
         }
         Ok(Some(Interval { months: months as i32, days: days as i32, micros: micros.round() as i64 }))

@@ -46,8 +46,12 @@ fn resolve(field: &FieldInput) -> std::result::Result<PgType, PgError> {
             PgError::error(SqlState::UNDEFINED_OBJECT, format!("type \"{name}\" does not exist"))
                 .with_detail(format!("in the type of field \"{}\"", field.name))
         }),
-        Either::B(oid) if oid.fract() == 0.0 && *oid > 0.0 && *oid <= u32::MAX as f64 => Ok(PgType::by_oid(*oid as u32)),
-        Either::B(oid) => Err(PgError::error(SqlState::UNDEFINED_OBJECT, format!("type with OID {oid} does not exist"))),
+        Either::B(oid) if oid.fract() == 0.0 && *oid > 0.0 && *oid <= u32::MAX as f64 => {
+            Ok(PgType::by_oid(*oid as u32))
+        }
+        Either::B(oid) => {
+            Err(PgError::error(SqlState::UNDEFINED_OBJECT, format!("type with OID {oid} does not exist")))
+        }
     }
 }
 
@@ -63,8 +67,14 @@ pub fn describe_fields(fields: &[FieldInput]) -> std::result::Result<Vec<ColumnD
 }
 
 /// `onDescribe`'s answer, in the session's terms.
-pub fn description(param_types: Option<Vec<u32>>, fields: Option<Vec<FieldInput>>) -> std::result::Result<Description, PgError> {
-    Ok(Description { param_types: param_types.unwrap_or_default(), columns: describe_fields(&fields.unwrap_or_default())? })
+pub fn description(
+    param_types: Option<Vec<u32>>,
+    fields: Option<Vec<FieldInput>>,
+) -> std::result::Result<Description, PgError> {
+    Ok(Description {
+        param_types: param_types.unwrap_or_default(),
+        columns: describe_fields(&fields.unwrap_or_default())?,
+    })
 }
 
 struct PlanColumn {
@@ -151,7 +161,8 @@ pub fn encode_rows(
     let js = Js { env: env.raw() };
     let rows = rows.value().value;
     let end = end.min(js.array_len(rows)?);
-    let mut out = BytesMut::with_capacity(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
+    let mut out =
+        BytesMut::with_capacity(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
     for i in start..end {
         let row = js.element(rows, i)?;
         if let Err(err) = data_row(js, plan, row, &mut out)? {
@@ -203,7 +214,10 @@ fn data_row(js: Js, plan: &RowPlan, row: Raw, out: &mut BytesMut) -> Result<std:
 }
 
 fn not_convertible(ty: PgType, what: &str) -> PgError {
-    PgError::error(SqlState::INVALID_TEXT_REPRESENTATION, format!("a JS {what} cannot be a value of type {}", ty.name()))
+    PgError::error(
+        SqlState::INVALID_TEXT_REPRESENTATION,
+        format!("a JS {what} cannot be a value of type {}", ty.name()),
+    )
 }
 
 /// A cell as a [`Value`] for a column of type `ty`.

@@ -180,10 +180,9 @@ fn transaction_status_follows_the_commands() {
         "begin" => tagged("BEGIN"),
         "rollback" => tagged("ROLLBACK"),
         "rollback to savepoint a" => tagged("ROLLBACK"),
-        sql if sql.contains("fail") => QueryOutcome {
-            error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")),
-            ..QueryOutcome::default()
-        },
+        sql if sql.contains("fail") => {
+            QueryOutcome { error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")), ..QueryOutcome::default() }
+        }
         _ => tagged("SELECT 0"),
     });
     let (out, _) = h.send(&query("begin"));
@@ -200,13 +199,15 @@ fn transaction_status_follows_the_commands() {
     assert_eq!(ready_status(&out), b'E');
     let (out, _) = h.send(&query("rollback to savepoint a"));
     assert_eq!(ready_status(&out), b'T');
-    let (out, _) = h.send(&[parse("", "select fail", &[]), bind("", "", &[], &[], &[]), execute("", 0), sync()].concat());
+    let (out, _) =
+        h.send(&[parse("", "select fail", &[]), bind("", "", &[], &[], &[]), execute("", 0), sync()].concat());
     assert_eq!(tags(&out), "12EZ");
     assert_eq!(ready_status(&out), b'E');
     let (out, _) = h.send(&query("rollback"));
     assert_eq!(ready_status(&out), b'I');
     // Several statements in one Query: each completed one counts.
-    let (mut h, _) = ready(false, |_| QueryOutcome { tags: vec!["BEGIN".into(), "SELECT 1".into()], ..Default::default() });
+    let (mut h, _) =
+        ready(false, |_| QueryOutcome { tags: vec!["BEGIN".into(), "SELECT 1".into()], ..Default::default() });
     let (out, _) = h.send(&query("begin; select 1"));
     assert_eq!(ready_status(&out), b'T');
 }
@@ -214,7 +215,10 @@ fn transaction_status_follows_the_commands() {
 #[test]
 fn portals_are_dropped_at_the_end_of_their_transaction_and_js_hears_of_it() {
     let (mut h, calls) =
-        ready(false, |call| if call.mode == QueryMode::Describe { QueryOutcome::default() } else { tagged("SELECT 0") });
+        ready(
+            false,
+            |call| if call.mode == QueryMode::Describe { QueryOutcome::default() } else { tagged("SELECT 0") },
+        );
     h.send(&[parse("", "select 1", &[]), bind("p", "", &[], &[], &[]), describe(b'P', "p"), sync()].concat());
     let cursor = calls.borrow()[0].cursor;
     // The implicit transaction ended at Sync: portal "p" is gone.

@@ -52,7 +52,10 @@ pub(super) struct Harness {
 }
 
 impl Harness {
-    pub(super) fn new(config: Arc<SessionConfig>, hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static) -> Self {
+    pub(super) fn new(
+        config: Arc<SessionConfig>,
+        hooks: impl FnMut(&HookRequest, &[u8]) -> HookResult + 'static,
+    ) -> Self {
         Self { session: Session::new(config, SECRETS, Instant::now()), hooks: Box::new(hooks), log: Vec::new() }
     }
 

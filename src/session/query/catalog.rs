@@ -8,7 +8,8 @@ use crate::protocol::backend::{self, ColumnDescription};
 use crate::protocol::types::{self, PgType, Value};
 
 /// postgres.js's array-type lookup (`fetch_types`, on by default), run on every new connection.
-const POSTGRES_JS_ARRAY_TYPES: &str = "select b.oid, b.typarray from pg_catalog.pg_type a left join pg_catalog.pg_type b \
+const POSTGRES_JS_ARRAY_TYPES: &str =
+    "select b.oid, b.typarray from pg_catalog.pg_type a left join pg_catalog.pg_type b \
      on b.oid = a.typelem where a.typcategory = 'A' group by b.oid, b.typarray order by b.oid";
 
 /// A catalog query the session answers itself.

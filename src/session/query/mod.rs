@@ -20,8 +20,8 @@ use crate::protocol::backend::{self, ColumnDescription, TransactionStatus};
 use crate::protocol::frontend::{FrontendMessage, Target};
 use crate::protocol::types::{self, PgType, Value};
 use crate::protocol::{PgError, SqlState};
-pub use sql::{command_word, split_statements};
 use catalog::Builtin;
+pub use sql::{command_word, split_statements};
 use sql::{exits_failed_transaction, max_parameter, tx_effect, TxEffect};
 
 /// PostgreSQL's limit on the parameters of one statement.
@@ -301,7 +301,8 @@ impl Session {
             return self.extended_error(err, b'P');
         }
         if split_statements(sql).len() > 1 {
-            let err = PgError::error(SqlState::SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement");
+            let err =
+                PgError::error(SqlState::SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement");
             return self.extended_error(err, b'P');
         }
         let count = declared.len().max(max_parameter(sql));
@@ -379,23 +380,28 @@ impl Session {
         let queries = self.queries();
         queries.drop_portal(portal);
         let cursor = queries.next_cursor();
-        queries.portals.insert(portal.to_string(), Portal {
-            sql,
-            builtin,
-            params: Arc::new(values),
-            param_types: Arc::new(param_types),
-            result_formats: Arc::new(result_formats.to_vec()),
-            cursor,
-            used: false,
-        });
+        queries.portals.insert(
+            portal.to_string(),
+            Portal {
+                sql,
+                builtin,
+                params: Arc::new(values),
+                param_types: Arc::new(param_types),
+                result_formats: Arc::new(result_formats.to_vec()),
+                cursor,
+                used: false,
+            },
+        );
         backend::empty(&mut self.output, backend::BIND_COMPLETE);
     }
 
     fn describe_statement(&mut self, name: &str) {
         let on_describe = self.config.hooks.on_describe;
         let Some(statement) = self.queries().statements.get(name) else {
-            let err =
-                PgError::error(SqlState::INVALID_SQL_STATEMENT_NAME, format!("{} does not exist", statement_label(name)));
+            let err = PgError::error(
+                SqlState::INVALID_SQL_STATEMENT_NAME,
+                format!("{} does not exist", statement_label(name)),
+            );
             return self.extended_error(err, b'D');
         };
         if let Some(described) = statement.described.clone() {
@@ -551,4 +557,3 @@ impl Session {
         self.extended_error(err, tag);
     }
 }
-

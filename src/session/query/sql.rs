@@ -209,15 +209,14 @@ mod tests {
     #[test]
     fn statements_split_at_top_level_semicolons() {
         assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
-        assert_eq!(split_statements("select ';'; select $$a;b$$; select $x$;$x$"), vec![
-            "select ';'",
-            "select $$a;b$$",
-            "select $x$;$x$"
-        ]);
-        assert_eq!(split_statements("select 1 -- ;\n; /* ; /* ; */ */ select 2"), vec![
-            "select 1 -- ;",
-            "/* ; /* ; */ */ select 2"
-        ]);
+        assert_eq!(
+            split_statements("select ';'; select $$a;b$$; select $x$;$x$"),
+            vec!["select ';'", "select $$a;b$$", "select $x$;$x$"]
+        );
+        assert_eq!(
+            split_statements("select 1 -- ;\n; /* ; /* ; */ */ select 2"),
+            vec!["select 1 -- ;", "/* ; /* ; */ */ select 2"]
+        );
         assert_eq!(split_statements(" ; ;\n"), Vec::<&str>::new());
         assert_eq!(split_statements("-- nothing"), Vec::<&str>::new());
         assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
