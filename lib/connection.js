@@ -186,6 +186,15 @@ class PostgresConnection {
     return this._driver ? this._driver.writeQueryOutput(bytes) : this._nativeSent(this._native.sendData(bytes));
   }
 
+  /** Whether results can no longer reach the client (it left, or the session closed). */
+  _queryOutputClosed() {
+    if (this._driver) {
+      const socket = this._driver.socket;
+      return socket.destroyed || socket.writableEnded || this._driver.closing;
+    }
+    return this._closed;
+  }
+
   _whenWritable() {
     return this._driver ? this._driver.whenWritable() : this._native.drained().then(undefined, () => {});
   }

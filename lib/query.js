@@ -53,6 +53,11 @@ class QueryError extends Error {
   }
 }
 
+/** The client went away (or the server closed the connection) while rows were going out. */
+function gone() {
+  return new QueryError('08006', 'the connection closed while the result was being sent');
+}
+
 function canceled() {
   return new QueryError('57014', 'canceling statement due to user request');
 }
@@ -142,12 +147,15 @@ class Output {
     if (!this.connection._writeQueryOutput(data)) this.backedUp = true;
   }
 
-  /** Resolves once the client has taken enough of the output (or is gone). */
+  /** Resolves once the client has taken enough of the output; throws once it is gone. */
   writable() {
     this.flush();
     if (!this.backedUp) return undefined;
     this.backedUp = false;
-    return this.connection._whenWritable();
+    if (this.connection._queryOutputClosed()) throw gone();
+    return this.connection._whenWritable().then(() => {
+      if (this.connection._queryOutputClosed()) throw gone();
+    });
   }
 }
 
@@ -156,6 +164,8 @@ class Run {
   constructor() {
     this.controller = undefined;
     this.aborted = false;
+    /** The result being sent, let go if the statement fails. */
+    this.cursor = undefined;
   }
 
   get signal() {
@@ -167,7 +177,20 @@ class Run {
   abort(reason) {
     if (this.aborted) return;
     this.aborted = true;
-    this.controller?.abort(reason);
+    this.controller?.abort(reason ?? canceled());
+    this.onAbort?.();
+  }
+
+  /**
+   * `promise`, or a rejection with 57014 as soon as the statement is cancelled: a hook that
+   * ignores `signal` must not keep a cancelled client waiting.
+   */
+  race(promise) {
+    if (this.aborted) return Promise.reject(canceled());
+    return new Promise((resolve, reject) => {
+      this.onAbort = () => reject(canceled());
+      promise.then(resolve, reject);
+    });
   }
 }
 
@@ -387,7 +410,7 @@ function queryArgument(event, run) {
 function callOnQuery(connection, event, state, run, then) {
   const value = connection.options.onQuery(queryArgument(event, run), state, connection);
   const pending = thenOf(value);
-  if (pending) return pending.call(value, then);
+  if (pending) return run.race(new Promise((resolve, reject) => pending.call(value, resolve, reject))).then(then);
   return then(value);
 }
 
@@ -407,10 +430,9 @@ function runQuery(connection, event, state) {
   const tags = [];
   const fail = (err) => {
     out.flush();
-    if (event.cursor) {
-      cursors.get(event.cursor)?.close();
-      cursors.delete(event.cursor);
-    }
+    // The statement is over: its source is let go (an iterator's finally runs).
+    run.cursor?.close();
+    if (event.cursor) cursors.delete(event.cursor);
     const error = run.aborted ? normalizeError(canceled()) : normalizeError(err);
     return { value: 0, tags, error };
   };
@@ -437,6 +459,7 @@ function runSimple(connection, event, state, run, out, tags) {
     const next = () => {
       while (i < results.length) {
         const cursor = new Cursor(results[i], null);
+        run.cursor = cursor;
         i += 1;
         if (cursor.done) {
           out.push(binding.encodeCommandComplete(cursor.tag));
@@ -468,6 +491,7 @@ function runSimple(connection, event, state, run, out, tags) {
 function runPortal(connection, event, state, run, out, tags, cursors) {
   const existing = event.resume ? cursors.get(event.cursor) : undefined;
   const go = (cursor) => {
+    run.cursor = cursor;
     if (event.mode === 'describe') {
       out.push(cursor.plan ? binding.planRowDescription(cursor.plan) : NO_DATA);
       return { value: 0, tags };

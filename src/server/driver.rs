@@ -331,6 +331,9 @@ async fn drive(
         match event {
             Event::Hook(result) => {
                 call = None;
+                // What JS wrote before it answered comes before what the answer makes the
+                // session write (under TLS JS writes wait in `plain_out` to be sealed).
+                shared.flush_js_writes(session);
                 session.hook_done(result);
             }
             Event::Read(Ok(0)) => session.receive_eof(std::time::Instant::now()),
