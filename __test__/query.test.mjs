@@ -201,3 +201,62 @@ test('hostile extended-protocol input gets PostgreSQL errors and the session goe
   const ok = await exchange(message('Q', str('select * from items where id = 3')));
   assert.deepEqual(ok.map((m) => m.type).join(''), 'TDCZ');
 });
+
+test('the column-batch encoder writes exactly what the per-value encoder writes, errors included', async () => {
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const binding = require('../lib/binding.js');
+  const { encodeBatch } = require('../lib/query.js');
+  const base = Date.UTC(2024, 1, 29, 12);
+  const columns = [
+    ['int4', (i) => [i, -i, null, 2 ** 31 - 1][i % 4]],
+    ['int8', (i) => [BigInt(i) * 10n ** 15n, null, -9223372036854775808n][i % 3]],
+    ['int8', (i) => [i * 1000, '77', null][i % 3]],
+    ['float8', (i) => [i / 7, -0, Infinity, NaN, 1e21, null][i % 6]],
+    ['float4', (i) => i / 3],
+    ['text', (i) => [`row ${i}`, '', null, 'ünï ✓ "q"'][i % 4]],
+    ['numeric', (i) => [`${i}.50`, i, null][i % 3]],
+    ['bool', (i) => [true, false, null][i % 3]],
+    ['timestamptz', (i) => [new Date(base + i * 1234567), null, '2024-01-01 10:00:00+02'][i % 3]],
+    ['timestamp', (i) => new Date(base - i * 86400000 * 400)],
+    ['date', (i) => [new Date(base + i * 86400000), '2020-02-02'][i % 2]],
+    ['json', (i) => [{ a: i }, 'null', 5][i % 3]],
+    ['uuid', () => 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'],
+    ['int4[]', (i) => [i, null]],
+    ['bytea', (i) => Buffer.from([i % 256])],
+  ];
+  const rowsFor = (n, make) => Array.from({ length: n }, (_, i) => [make(i)]);
+  const same = (a, b, what) => {
+    if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) assert.ok(Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b), what);
+    else assert.deepEqual({ ...a }, { ...b }, what);
+  };
+  for (const [type, make] of columns) {
+    for (const format of [0, 1]) {
+      const fields = [{ name: 'c', type }];
+      const plan = binding.queryPlan(fields, [format]);
+      const cursor = { plan, names: ['c'] };
+      const rows = rowsFor(50, make);
+      same(encodeBatch(cursor, rows, 0, rows.length), binding.encodeRows(plan, rows, 0, rows.length), `${type} format ${format}`);
+      // Object rows take the same path.
+      const objects = rows.map(([c]) => ({ c }));
+      same(encodeBatch(cursor, objects, 0, objects.length), binding.encodeRows(plan, rows, 0, rows.length), `${type} objects`);
+    }
+  }
+  // Failures: the same SQLSTATE and message either way.
+  const failing = [
+    ['int2', [[1], [40000]]],
+    ['int4', [[1], [1.5]]],
+    ['text', [['a'], ['b\0c']]],
+    ['int8', [[1n], [2n ** 64n]]],
+    ['timestamptz', [[new Date(NaN)]]],
+    ['bool', [[true], [1]]],
+  ];
+  for (const [type, rows] of failing) {
+    const plan = binding.queryPlan([{ name: 'c', type }], [0]);
+    const batch = encodeBatch({ plan, names: ['c'] }, rows, 0, rows.length);
+    const single = binding.encodeRows(plan, rows, 0, rows.length);
+    assert.equal(typeof batch.code, 'string', `${type} fails`);
+    assert.equal(batch.code, single.code, type);
+    assert.equal(batch.message, single.message, type);
+  }
+});

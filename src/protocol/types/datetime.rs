@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use bytes::{BufMut, BytesMut};
+
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 pub const PG_EPOCH_DAYS: i64 = 10_957;
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -98,6 +100,89 @@ pub fn format_timestamp(out: &mut String, pg_micros: i64, with_zone: bool) {
     }
     if y <= 0 {
         out.push_str(" BC");
+    }
+}
+
+/// Appends `v` as decimal digits (the hot path of integer columns: no formatter machinery).
+pub fn put_int(out: &mut BytesMut, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&buf[i..]);
+}
+
+/// Appends `v` (under 100) as two digits.
+fn put_two(out: &mut BytesMut, v: u64) {
+    out.put_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+}
+
+/// Appends `v` with at least `width` digits (zero-padded).
+fn put_padded(out: &mut BytesMut, v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut n = v;
+    while n > 0 || buf.len() - i < width {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.put_slice(&buf[i..]);
+}
+
+/// [`format_timestamp`] straight into a message buffer (the common case of a result column).
+pub fn put_timestamp(out: &mut BytesMut, pg_micros: i64, with_zone: bool) {
+    match pg_micros {
+        TIMESTAMP_INFINITY => return out.put_slice(b"infinity"),
+        TIMESTAMP_NEG_INFINITY => return out.put_slice(b"-infinity"),
+        _ => {}
+    }
+    let days = pg_micros.div_euclid(MICROS_PER_DAY);
+    let (y, m, d) = civil_from_days(days + PG_EPOCH_DAYS);
+    let year = if y <= 0 { 1 - y } else { y } as u64;
+    if year < 10_000 {
+        put_two(out, year / 100);
+        put_two(out, year % 100);
+    } else {
+        put_padded(out, year, 4);
+    }
+    out.put_u8(b'-');
+    put_two(out, m as u64);
+    out.put_u8(b'-');
+    put_two(out, d as u64);
+    out.put_u8(b' ');
+    let micros = pg_micros.rem_euclid(MICROS_PER_DAY);
+    let secs = (micros / 1_000_000) as u64;
+    put_two(out, secs / 3600);
+    out.put_u8(b':');
+    put_two(out, secs / 60 % 60);
+    out.put_u8(b':');
+    put_two(out, secs % 60);
+    let mut frac = (micros % 1_000_000) as u64;
+    if frac != 0 {
+        let mut width = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        out.put_u8(b'.');
+        put_padded(out, frac, width);
+    }
+    if with_zone {
+        out.put_slice(b"+00");
+    }
+    if y <= 0 {
+        out.put_slice(b" BC");
     }
 }
 
@@ -352,8 +437,18 @@ mod tests {
         assert_eq!(parse_timestamp("2000-01-02", true), Some(MICROS_PER_DAY));
         assert_eq!(parse_timestamp("2000-01-01 25:00", true), None);
         assert_eq!(parse_timestamp("2000-01-01 00:00:00.1234567", true), Some(123_457));
-        for us in [-63_000_000_000_000_000, -1, 0, 1, 86_399_999_999, 800_000_000_000_000] {
+        for us in [-63_000_000_000_000_000, -1, 0, 1, 86_399_999_999, 800_000_000_000_000, 1_234_500, i64::MAX] {
             assert_eq!(parse_timestamp(&ts(us, true), true), Some(us), "{}", ts(us, true));
+            for tz in [false, true] {
+                let mut fast = BytesMut::new();
+                put_timestamp(&mut fast, us, tz);
+                assert_eq!(std::str::from_utf8(&fast), Ok(ts(us, tz).as_str()));
+            }
+        }
+        for v in [0, 7, -7, 1234567890, i64::MIN, i64::MAX] {
+            let mut out = BytesMut::new();
+            put_int(&mut out, v);
+            assert_eq!(std::str::from_utf8(&out), Ok(v.to_string().as_str()));
         }
         assert_eq!(js_millis_to_pg_micros(946_684_800_000.0), Some(0));
         assert_eq!(pg_micros_to_js_millis(0), 946_684_800_000.0);

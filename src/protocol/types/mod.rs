@@ -8,4 +8,4 @@ pub mod value;
 
 pub use interval::Interval;
 pub use registry::{Family, PgType};
-pub use value::{decode, encode, no_binary, Value};
+pub use value::{decode, encode, encode_cell, no_binary, Cell, Value};

@@ -4,8 +4,6 @@
 //! binary; [`decode`] reads a parameter. Both check that the value fits its type and answer
 //! with PostgreSQL's SQLSTATE when it does not.
 
-use std::fmt::Write as _;
-
 use bytes::{BufMut, BytesMut};
 
 use super::datetime::{self, DATE_INFINITY, DATE_NEG_INFINITY, MICROS_PER_DAY};
@@ -13,6 +11,36 @@ use super::interval::Interval;
 use super::numeric::Decimal;
 use super::registry::{Family, PgType};
 use crate::protocol::{PgError, SqlState};
+
+/// A value borrowed for encoding: what a row's cell is read as, without copying its text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Bool(bool),
+    Number(f64),
+    BigInt(i64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Date(f64),
+    Interval(Interval),
+    Array(&'a [Value]),
+}
+
+impl Value {
+    pub fn cell(&self) -> Cell<'_> {
+        match self {
+            Value::Null => Cell::Null,
+            Value::Bool(b) => Cell::Bool(*b),
+            Value::Number(n) => Cell::Number(*n),
+            Value::BigInt(n) => Cell::BigInt(*n),
+            Value::Text(s) => Cell::Text(s),
+            Value::Bytes(b) => Cell::Bytes(b),
+            Value::Date(ms) => Cell::Date(*ms),
+            Value::Interval(i) => Cell::Interval(*i),
+            Value::Array(items) => Cell::Array(items),
+        }
+    }
+}
 
 /// A value on its way between JS and the wire.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,17 +97,17 @@ fn pg_display_name(ty: PgType) -> String {
 }
 
 /// How a JS value is shown in an error message.
-fn shown(v: &Value) -> String {
+fn shown(v: &Cell) -> String {
     match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => js_number(*n),
-        Value::BigInt(n) => n.to_string(),
-        Value::Text(s) => s.chars().take(64).collect(),
-        Value::Bytes(_) => "[Buffer]".into(),
-        Value::Date(ms) => format!("[Date {ms}]"),
-        Value::Interval(_) => "[interval]".into(),
-        Value::Array(_) => "[Array]".into(),
+        Cell::Null => "null".into(),
+        Cell::Bool(b) => b.to_string(),
+        Cell::Number(n) => js_number(*n),
+        Cell::BigInt(n) => n.to_string(),
+        Cell::Text(s) => s.chars().take(64).collect(),
+        Cell::Bytes(_) => "[Buffer]".into(),
+        Cell::Date(ms) => format!("[Date {ms}]"),
+        Cell::Interval(_) => "[interval]".into(),
+        Cell::Array(_) => "[Array]".into(),
     }
 }
 
@@ -100,7 +128,12 @@ fn js_number(n: f64) -> String {
 
 /// Writes `v` as one DataRow column (its length, then its bytes; -1 for NULL).
 pub fn encode(out: &mut BytesMut, ty: PgType, binary: bool, v: &Value) -> Result<(), PgError> {
-    if matches!(v, Value::Null) {
+    encode_cell(out, ty, binary, &v.cell())
+}
+
+/// [`encode`] for a borrowed value.
+pub fn encode_cell(out: &mut BytesMut, ty: PgType, binary: bool, v: &Cell) -> Result<(), PgError> {
+    if matches!(v, Cell::Null) {
         out.put_i32(-1);
         return Ok(());
     }
@@ -123,7 +156,7 @@ pub fn encode(out: &mut BytesMut, ty: PgType, binary: bool, v: &Value) -> Result
 }
 
 /// An integer of the type's range, from a number, a bigint or a string.
-fn integer(ty: PgType, v: &Value) -> Result<i64, PgError> {
+fn integer(ty: PgType, v: &Cell) -> Result<i64, PgError> {
     let (min, max) = match ty.family {
         Family::Int2 => (i16::MIN as i64, i16::MAX as i64),
         Family::Int4 => (i32::MIN as i64, i32::MAX as i64),
@@ -131,16 +164,16 @@ fn integer(ty: PgType, v: &Value) -> Result<i64, PgError> {
         _ => (i64::MIN, i64::MAX),
     };
     let n = match v {
-        Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.3e18 => {
+        Cell::Number(n) if n.fract() == 0.0 && n.abs() < 9.3e18 => {
             // Beyond 2^53 a JS number is no longer exact: only bigints carry such int8s.
             if n.abs() > 9_007_199_254_740_992.0 {
                 return Err(out_of_range(ty, js_number(*n)));
             }
             *n as i64
         }
-        Value::Number(n) if n.is_finite() && n.fract() == 0.0 => return Err(out_of_range(ty, js_number(*n))),
-        Value::BigInt(n) => *n,
-        Value::Text(s) => match s.trim().parse::<i64>() {
+        Cell::Number(n) if n.is_finite() && n.fract() == 0.0 => return Err(out_of_range(ty, js_number(*n))),
+        Cell::BigInt(n) => *n,
+        Cell::Text(s) => match s.trim().parse::<i64>() {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow) => {
                 return Err(out_of_range(ty, s))
@@ -155,11 +188,11 @@ fn integer(ty: PgType, v: &Value) -> Result<i64, PgError> {
     Ok(n)
 }
 
-fn float(ty: PgType, v: &Value) -> Result<f64, PgError> {
+fn float(ty: PgType, v: &Cell) -> Result<f64, PgError> {
     match v {
-        Value::Number(n) => Ok(*n),
-        Value::BigInt(n) => Ok(*n as f64),
-        Value::Text(s) => parse_float(ty, s),
+        Cell::Number(n) => Ok(*n),
+        Cell::BigInt(n) => Ok(*n as f64),
+        Cell::Text(s) => parse_float(ty, s),
         other => Err(syntax(ty, shown(other))),
     }
 }
@@ -173,20 +206,20 @@ fn parse_float(ty: PgType, s: &str) -> Result<f64, PgError> {
     }
 }
 
-fn decimal(ty: PgType, v: &Value) -> Result<Decimal, PgError> {
+fn decimal(ty: PgType, v: &Cell) -> Result<Decimal, PgError> {
     let text = match v {
-        Value::Number(n) => js_number(*n),
-        Value::BigInt(n) => n.to_string(),
-        Value::Text(s) => s.clone(),
+        Cell::Number(n) => js_number(*n),
+        Cell::BigInt(n) => n.to_string(),
+        Cell::Text(s) => s.to_string(),
         other => return Err(syntax(ty, shown(other))),
     };
     Decimal::parse(&text).ok_or_else(|| syntax(ty, text))
 }
 
-fn boolean(ty: PgType, v: &Value) -> Result<bool, PgError> {
+fn boolean(ty: PgType, v: &Cell) -> Result<bool, PgError> {
     match v {
-        Value::Bool(b) => Ok(*b),
-        Value::Text(s) => parse_bool(s).ok_or_else(|| syntax(ty, s)),
+        Cell::Bool(b) => Ok(*b),
+        Cell::Text(s) => parse_bool(s).ok_or_else(|| syntax(ty, s)),
         other => Err(syntax(ty, shown(other))),
     }
 }
@@ -205,22 +238,22 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Text values may hold no NUL (PostgreSQL's text cannot).
-fn text<'a>(ty: PgType, v: &'a Value, scratch: &'a mut String) -> Result<&'a str, PgError> {
-    let s: &str = match v {
-        Value::Text(s) => s,
-        Value::Number(n) => {
-            *scratch = js_number(*n);
+fn text<'a>(ty: PgType, v: &Cell<'a>, scratch: &'a mut String) -> Result<&'a str, PgError> {
+    let s: &str = match *v {
+        Cell::Text(s) => s,
+        Cell::Number(n) => {
+            *scratch = js_number(n);
             scratch
         }
-        Value::BigInt(n) => {
+        Cell::BigInt(n) => {
             *scratch = n.to_string();
             scratch
         }
-        Value::Bool(b) => {
+        Cell::Bool(b) => {
             *scratch = b.to_string();
             scratch
         }
-        other => return Err(syntax(ty, shown(other))),
+        other => return Err(syntax(ty, shown(&other))),
     };
     if s.as_bytes().contains(&0) {
         return Err(PgError::error(
@@ -231,10 +264,10 @@ fn text<'a>(ty: PgType, v: &'a Value, scratch: &'a mut String) -> Result<&'a str
     Ok(s)
 }
 
-fn uuid(ty: PgType, v: &Value) -> Result<[u8; 16], PgError> {
+fn uuid(ty: PgType, v: &Cell) -> Result<[u8; 16], PgError> {
     match v {
-        Value::Text(s) => parse_uuid(s).ok_or_else(|| syntax(ty, s)),
-        Value::Bytes(b) if b.len() == 16 => Ok(b.as_slice().try_into().unwrap_or([0; 16])),
+        Cell::Text(s) => parse_uuid(s).ok_or_else(|| syntax(ty, s)),
+        Cell::Bytes(b) if b.len() == 16 => Ok((*b).try_into().unwrap_or([0; 16])),
         other => Err(syntax(ty, shown(other))),
     }
 }
@@ -276,10 +309,10 @@ fn format_uuid(out: &mut BytesMut, u: &[u8; 16]) {
     }
 }
 
-fn bytea(ty: PgType, v: &Value) -> Result<std::borrow::Cow<'_, [u8]>, PgError> {
+fn bytea<'a>(ty: PgType, v: &Cell<'a>) -> Result<std::borrow::Cow<'a, [u8]>, PgError> {
     match v {
-        Value::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
-        Value::Text(s) => parse_bytea(s).map(std::borrow::Cow::Owned).ok_or_else(|| syntax(ty, s)),
+        Cell::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
+        Cell::Text(s) => parse_bytea(s).map(std::borrow::Cow::Owned).ok_or_else(|| syntax(ty, s)),
         other => Err(syntax(ty, shown(other))),
     }
 }
@@ -319,22 +352,22 @@ fn parse_bytea(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A date as PostgreSQL days, from a JS Date (its UTC day) or a string.
-fn date_days(ty: PgType, v: &Value) -> Result<i32, PgError> {
+fn date_days(ty: PgType, v: &Cell) -> Result<i32, PgError> {
     match v {
-        Value::Date(ms) if ms.is_infinite() => Ok(if *ms > 0.0 { DATE_INFINITY } else { DATE_NEG_INFINITY }),
-        Value::Date(ms) => {
+        Cell::Date(ms) if ms.is_infinite() => Ok(if *ms > 0.0 { DATE_INFINITY } else { DATE_NEG_INFINITY }),
+        Cell::Date(ms) => {
             let micros = datetime::js_millis_to_pg_micros(*ms).ok_or_else(|| syntax(ty, "Invalid Date"))?;
             i32::try_from(micros.div_euclid(MICROS_PER_DAY)).map_err(|_| out_of_range(ty, ms))
         }
-        Value::Text(s) => datetime::parse_date(s).ok_or_else(|| syntax(ty, s)),
+        Cell::Text(s) => datetime::parse_date(s).ok_or_else(|| syntax(ty, s)),
         other => Err(syntax(ty, shown(other))),
     }
 }
 
-fn time_micros(ty: PgType, v: &Value) -> Result<i64, PgError> {
+fn time_micros(ty: PgType, v: &Cell) -> Result<i64, PgError> {
     match v {
-        Value::Text(s) => datetime::parse_time(s).ok_or_else(|| syntax(ty, s)),
-        Value::Date(ms) => datetime::js_millis_to_pg_micros(*ms)
+        Cell::Text(s) => datetime::parse_time(s).ok_or_else(|| syntax(ty, s)),
+        Cell::Date(ms) => datetime::js_millis_to_pg_micros(*ms)
             .map(|us| us.rem_euclid(MICROS_PER_DAY))
             .ok_or_else(|| syntax(ty, "Invalid Date")),
         other => Err(syntax(ty, shown(other))),
@@ -342,35 +375,33 @@ fn time_micros(ty: PgType, v: &Value) -> Result<i64, PgError> {
 }
 
 /// A timestamp as PostgreSQL microseconds, from a Date, JS milliseconds, or a string.
-fn timestamp_micros(ty: PgType, v: &Value) -> Result<i64, PgError> {
+fn timestamp_micros(ty: PgType, v: &Cell) -> Result<i64, PgError> {
     let with_zone = ty.element_type().family == Family::Timestamptz;
     match v {
-        Value::Date(ms) | Value::Number(ms) if ms.is_infinite() => {
+        Cell::Date(ms) | Cell::Number(ms) if ms.is_infinite() => {
             Ok(if *ms > 0.0 { datetime::TIMESTAMP_INFINITY } else { datetime::TIMESTAMP_NEG_INFINITY })
         }
-        Value::Date(ms) | Value::Number(ms) => {
+        Cell::Date(ms) | Cell::Number(ms) => {
             datetime::js_millis_to_pg_micros(*ms).ok_or_else(|| syntax(ty, "Invalid Date"))
         }
-        Value::Text(s) => datetime::parse_timestamp(s, with_zone).ok_or_else(|| syntax(ty, s)),
+        Cell::Text(s) => datetime::parse_timestamp(s, with_zone).ok_or_else(|| syntax(ty, s)),
         other => Err(syntax(ty, shown(other))),
     }
 }
 
-fn interval(ty: PgType, v: &Value) -> Result<Interval, PgError> {
+fn interval(ty: PgType, v: &Cell) -> Result<Interval, PgError> {
     match v {
-        Value::Interval(i) => Ok(*i),
-        Value::Text(s) => Interval::parse(s).ok_or_else(|| syntax(ty, s)),
+        Cell::Interval(i) => Ok(*i),
+        Cell::Text(s) => Interval::parse(s).ok_or_else(|| syntax(ty, s)),
         other => Err(syntax(ty, shown(other))),
     }
 }
 
-fn encode_text(out: &mut BytesMut, ty: PgType, v: &Value) -> Result<(), PgError> {
+fn encode_text(out: &mut BytesMut, ty: PgType, v: &Cell) -> Result<(), PgError> {
     let mut scratch = String::new();
     match ty.family {
         Family::Bool => out.put_u8(if boolean(ty, v)? { b't' } else { b'f' }),
-        Family::Int2 | Family::Int4 | Family::Int8 | Family::Oid => {
-            let _ = write!(out, "{}", integer(ty, v)?);
-        }
+        Family::Int2 | Family::Int4 | Family::Int8 | Family::Oid => datetime::put_int(out, integer(ty, v)?),
         Family::Float4 => put_float_text(out, float(ty, v)? as f32 as f64, true),
         Family::Float8 => put_float_text(out, float(ty, v)?, false),
         Family::Numeric => out.put_slice(decimal(ty, v)?.to_text().as_bytes()),
@@ -397,8 +428,7 @@ fn encode_text(out: &mut BytesMut, ty: PgType, v: &Value) -> Result<(), PgError>
             out.put_slice(scratch.as_bytes());
         }
         Family::Timestamp | Family::Timestamptz => {
-            datetime::format_timestamp(&mut scratch, timestamp_micros(ty, v)?, ty.family == Family::Timestamptz);
-            out.put_slice(scratch.as_bytes());
+            datetime::put_timestamp(out, timestamp_micros(ty, v)?, ty.family == Family::Timestamptz)
         }
         Family::Interval => {
             interval(ty, v)?.format(&mut scratch);
@@ -414,14 +444,36 @@ fn put_float_text(out: &mut BytesMut, n: f64, single: bool) {
         out.put_slice(b"NaN");
     } else if n.is_infinite() {
         out.put_slice(if n > 0.0 { b"Infinity" } else { b"-Infinity" });
-    } else if single {
-        let _ = write!(out, "{}", n as f32);
     } else {
-        let _ = write!(out, "{n}");
+        let mut buf = ryu::Buffer::new();
+        let text = if single { buf.format_finite(n as f32) } else { buf.format_finite(n) };
+        put_float_digits(out, text.as_bytes());
     }
 }
 
-fn encode_binary(out: &mut BytesMut, ty: PgType, v: &Value) -> Result<(), PgError> {
+/// ryu's digits as PostgreSQL writes them: no `.0` on integral values, and `e+21` / `e-07`
+/// (a sign and at least two digits) in exponents.
+fn put_float_digits(out: &mut BytesMut, text: &[u8]) {
+    match text.iter().position(|&c| c == b'e') {
+        None => out.put_slice(text.strip_suffix(b".0").unwrap_or(text)),
+        Some(e) => {
+            let mantissa = &text[..e];
+            out.put_slice(mantissa.strip_suffix(b".0").unwrap_or(mantissa));
+            out.put_u8(b'e');
+            let (sign, digits) = match text[e + 1..].split_first() {
+                Some((b'-', rest)) => (b'-', rest),
+                _ => (b'+', &text[e + 1..]),
+            };
+            out.put_u8(sign);
+            if digits.len() < 2 {
+                out.put_u8(b'0');
+            }
+            out.put_slice(digits);
+        }
+    }
+}
+
+fn encode_binary(out: &mut BytesMut, ty: PgType, v: &Cell) -> Result<(), PgError> {
     match ty.family {
         Family::Bool => out.put_u8(u8::from(boolean(ty, v)?)),
         Family::Int2 => out.put_i16(integer(ty, v)? as i16),
@@ -462,15 +514,15 @@ pub fn no_binary(ty: PgType) -> PgError {
     PgError::error(SqlState::UNDEFINED_FUNCTION, format!("no binary output function available for type {}", ty.name()))
 }
 
-fn encode_array(out: &mut BytesMut, ty: PgType, binary: bool, v: &Value) -> Result<(), PgError> {
+fn encode_array(out: &mut BytesMut, ty: PgType, binary: bool, v: &Cell) -> Result<(), PgError> {
     let parsed;
-    let items = match v {
-        Value::Array(items) => items,
-        Value::Text(s) => {
+    let items: &[Value] = match *v {
+        Cell::Array(items) => items,
+        Cell::Text(s) => {
             parsed = parse_array_text(ty, s)?;
             &parsed
         }
-        other => return Err(syntax(ty, shown(other))),
+        other => return Err(syntax(ty, shown(&other))),
     };
     let element = ty.element_type();
     if binary {
@@ -500,7 +552,7 @@ fn encode_array(out: &mut BytesMut, ty: PgType, binary: bool, v: &Value) -> Resu
             Value::Array(_) => return Err(multi_dimensional()),
             item => {
                 scratch.clear();
-                encode_text(&mut scratch, element, item)?;
+                encode_text(&mut scratch, element, &item.cell())?;
                 put_array_element(out, &scratch);
             }
         }
@@ -621,37 +673,38 @@ fn invalid_utf8() -> PgError {
 }
 
 fn decode_text(ty: PgType, s: &str) -> Result<Value, PgError> {
-    let text = Value::Text(s.to_string());
+    let cell = Cell::Text(s);
+    let text = &cell;
     Ok(match ty.family {
-        Family::Bool => Value::Bool(boolean(ty, &text)?),
-        Family::Int2 | Family::Int4 | Family::Oid => Value::Number(integer(ty, &text)? as f64),
-        Family::Int8 => Value::BigInt(integer(ty, &text)?),
+        Family::Bool => Value::Bool(boolean(ty, text)?),
+        Family::Int2 | Family::Int4 | Family::Oid => Value::Number(integer(ty, text)? as f64),
+        Family::Int8 => Value::BigInt(integer(ty, text)?),
         Family::Float4 => Value::Number(parse_float(ty, s)? as f32 as f64),
         Family::Float8 => Value::Number(parse_float(ty, s)?),
-        Family::Numeric => Value::Text(decimal(ty, &text)?.to_text()),
-        Family::Text | Family::Json | Family::Jsonb | Family::Other => text,
+        Family::Numeric => Value::Text(decimal(ty, text)?.to_text()),
+        Family::Text | Family::Json | Family::Jsonb | Family::Other => Value::Text(s.to_string()),
         Family::Bytea => Value::Bytes(parse_bytea(s).ok_or_else(|| syntax(ty, s))?),
         Family::Uuid => {
             let mut out = BytesMut::new();
-            format_uuid(&mut out, &uuid(ty, &text)?);
+            format_uuid(&mut out, &uuid(ty, text)?);
             Value::Text(String::from_utf8_lossy(&out).into_owned())
         }
         Family::Date => {
             let mut out = String::new();
-            datetime::format_date(&mut out, date_days(ty, &text)?);
+            datetime::format_date(&mut out, date_days(ty, text)?);
             Value::Text(out)
         }
         Family::Time => {
             let mut out = String::new();
-            datetime::format_time(&mut out, time_micros(ty, &text)?);
+            datetime::format_time(&mut out, time_micros(ty, text)?);
             Value::Text(out)
         }
         Family::Timestamp | Family::Timestamptz => {
-            Value::Date(datetime::pg_micros_to_js_millis(timestamp_micros(ty, &text)?))
+            Value::Date(datetime::pg_micros_to_js_millis(timestamp_micros(ty, text)?))
         }
         Family::Interval => {
             let mut out = String::new();
-            interval(ty, &text)?.format(&mut out);
+            interval(ty, text)?.format(&mut out);
             Value::Text(out)
         }
     })
@@ -809,6 +862,11 @@ mod tests {
         assert_eq!(text_of("bool", Value::Bool(true)).unwrap(), "t");
         assert_eq!(text_of("float8", Value::Number(1.5)).unwrap(), "1.5");
         assert_eq!(text_of("float4", Value::Number(0.1)).unwrap(), "0.1");
+        assert_eq!(text_of("float8", Value::Number(2.0)).unwrap(), "2");
+        assert_eq!(text_of("float8", Value::Number(-0.0)).unwrap(), "-0");
+        assert_eq!(text_of("float8", Value::Number(1e21)).unwrap(), "1e+21");
+        assert_eq!(text_of("float8", Value::Number(1.5e-7)).unwrap(), "1.5e-07");
+        assert_eq!(text_of("float8", Value::Number(1.0 / 3.0)).unwrap(), "0.3333333333333333");
         assert_eq!(text_of("numeric", Value::Text("1.50".into())).unwrap(), "1.50");
         assert_eq!(text_of("bytea", Value::Bytes(vec![0xde, 0xad])).unwrap(), "\\xdead");
         assert_eq!(
