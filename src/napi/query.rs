@@ -379,6 +379,8 @@ const KIND_NULL: u32 = 6;
 
 /// DataRows for `count` rows given column by column (see [`ColumnBatch`]); `first_row` numbers
 /// them in error messages. The fast path of `encodeRows`.
+// `row` indexes every column of the batch, not one slice: the range loop is the clear form.
+#[allow(clippy::needless_range_loop)]
 #[napi(catch_unwind)]
 pub fn encode_columns<'env>(
     env: &'env Env,

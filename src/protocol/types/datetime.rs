@@ -171,7 +171,7 @@ pub fn put_timestamp(out: &mut BytesMut, pg_micros: i64, with_zone: bool) {
     let mut frac = (micros % 1_000_000) as u64;
     if frac != 0 {
         let mut width = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             width -= 1;
         }
