@@ -236,10 +236,10 @@ test('the column-batch encoder writes exactly what the per-value encoder writes,
       const plan = binding.queryPlan(fields, [format]);
       const cursor = { plan, names: ['c'] };
       const rows = rowsFor(50, make);
-      same(encodeBatch(cursor, rows, 0, rows.length), binding.encodeRows(plan, rows, 0, rows.length), `${type} format ${format}`);
+      same(encodeBatch(cursor, rows, 0, rows.length), binding.encodeRows(plan, rows, 0, rows.length, null, null), `${type} format ${format}`);
       // Object rows take the same path.
       const objects = rows.map(([c]) => ({ c }));
-      same(encodeBatch(cursor, objects, 0, objects.length), binding.encodeRows(plan, rows, 0, rows.length), `${type} objects`);
+      same(encodeBatch(cursor, objects, 0, objects.length), binding.encodeRows(plan, rows, 0, rows.length, null, null), `${type} objects`);
     }
   }
   // Failures: the same SQLSTATE and message either way.
@@ -254,7 +254,7 @@ test('the column-batch encoder writes exactly what the per-value encoder writes,
   for (const [type, rows] of failing) {
     const plan = binding.queryPlan([{ name: 'c', type }], [0]);
     const batch = encodeBatch({ plan, names: ['c'] }, rows, 0, rows.length);
-    const single = binding.encodeRows(plan, rows, 0, rows.length);
+    const single = binding.encodeRows(plan, rows, 0, rows.length, null, null);
     assert.equal(typeof batch.code, 'string', `${type} fails`);
     assert.equal(batch.code, single.code, type);
     assert.equal(batch.message, single.message, type);

@@ -27,7 +27,7 @@ const root = path.join(here, '..');
 const require = createRequire(import.meta.url);
 const OURS = path.join(root, 'index.js');
 const THEIRS = require.resolve('pg-gateway');
-const SCENARIOS = ['fixed', 'setup', 'pglite', 'proxy', 'tls-proxy', 'memory'];
+const SCENARIOS = ['fixed', 'query', 'rows', 'setup', 'pglite', 'proxy', 'tls-proxy', 'memory'];
 
 const HELP = `Benchmark pg-gateway-native against pg-gateway 0.2.4 (same run, interleaved, ratios).
 
@@ -40,7 +40,8 @@ Usage: npm run bench -- [options]
   -h, --help         this help
 
 Needs pgbench and PostgreSQL's server binaries (apt-get install postgresql), and PgBouncer for
-its row (apt-get install pgbouncer; the row is skipped with a note when it is missing).
+its row (apt-get install pgbouncer; the row is skipped with a note when it is missing). The
+rows scenario builds bench/pgwire-server (a server on the Rust pgwire crate) with cargo.
 Results are printed as tables and written to bench/results/<date>.json.`;
 
 const { values: args } = parseArgs({
@@ -321,6 +322,30 @@ if (only.has('fixed') || only.has('setup')) {
   for (const server of servers) server.stop();
 }
 
+if (only.has('query')) {
+  // onQuery against the same server written with onMessage and hand-built bytes, both on our
+  // js driver: what the structured API costs for a request/response workload.
+  const ports = { message: await freePort(), query: await freePort(), listener: await freePort() };
+  const servers = [
+    await startServer('fixed.mjs', [OURS, ports.message]),
+    await startServer('query.mjs', [OURS, ports.query]),
+    await startServer('query.mjs', [OURS, ports.listener, 'listener']),
+  ];
+  const variants = {
+    'onMessage (js driver)': { port: ports.message, pid: servers[0].pid, ...fixedBench },
+    'onQuery (js driver)': { port: ports.query, pid: servers[1].pid, ...fixedBench },
+    'onQuery (createServer)': { port: ports.listener, pid: servers[2].pid, ...fixedBench },
+  };
+  for (const mode of ['simple', 'extended']) {
+    for (const clients of [1, 8, 32]) await point(`1-row SELECT, ${mode}`, `c=${clients}`, variants, { clients, mode }, 'onMessage (js driver)');
+  }
+  for (const server of servers) server.stop();
+}
+
+if (only.has('rows')) {
+  await largeResults();
+}
+
 if (only.has('memory')) {
   for (const [label, ssl, env] of [['plain', undefined, {}], ['TLS', { rejectUnauthorized: false }, { CERT_DIR: certDir }]]) {
     for (const count of [100, 1000]) {
@@ -490,6 +515,73 @@ async function startPgBouncer(upstreamPort) {
       child.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * One result of 1,000,000 rows x 5 columns read by a client that only counts bytes
+ * (bench/count-rows.mjs): pg-gateway 0.2.4 with a JS encoder, ours through onQuery, and a
+ * server on the Rust pgwire crate (no JS at all). Rows/s and MB/s per run, interleaved; the
+ * server's peak RSS during its runs shows that memory stays bounded.
+ */
+async function largeResults() {
+  const pgwireDir = path.join(here, 'pgwire-server');
+  log('building bench/pgwire-server (cargo build --release)');
+  const built = await run('cargo', ['build', '--release', '--quiet', '--manifest-path', path.join(pgwireDir, 'Cargo.toml')], {}, 600000);
+  const ports = { theirs: await freePort(), ours: await freePort(), listener: await freePort(), pgwire: await freePort() };
+  const servers = {
+    'pg-gateway (JS encoder)': await startServer('rows.mjs', [THEIRS, ports.theirs]),
+    'ours onQuery (js driver)': await startServer('rows.mjs', [OURS, ports.ours]),
+    'ours onQuery (createServer)': await startServer('rows.mjs', [OURS, ports.listener, 'listener']),
+  };
+  const portOf = { 'pg-gateway (JS encoder)': ports.theirs, 'ours onQuery (js driver)': ports.ours, 'ours onQuery (createServer)': ports.listener };
+  if (built.code === 0) {
+    const child = spawn(path.join(pgwireDir, 'target', 'release', 'pgwire-server'), [String(ports.pgwire)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.add(child);
+    await new Promise((resolve, reject) => {
+      child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
+      child.on('exit', (code) => reject(new Error(`pgwire-server exited with ${code}`)));
+    });
+    servers['pgwire (Rust)'] = { pid: child.pid, stop: () => child.kill('SIGKILL') };
+    portOf['pgwire (Rust)'] = ports.pgwire;
+  } else {
+    log(`pgwire-server did not build, its column is left out: ${built.stderr.trim().split('\n').pop()}`);
+  }
+  const rounds = Math.max(3, ROUNDS * 2);
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const perSecond = [];
+  const megabytes = [];
+  const growth = [];
+  for (const [label, sql] of [['rows in memory', 'select rows'], ['rows from a generator', 'select generated rows']]) {
+    const samples = Object.fromEntries(Object.keys(servers).map((name) => [name, []]));
+    const grown = Object.fromEntries(Object.keys(servers).map((name) => [name, 0]));
+    for (let round = 0; round <= rounds; round++) {
+      const order = round % 2 === 0 ? Object.keys(servers) : Object.keys(servers).reverse();
+      for (const name of order) {
+        const { pid } = servers[name];
+        const before = residentKiB(pid).anon;
+        const sampler = setInterval(() => { grown[name] = Math.max(grown[name], residentKiB(pid).anon - before); }, 20);
+        const result = await run(process.execPath, [path.join(here, 'count-rows.mjs'), String(portOf[name]), sql], {}, 120000);
+        clearInterval(sampler);
+        // Round 0 warms each server up (JIT tiers) and is not counted.
+        if (round > 0 && result.code === 0) samples[name].push(JSON.parse(result.stdout));
+        else if (result.code !== 0) log(`rows: ${name} failed: ${result.stderr.trim().slice(0, 200)}`);
+      }
+    }
+    const rowsPerSecond = {};
+    const megabytesPerSecond = {};
+    for (const [name, runs] of Object.entries(samples)) {
+      rowsPerSecond[name] = runs.length ? mean(runs.map((r) => r.rows / r.seconds)) : null;
+      megabytesPerSecond[name] = runs.length ? mean(runs.map((r) => r.bytes / r.seconds / 1e6)) : null;
+    }
+    const base = rowsPerSecond['pg-gateway (JS encoder)'];
+    const ratio = Object.fromEntries(Object.keys(servers).map((name) => [name, base && rowsPerSecond[name] ? rowsPerSecond[name] / base : null]));
+    perSecond.push({ scenario: '1,000,000 rows x 5 columns (int4, int8, text, float8, timestamptz), rows/s', point: label, tps: rowsPerSecond, ratio, errors: {} });
+    megabytes.push({ scenario: '1,000,000 rows x 5 columns, MB/s', point: label, tps: megabytesPerSecond, ratio: {}, errors: {} });
+    growth.push({ scenario: '1,000,000 rows x 5 columns, server RSS growth during a run (MiB)', point: label, kib: Object.fromEntries(Object.entries(grown).map(([n, kib]) => [n, kib / 1024])), ratio: {} });
+    log(`rows, ${label}: ${Object.entries(rowsPerSecond).map(([n, v]) => `${n} ${v ? Math.round(v) : 'failed'}${ratio[n] ? ` (${ratio[n].toFixed(2)}x)` : ''}`).join(', ')}`);
+  }
+  results.push(...perSecond, ...megabytes, ...growth);
+  for (const server of Object.values(servers)) server.stop();
 }
 
 for (const cleanup of cleanups.reverse()) await cleanup();

@@ -12,10 +12,10 @@ const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
 const { offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
-const { dropCursors } = require('./query.js');
+const { dropCursors, answerQuery } = require('./query.js');
 
 const {
-  STEP_WAIT, STEP_HOOK, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
+  STEP_WAIT, STEP_HOOK, STEP_SIMPLE_QUERY, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
   WANTS_INPUT, TIMER_CHANGED, VERSION_SHIFT, OUTPUT_HIGH_WATER,
 } = binding;
 
@@ -214,10 +214,11 @@ class JsDriver {
       if (kind === STEP_WAIT) return this.setReading((step & WANTS_INPUT) !== 0);
       if (kind === STEP_CLOSE) return this.close();
       if (kind === STEP_ABORT) return this.abort();
-      if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile
-      const pending = step & OFFERS_FED_BYTES
-        ? this.offer(fed, step >>> VERSION_SHIFT)
-        : this.runHook(step >>> VERSION_SHIFT);
+      let pending;
+      if (kind === STEP_SIMPLE_QUERY) pending = this.runSimpleQuery(step >>> VERSION_SHIFT);
+      else if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile
+      else if (step & OFFERS_FED_BYTES) pending = this.offer(fed, step >>> VERSION_SHIFT);
+      else pending = this.runHook(step >>> VERSION_SHIFT);
       if (pending) {
         // The session keeps taking bytes (up to its read-ahead) and EOF while the hook runs.
         this.inHook = true;
@@ -299,6 +300,16 @@ class JsDriver {
     if (step & IS_TLS) this.tls = true;
   }
 
+  /** `onQuery` for a simple Query; returns a promise only if it did not finish at once. */
+  runSimpleQuery(stateVersion) {
+    const handle = this.handle;
+    const event = { kind: 'query', sql: binding.sessionQuerySql(handle), mode: 'simple', cursor: 0, stateVersion };
+    const connection = this.connection;
+    return answerQuery(connection, event, connection._stateFor(stateVersion), (tags, suspended, data, error) => {
+      this.afterHook(binding.sessionQueryDone(handle, tags, suspended, data, error, this.pollAfterHook));
+    });
+  }
+
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */
   runHook(stateVersion) {
     const handle = this.handle;
@@ -306,6 +317,11 @@ class JsDriver {
     if (messages !== null) return this.offer(messages, stateVersion);
     const event = binding.sessionHook(handle);
     const connection = this.connection;
+    if (event.kind === 'query') {
+      return answerQuery(connection, event, connection._stateFor(event.stateVersion), (tags, suspended, data, error) => {
+        this.afterHook(binding.sessionQueryDone(handle, tags, suspended, data, error, this.pollAfterHook));
+      });
+    }
     return callHook(connection, event, connection._stateFor(event.stateVersion), (reply) => {
       this.afterHook(binding.sessionHookDone(handle, reply, this.pollAfterHook));
     });

@@ -8,6 +8,7 @@ const binding = require('./binding.js');
 const { Duplex } = require('node:stream');
 const { normalizeError, toBytes, offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
+const { answerQuery } = require('./query.js');
 
 /** Output held for one connection above which an `onMessage` batch pauses (as in Rust). */
 const OUTPUT_HIGH_WATER = binding.OUTPUT_HIGH_WATER;
@@ -55,6 +56,11 @@ function handle(connection, event, reply) {
     return reply({ value: 0 });
   }
   const state = connection._stateFor(event.stateVersion);
+  if (event.kind === 'query') {
+    return answerQuery(connection, event, state, (tags, suspended, data, error) => {
+      if (event.call !== 0) binding.queryReply(event.call, tags, suspended, data, error);
+    });
+  }
   if (event.kind !== 'message') return callHook(connection, event, state, reply);
   const native = connection._native;
   return offerMessages(connection.options.onMessage, event.data, 0, 0, state, connection, {

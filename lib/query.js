@@ -36,6 +36,23 @@ function commandTag(command, rowCount) {
   return word;
 }
 
+/** CommandComplete messages by tag (most statements repeat a few tags). */
+const completes = new Map();
+
+function completeOf(tag) {
+  let message = completes.get(tag);
+  if (message === undefined) {
+    const length = Buffer.byteLength(tag);
+    message = Buffer.allocUnsafe(6 + length);
+    message[0] = 0x43;
+    message.writeInt32BE(5 + length, 1);
+    message.write(tag, 5);
+    message[5 + length] = 0;
+    if (completes.size < 1024) completes.set(tag, message);
+  }
+  return message;
+}
+
 /** The tag of a statement that returned nothing: its own command word, as PostgreSQL names it. */
 function defaultTag(sql) {
   const word = binding.sqlCommandWord(sql);
@@ -85,20 +102,15 @@ function resultOf(value, sql) {
     if (value.command === undefined) throw new QueryError('XX000', 'onQuery returned an object with neither fields nor command');
     return { tag: commandTag(value.command, value.rowCount) };
   }
-  if (!Array.isArray(value.fields)) throw new QueryError('XX000', 'the fields of a result must be an array of { name, type }');
-  const fields = value.fields.map((field, i) => {
-    if (field === null || typeof field !== 'object' || (typeof field.type !== 'string' && typeof field.type !== 'number')) {
-      throw new QueryError('XX000', `field ${i + 1} of the result must be { name, type } with a type name or OID`);
-    }
-    return { name: String(field.name ?? `?column?`), type: field.type };
-  });
+  const fields = value.fields;
+  if (!Array.isArray(fields)) throw new QueryError('XX000', 'the fields of a result must be an array of { name, type }');
   const rows = value.rows ?? [];
   const isArray = Array.isArray(rows);
   if (!isArray && typeof rows[Symbol.iterator] !== 'function' && typeof rows[Symbol.asyncIterator] !== 'function') {
     throw new QueryError('XX000', 'the rows of a result must be an array or an (async) iterable');
   }
   const first = fields[0]?.type;
-  const nested = fields.length === 0 || (typeof first === 'number' ? NESTED_OIDS.has(first) : NESTED_TYPE.test(first.trim()));
+  const nested = fields.length === 0 || (typeof first === 'number' ? NESTED_OIDS.has(first) : NESTED_TYPE.test(String(first).trim()));
   return {
     fields,
     rows,
@@ -125,11 +137,13 @@ const MAX_INT64 = 2n ** 63n - 1n;
  * (arrays, Buffers, objects for json, mixed types) sends the batch the per-value way.
  */
 function encodeBatch(cursor, rows, start, end) {
+  // A few rows: gathering columns costs more than it saves.
+  if (end - start <= 16) return binding.encodeRows(cursor.plan, rows, start, end, null, null);
   const names = cursor.names;
   const columns = new Array(names.length);
   for (let j = 0; j < names.length; j++) {
     const column = gatherColumn(rows, start, end, j, names[j], names.length);
-    if (column === undefined) return binding.encodeRows(cursor.plan, rows, start, end);
+    if (column === undefined) return binding.encodeRows(cursor.plan, rows, start, end, null, null);
     columns[j] = column;
   }
   return binding.encodeColumns(cursor.plan, end - start, columns, start);
@@ -187,6 +201,50 @@ function gatherColumn(rows, start, end, j, name, width) {
   return { kind, flags: values, nulls };
 }
 
+/**
+ * Row plans by the `fields` array a result gave and the format codes: a server that returns
+ * the same fields array each time (the usual case) has its plan made once. An entry is checked
+ * against the fields it was made from, so an array changed in place gets a new plan.
+ */
+const plans = new WeakMap();
+
+function planFor(fields, formats) {
+  const key = formats && formats.length > 0 ? formats.join(',') : '';
+  let byFormats = plans.get(fields);
+  if (byFormats === undefined) {
+    byFormats = new Map();
+    plans.set(fields, byFormats);
+  }
+  const cached = byFormats.get(key);
+  if (cached !== undefined && sameFields(cached, fields)) return cached;
+  const normalized = fields.map((field, i) => {
+    if (field === null || typeof field !== 'object' || (typeof field.type !== 'string' && typeof field.type !== 'number')) {
+      throw new QueryError('XX000', `field ${i + 1} of the result must be { name, type } with a type name or OID`);
+    }
+    return { name: String(field.name ?? '?column?'), type: field.type };
+  });
+  const plan = binding.queryPlan(normalized, formats);
+  if (typeof plan.code === 'string') throw new QueryError(plan.code, plan.message, plan.detail);
+  const entry = { plan, names: normalized.map((f) => f.name), types: normalized.map((f) => f.type), description: undefined };
+  byFormats.set(key, entry);
+  return entry;
+}
+
+function sameFields(entry, fields) {
+  if (entry.names.length !== fields.length) return false;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i];
+    if (field === null || typeof field !== 'object' || field.type !== entry.types[i] || String(field.name ?? '?column?') !== entry.names[i]) return false;
+  }
+  return true;
+}
+
+/** A plan's RowDescription, made once. */
+function descriptionOf(entry) {
+  entry.description ??= binding.planRowDescription(entry.plan);
+  return entry.description;
+}
+
 /** Throws the encoder's failure as an error with its SQLSTATE. */
 function check(encoded) {
   if (Buffer.isBuffer(encoded)) return encoded;
@@ -214,6 +272,15 @@ class Output {
     this.pieces.push(buffer);
     this.size += buffer.length;
     if (this.size >= WRITE_CHUNK) this.flush();
+  }
+
+  /** What is gathered and not written: it goes out with the session's own answer. */
+  take() {
+    if (this.pieces.length === 0) return undefined;
+    const data = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces, this.size);
+    this.pieces = [];
+    this.size = 0;
+    return data;
   }
 
   flush() {
@@ -282,10 +349,9 @@ class Cursor {
     this.done = result.fields === undefined;
     this.completed = false;
     if (result.fields === undefined) return;
-    const plan = binding.queryPlan(result.fields, formats);
-    if (typeof plan.code === 'string') throw new QueryError(plan.code, plan.message, plan.detail);
-    this.plan = plan;
-    this.names = result.fields.map((field) => field.name);
+    this.entry = planFor(result.fields, formats);
+    this.plan = this.entry.plan;
+    this.names = this.entry.names;
     this.rows = result.isArray ? result.rows : undefined;
     this.index = 0;
     this.iterator = undefined;
@@ -474,19 +540,26 @@ function sendFromIterator(cursor, limit, out, run) {
   }
 }
 
-/** The `query` argument of `onQuery`. */
-function queryArgument(event, run) {
-  return {
-    sql: event.sql,
-    params: event.params ?? [],
-    paramTypes: event.paramTypes ?? [],
-    get signal() { return run.signal; },
-  };
+const NO_VALUES = Object.freeze([]);
+
+/** The `query` argument of `onQuery` (a class: an object literal with a getter is slow to make). */
+class Query {
+  constructor(event, run) {
+    this.sql = event.sql;
+    this.params = event.params ?? NO_VALUES;
+    this.paramTypes = event.paramTypes ?? NO_VALUES;
+    this._run = run;
+  }
+
+  /** Aborted when a CancelRequest for this connection arrives or the client goes away. */
+  get signal() {
+    return this._run.signal;
+  }
 }
 
 /** Calls `onQuery`; `then(value)` gets what it returned, synchronously when it is not a promise. */
 function callOnQuery(connection, event, state, run, then) {
-  const value = connection.options.onQuery(queryArgument(event, run), state, connection);
+  const value = connection.options.onQuery(new Query(event, run), state, connection);
   const pending = thenOf(value);
   if (pending) return run.race(new Promise((resolve, reject) => pending.call(value, resolve, reject))).then(then);
   return then(value);
@@ -507,7 +580,6 @@ function runQuery(connection, event, state) {
   const out = new Output(connection);
   const tags = [];
   const fail = (err) => {
-    out.flush();
     // The statement is over: its source is let go (an iterator's finally runs).
     run.cursor?.close();
     if (event.cursor) cursors.delete(event.cursor);
@@ -516,7 +588,8 @@ function runQuery(connection, event, state) {
   };
   const finish = (reply) => {
     if (connection._run === run) connection._run = undefined;
-    out.flush();
+    // The tail of the result leaves with the session's answer (ReadyForQuery ...): one write.
+    reply.data = out.take();
     return reply;
   };
   try {
@@ -540,15 +613,24 @@ function runSimple(connection, event, state, run, out, tags) {
         run.cursor = cursor;
         i += 1;
         if (cursor.done) {
-          out.push(binding.encodeCommandComplete(cursor.tag));
+          out.push(completeOf(cursor.tag));
           tags.push(cursor.tag);
           continue;
         }
-        out.push(binding.planRowDescription(cursor.plan));
+        const rows = cursor.rows;
+        if (rows !== undefined && rows.length <= 16) {
+          // A small result: RowDescription, rows and CommandComplete in one encoder call.
+          const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
+          out.push(check(binding.encodeRows(cursor.plan, rows, 0, rows.length, descriptionOf(cursor.entry), completeOf(tag))));
+          cursor.done = true;
+          tags.push(tag);
+          continue;
+        }
+        out.push(descriptionOf(cursor.entry));
         const sent = sendRows(cursor, 0, out, run);
         const complete = (count) => {
           const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? count);
-          out.push(binding.encodeCommandComplete(tag));
+          out.push(completeOf(tag));
           tags.push(tag);
         };
         if (thenOf(sent)) {
@@ -571,18 +653,18 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
   const go = (cursor) => {
     run.cursor = cursor;
     if (event.mode === 'describe') {
-      out.push(cursor.plan ? binding.planRowDescription(cursor.plan) : NO_DATA);
+      out.push(cursor.plan ? descriptionOf(cursor.entry) : NO_DATA);
       return { value: 0, tags };
     }
     if (cursor.plan === undefined) {
       // A command: CommandComplete for each Execute.
-      out.push(binding.encodeCommandComplete(cursor.tag));
+      out.push(completeOf(cursor.tag));
       tags.push(cursor.tag);
       return { value: 0, tags };
     }
     if (cursor.done) {
       const tag = commandTag(cursor.result.command, 0);
-      out.push(binding.encodeCommandComplete(tag));
+      out.push(completeOf(tag));
       tags.push(tag);
       return { value: 0, tags };
     }
@@ -594,7 +676,7 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
         return { value: 0, tags, suspended: true };
       }
       const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? count);
-      out.push(binding.encodeCommandComplete(tag));
+      out.push(completeOf(tag));
       tags.push(tag);
       return { value: 0, tags };
     };
@@ -610,6 +692,18 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
     cursors.set(event.cursor, cursor);
     return go(cursor);
   });
+}
+
+/**
+ * Runs a `query` event and hands `answer(tags, suspended, data, error)` its outcome (tags joined
+ * with NUL), at once when everything ran synchronously; returns the promise otherwise.
+ */
+function answerQuery(connection, event, state, answer) {
+  const reply = runQuery(connection, event, state);
+  const send = (r) => answer(r.tags.length ? r.tags.join('\0') : null, r.suspended === true, r.data ?? null, r.error ?? null);
+  if (thenOf(reply)) return reply.then(send);
+  send(reply);
+  return undefined;
 }
 
 /** The reply to a `describe` event, from what `onDescribe` returned. */
@@ -649,7 +743,7 @@ function dropCursors(connection) {
 }
 
 module.exports = {
-  runQuery, describeReply, abortRunning, dropCursors, commandTag,
+  runQuery, answerQuery, describeReply, abortRunning, dropCursors, commandTag,
   // For the tests: the column-batch encoder must agree with the per-value one.
   encodeBatch,
 };

@@ -83,6 +83,9 @@ pub struct HookReply {
     pub tags: Option<Vec<String>>,
     /// For `query`: Execute stopped at its row limit.
     pub suspended: Option<bool>,
+    /// For `query`: the end of the result (what JS did not write already), sent before what
+    /// the session answers.
+    pub data: Option<Buffer>,
     /// For `describe`: the parameter types ...
     pub param_types: Option<Vec<u32>>,
     /// ... and the fields.
@@ -90,6 +93,30 @@ pub struct HookReply {
 }
 
 impl HookReply {
+    /// A `query` reply from positional arguments: `tags` joined with NUL (no tag holds one),
+    /// and the end of the result. A reply object costs a property read per field; a query
+    /// answers on every statement.
+    pub fn for_query(
+        tags: Option<String>,
+        suspended: bool,
+        data: Option<Vec<u8>>,
+        error: Option<BackendErrorInput>,
+    ) -> Self {
+        Self {
+            value: 0,
+            paused: None,
+            error,
+            tls: None,
+            scram_verifier: None,
+            scram_password: None,
+            tags: tags.map(|t| t.split('\0').filter(|t| !t.is_empty()).map(str::to_string).collect()),
+            suspended: Some(suspended),
+            data: data.map(Buffer::from),
+            param_types: None,
+            fields: None,
+        }
+    }
+
     /// The answer in the session's terms (TLS options become a configuration here).
     pub fn into_answer(self, request_client_certificate: bool) -> HookAnswer {
         let tls = self.tls.map(|options| {
@@ -120,6 +147,7 @@ impl HookReply {
             tls,
             scram,
             tags: self.tags.unwrap_or_default(),
+            data: self.data.map(|data| data.to_vec()),
             description,
         }
     }
@@ -145,6 +173,20 @@ fn lock_pending() -> std::sync::MutexGuard<'static, HashMap<u32, ReplySender>> {
 pub fn hook_reply(call: u32, reply: HookReply) {
     if let Some(sender) = lock_pending().remove(&call) {
         let _ = sender.send(reply);
+    }
+}
+
+/// JS's answer to a `query` hook call, in positional arguments (see `HookReply::for_query`).
+#[napi(catch_unwind)]
+pub fn query_reply(
+    call: u32,
+    tags: Option<String>,
+    suspended: bool,
+    data: Option<BufferSlice>,
+    error: Option<BackendErrorInput>,
+) {
+    if let Some(sender) = lock_pending().remove(&call) {
+        let _ = sender.send(HookReply::for_query(tags, suspended, data.map(|d| d.to_vec()), error));
     }
 }
 
@@ -234,20 +276,24 @@ impl HookEvent {
             HookRequest::ScramSecret { user } => event.user = Some(user),
             HookRequest::Startup | HookRequest::Authenticated | HookRequest::TlsUpgrade => {}
             HookRequest::Query(call) => {
+                let call = *call;
                 let (mode, max_rows) = match call.mode {
                     QueryMode::Simple => ("simple", None),
                     QueryMode::Describe => ("describe", None),
                     QueryMode::Execute { max_rows } => ("execute", Some(max_rows)),
                 };
+                // Empty lists are left out (JS reads them as empty): every property set is a
+                // call, and a simple Query has none of them.
                 event.sql = Some(call.sql.to_string());
-                event.params = Some(super::query::ParamValues(call.params));
-                event.param_types = Some(call.param_types.to_vec());
-                event.result_formats = Some(call.result_formats.iter().map(|&f| i32::from(f)).collect());
+                event.params = (!call.params.is_empty()).then(|| super::query::ParamValues(call.params.clone()));
+                event.param_types = (!call.param_types.is_empty()).then(|| call.param_types.to_vec());
+                event.result_formats = (!call.result_formats.is_empty())
+                    .then(|| call.result_formats.iter().map(|&f| i32::from(f)).collect());
                 event.mode = Some(mode.into());
                 event.cursor = Some(call.cursor);
                 event.max_rows = max_rows;
-                event.resume = Some(call.resume);
-                event.dropped = Some(call.dropped);
+                event.resume = call.resume.then_some(true);
+                event.dropped = (!call.dropped.is_empty()).then_some(call.dropped);
             }
             HookRequest::Describe(call) => {
                 event.sql = Some(call.sql.to_string());

@@ -157,12 +157,18 @@ pub fn encode_rows<'env>(
     rows: Unknown,
     start: u32,
     end: u32,
+    prefix: Option<BufferSlice>,
+    suffix: Option<BufferSlice>,
 ) -> Result<Either<BufferSlice<'env>, EncodeFailure>> {
     let js = Js { env: env.raw() };
     let rows = rows.value().value;
     let end = end.min(js.array_len(rows)?);
     let mut out =
         BytesMut::with_capacity(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
+    // A small result's RowDescription and CommandComplete ride along: one Buffer, no concat.
+    if let Some(prefix) = &prefix {
+        out.extend_from_slice(prefix);
+    }
     for i in start..end {
         let row = js.element(rows, i)?;
         if let Err((err, field)) = data_row(js, plan, row, &mut out)? {
@@ -172,6 +178,9 @@ pub fn encode_rows<'env>(
             };
             return Ok(Either::B(err.with_detail(place).into()));
         }
+    }
+    if let Some(suffix) = &suffix {
+        out.extend_from_slice(suffix);
     }
     // Copied into a Buffer V8 allocates and accounts for: a Vec handed over as an external
     // buffer is memory the garbage collector does not see, and a fast stream piled it up.

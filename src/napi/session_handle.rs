@@ -19,7 +19,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
 use crate::protocol::key_rewrite::KeyRewriter;
 use crate::protocol::Severity;
-use crate::session::{HookAnswer, HookKind, HookRequest, Session, SessionConfig, Step};
+use crate::session::query::QueryMode;
+use crate::session::{HookAnswer, HookKind, HookRequest, HookResult, Session, SessionConfig, Step};
 
 // Step codes: what to do next in the low bits (`STEP_MASK`), flags above, and the state version
 // from bit `VERSION_SHIFT` up (so JS needs no extra call to know whether its cached state is
@@ -35,6 +36,10 @@ pub const STEP_ABORT: u32 = 3;
 /// Returned by the done-functions when asked not to poll.
 #[napi]
 pub const STEP_NONE: u32 = 4;
+/// `onQuery` for a simple Query: fetch its SQL with `sessionQuerySql()` (the one hook every
+/// statement of a request/response workload runs, so it skips the event object).
+#[napi]
+pub const STEP_SIMPLE_QUERY: u32 = 5;
 #[napi]
 pub const STEP_MASK: u32 = 7;
 /// `sessionTakeOutput()` has bytes to send first.
@@ -244,8 +249,13 @@ fn poll(handle: &mut SessionHandle) -> u32 {
         Step::Close => STEP_CLOSE,
         Step::Abort => STEP_ABORT,
         Step::Hook(request) => {
+            let simple = matches!(&request, HookRequest::Query(call) if call.mode == QueryMode::Simple && call.dropped.is_empty());
             handle.request = Some(request);
-            STEP_HOOK
+            if simple {
+                STEP_SIMPLE_QUERY
+            } else {
+                STEP_HOOK
+            }
         }
     };
     step | flags(session)
@@ -350,6 +360,45 @@ pub fn session_hook_done(handle: &mut External<SessionHandle>, reply: HookReply,
     if let Some(kind) = handle.running.take() {
         let answer = reply.into_answer(handle.request_client_certificate);
         handle.session.hook_done(kind.result(answer));
+    }
+    then_poll(handle, poll)
+}
+
+/// The SQL of the simple Query `STEP_SIMPLE_QUERY` announced (its `onQuery` now runs).
+#[napi(catch_unwind)]
+pub fn session_query_sql(handle: &mut External<SessionHandle>) -> Option<String> {
+    match handle.request.take() {
+        Some(HookRequest::Query(call)) => {
+            handle.running = Some(HookKind::Query);
+            Some(call.sql.to_string())
+        }
+        other => {
+            handle.request = other;
+            None
+        }
+    }
+}
+
+/// The `query` hook answered (see `HookReply::for_query`); then the next step.
+#[napi(catch_unwind)]
+pub fn session_query_done(
+    handle: &mut External<SessionHandle>,
+    tags: Option<String>,
+    suspended: bool,
+    data: Option<BufferSlice>,
+    error: Option<BackendErrorInput>,
+    poll: Option<bool>,
+) -> u32 {
+    if handle.running.take().is_some() {
+        let outcome = crate::session::query::QueryOutcome {
+            tags: tags
+                .map(|t| t.split('\0').filter(|t| !t.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
+            suspended,
+            error: error.map(|e| e.into_pg_error(Severity::Error)),
+            data: data.map(|d| d.to_vec()),
+        };
+        handle.session.hook_done(HookResult::Query(outcome));
     }
     then_poll(handle, poll)
 }

@@ -82,13 +82,13 @@ impl HookKind {
 
     /// What an answer from JS means for this kind of hook.
     pub fn result(self, answer: HookAnswer) -> HookResult {
-        let HookAnswer { value, paused, error, tls, scram, tags, description } = answer;
+        let HookAnswer { value, paused, error, tls, scram, tags, data, description } = answer;
         if self == Self::Message {
             return HookResult::Messages { handled: value as usize, paused, error };
         }
         if self == Self::Query {
             // A failed statement still reports the results it completed before failing.
-            return HookResult::Query(QueryOutcome { tags, suspended: paused, error });
+            return HookResult::Query(QueryOutcome { tags, suspended: paused, error, data });
         }
         if let Some(error) = error {
             return HookResult::Failed(error);
@@ -136,6 +136,8 @@ pub struct HookAnswer {
     pub scram: Option<ScramAnswer>,
     /// `query`: the command tags of the results completed (`paused`: PortalSuspended).
     pub tags: Vec<String>,
+    /// `query`: result bytes JS did not write itself.
+    pub data: Option<Vec<u8>>,
     /// `describe`: what `onDescribe` said.
     pub description: Option<Description>,
 }

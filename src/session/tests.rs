@@ -622,6 +622,7 @@ fn hostile_input_never_panics_or_loops() {
                 tags: (0..hook_rng.below(3)).map(|_| "BEGIN".to_string()).collect(),
                 suspended: hook_rng.below(2) == 0,
                 error: (hook_rng.below(3) == 0).then(|| PgError::error(SqlState::INTERNAL_ERROR, "x")),
+                data: None,
             }),
             HookRequest::Describe(_) => match hook_rng.below(2) {
                 0 => HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, "x")),

@@ -74,6 +74,9 @@ pub struct QueryOutcome {
     pub suspended: bool,
     /// The statement failed after the results in `tags`.
     pub error: Option<PgError>,
+    /// The end of the result as JS encoded it (what it did not write itself while the hook
+    /// ran): sent before anything the session answers, in the same write.
+    pub data: Option<Vec<u8>>,
 }
 
 /// What `onDescribe` said of a statement.
@@ -518,6 +521,9 @@ impl Session {
     /// `onQuery` finished (or failed) for what `running` says.
     pub(super) fn query_done(&mut self, outcome: QueryOutcome) {
         let Some(running) = self.queries().running.take() else { return };
+        if let Some(data) = &outcome.data {
+            self.output.extend_from_slice(data);
+        }
         match running {
             Running::Simple { effects } => {
                 for (i, _) in outcome.tags.iter().enumerate() {
