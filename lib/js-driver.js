@@ -215,7 +215,10 @@ class JsDriver {
       if (kind === STEP_CLOSE) return this.close();
       if (kind === STEP_ABORT) return this.abort();
       let pending;
-      if (kind === STEP_SIMPLE_QUERY) pending = this.runSimpleQuery(step >>> VERSION_SHIFT);
+      if (kind === STEP_SIMPLE_QUERY) {
+        const sql = step & OFFERS_FED_BYTES ? fed.toString('utf8', 5, fed.length - 1) : binding.sessionQuerySql(this.handle);
+        pending = this.runSimpleQuery(sql, step >>> VERSION_SHIFT);
+      }
       else if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile
       else if (step & OFFERS_FED_BYTES) pending = this.offer(fed, step >>> VERSION_SHIFT);
       else pending = this.runHook(step >>> VERSION_SHIFT);
@@ -301,12 +304,17 @@ class JsDriver {
   }
 
   /** `onQuery` for a simple Query; returns a promise only if it did not finish at once. */
-  runSimpleQuery(stateVersion) {
+  runSimpleQuery(sql, stateVersion) {
     const handle = this.handle;
-    const event = { kind: 'query', sql: binding.sessionQuerySql(handle), mode: 'simple', cursor: 0, stateVersion };
+    const event = { kind: 'query', sql, mode: 'simple', cursor: 0, stateVersion };
     const connection = this.connection;
     return answerQuery(connection, event, connection._stateFor(stateVersion), (tags, suspended, data, error) => {
       this.afterHook(binding.sessionQueryDone(handle, tags, suspended, data, error, this.pollAfterHook));
+    }, (plan, rows, description, complete, tag) => {
+      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, tag, this.pollAfterHook);
+      if (typeof step !== 'number') return step;
+      this.afterHook(step);
+      return undefined;
     });
   }
 

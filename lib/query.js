@@ -619,10 +619,14 @@ function runSimple(connection, event, state, run, out, tags) {
         }
         const rows = cursor.rows;
         if (rows !== undefined && rows.length <= 16) {
-          // A small result: RowDescription, rows and CommandComplete in one encoder call.
+          // A small result: RowDescription, rows and CommandComplete in one encoder call. The
+          // only result of a statement is left to the answer (the driver may encode it
+          // straight into its output), the others are encoded now.
           const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
-          out.push(check(binding.encodeRows(cursor.plan, rows, 0, rows.length, descriptionOf(cursor.entry), completeOf(tag))));
+          const small = { plan: cursor.plan, rows, description: descriptionOf(cursor.entry), complete: completeOf(tag), tag };
           cursor.done = true;
+          if (results.length === 1 && out.pieces.length === 0) return { value: 0, tags, small };
+          out.push(check(binding.encodeRows(small.plan, rows, 0, rows.length, small.description, small.complete)));
           tags.push(tag);
           continue;
         }
@@ -698,9 +702,23 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
  * Runs a `query` event and hands `answer(tags, suspended, data, error)` its outcome (tags joined
  * with NUL), at once when everything ran synchronously; returns the promise otherwise.
  */
-function answerQuery(connection, event, state, answer) {
+function answerQuery(connection, event, state, answer, answerRows) {
   const reply = runQuery(connection, event, state);
-  const send = (r) => answer(r.tags.length ? r.tags.join('\0') : null, r.suspended === true, r.data ?? null, r.error ?? null);
+  const send = (r) => {
+    const small = r.small;
+    if (small !== undefined) {
+      // One small result, not encoded yet: the driver encodes it into its own output, or it
+      // is encoded here. A value that does not fit is the statement's error.
+      const failure = answerRows
+        ? answerRows(small.plan, small.rows, small.description, small.complete, small.tag)
+        : undefined;
+      if (answerRows && failure === undefined) return;
+      const data = failure ?? binding.encodeRows(small.plan, small.rows, 0, small.rows.length, small.description, small.complete);
+      if (Buffer.isBuffer(data)) return answer(small.tag, false, data, null);
+      return answer(null, false, null, normalizeError(new QueryError(data.code, data.message, data.detail)));
+    }
+    return answer(r.tags.length ? r.tags.join('\0') : null, r.suspended === true, r.data ?? null, r.error ?? null);
+  };
   if (thenOf(reply)) return reply.then(send);
   send(reply);
   return undefined;

@@ -160,31 +160,50 @@ pub fn encode_rows<'env>(
     prefix: Option<BufferSlice>,
     suffix: Option<BufferSlice>,
 ) -> Result<Either<BufferSlice<'env>, EncodeFailure>> {
-    let js = Js { env: env.raw() };
-    let rows = rows.value().value;
-    let end = end.min(js.array_len(rows)?);
-    let mut out =
-        BytesMut::with_capacity(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
-    // A small result's RowDescription and CommandComplete ride along: one Buffer, no concat.
-    if let Some(prefix) = &prefix {
-        out.extend_from_slice(prefix);
-    }
-    for i in start..end {
-        let row = js.element(rows, i)?;
-        if let Err((err, field)) = data_row(js, plan, row, &mut out)? {
-            let place = match field {
-                Some(name) => format!("in field \"{name}\", in row {} of the result", i + 1),
-                None => format!("in row {} of the result", i + 1),
-            };
-            return Ok(Either::B(err.with_detail(place).into()));
-        }
-    }
-    if let Some(suffix) = &suffix {
-        out.extend_from_slice(suffix);
+    let mut out = BytesMut::new();
+    if let Err(failure) = encode_rows_into(env, plan, rows, start, end, prefix.as_deref(), suffix.as_deref(), &mut out)?
+    {
+        return Ok(Either::B(failure));
     }
     // Copied into a Buffer V8 allocates and accounts for: a Vec handed over as an external
     // buffer is memory the garbage collector does not see, and a fast stream piled it up.
     Ok(Either::A(BufferSlice::copy_from(env, out)?))
+}
+
+/// [`encode_rows`] into `out`. A small result's RowDescription (`prefix`) and CommandComplete
+/// (`suffix`) ride along, so it is one piece of output.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_rows_into(
+    env: &Env,
+    plan: &RowPlan,
+    rows: Unknown,
+    start: u32,
+    end: u32,
+    prefix: Option<&[u8]>,
+    suffix: Option<&[u8]>,
+    out: &mut BytesMut,
+) -> Result<std::result::Result<(), EncodeFailure>> {
+    let js = Js { env: env.raw() };
+    let rows = rows.value().value;
+    let end = end.min(js.array_len(rows)?);
+    out.reserve(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
+    if let Some(prefix) = prefix {
+        out.extend_from_slice(prefix);
+    }
+    for i in start..end {
+        let row = js.element(rows, i)?;
+        if let Err((err, field)) = data_row(js, plan, row, out)? {
+            let place = match field {
+                Some(name) => format!("in field \"{name}\", in row {} of the result", i + 1),
+                None => format!("in row {} of the result", i + 1),
+            };
+            return Ok(Err(err.with_detail(place).into()));
+        }
+    }
+    if let Some(suffix) = suffix {
+        out.extend_from_slice(suffix);
+    }
+    Ok(Ok(()))
 }
 
 /// Appends one DataRow. The outer `Result` is an N-API failure, the inner one a value that does

@@ -49,7 +49,8 @@ pub const HAS_OUTPUT: u32 = 8;
 #[napi]
 pub const IS_TLS: u32 = 16;
 /// From `sessionFeed()`: the messages offered to `onMessage` are exactly the bytes just fed, so
-/// JS hands its own chunk to the hook instead of fetching a copy with `sessionTakeMessages()`.
+/// JS hands its own chunk to the hook instead of fetching a copy with `sessionTakeMessages()`
+/// (with `STEP_SIMPLE_QUERY`: the Query is those bytes, and JS reads its SQL from them).
 #[napi]
 pub const OFFERS_FED_BYTES: u32 = 32;
 /// The session wants bytes: keep the socket flowing (pause it otherwise).
@@ -215,8 +216,17 @@ pub fn session_feed(handle: &mut External<SessionHandle>, data: BufferSlice) -> 
         && step & STEP_MASK == STEP_HOOK
         && matches!(handle.request, Some(HookRequest::Messages { .. }))
         && handle.session.offered().len() == data.len();
+    // Likewise for a simple Query that is exactly the bytes fed: JS reads its SQL from them.
+    let query_is_fed_bytes = fresh
+        && step & STEP_MASK == STEP_SIMPLE_QUERY
+        && data.first() == Some(&b'Q')
+        && matches!(&handle.request, Some(HookRequest::Query(call)) if call.sql.len() + 6 == data.len());
     if offers_fed_bytes {
         handle.request = None;
+        step | OFFERS_FED_BYTES
+    } else if query_is_fed_bytes {
+        handle.request = None;
+        handle.running = Some(HookKind::Query);
         step | OFFERS_FED_BYTES
     } else {
         step
@@ -401,6 +411,40 @@ pub fn session_query_done(
         handle.session.hook_done(HookResult::Query(outcome));
     }
     then_poll(handle, poll)
+}
+
+/// The `query` hook answered with one small result, encoded here straight into the session's
+/// output (`description` and `complete` around its rows): the request/response fast path, one
+/// call and no intermediate Buffer. A value that does not fit gives the failure back and
+/// changes nothing (JS then answers with the error).
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn session_query_rows(
+    env: &Env,
+    handle: &mut External<SessionHandle>,
+    plan: &External<super::query::RowPlan>,
+    rows: Unknown,
+    description: BufferSlice,
+    complete: BufferSlice,
+    tag: String,
+    poll: Option<bool>,
+) -> Result<Either<u32, super::query::EncodeFailure>> {
+    let mut data = bytes::BytesMut::new();
+    if let Err(failure) =
+        super::query::encode_rows_into(env, plan, rows, 0, u32::MAX, Some(&description), Some(&complete), &mut data)?
+    {
+        return Ok(Either::B(failure));
+    }
+    if handle.running.take().is_some() {
+        let outcome = crate::session::query::QueryOutcome {
+            tags: vec![tag],
+            suspended: false,
+            error: None,
+            data: Some(data.to_vec()),
+        };
+        handle.session.hook_done(HookResult::Query(outcome));
+    }
+    Ok(Either::A(then_poll(handle, poll)))
 }
 
 /// What the socket holds unsent (`writableLength`) and how many bytes it has sent in all.

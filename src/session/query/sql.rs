@@ -143,43 +143,66 @@ pub fn max_parameter(sql: &str) -> usize {
     max
 }
 
-/// The first `n` keywords of a statement, upper-cased (comments skipped).
-fn keywords(statement: &str, n: usize) -> Vec<String> {
-    let mut words: Vec<String> = Vec::new();
+/// The first (up to) four keywords of a statement, as slices of it (comments skipped). Runs
+/// on every statement: no allocation.
+fn keywords(statement: &str) -> [&str; 4] {
+    let mut words = [""; 4];
+    let mut count = 0;
     let b = statement.as_bytes();
-    let mut current = String::new();
-    let mut last = usize::MAX;
+    let mut start = usize::MAX;
+    let mut end = 0;
     scan(statement, |i| {
-        if words.len() >= n {
+        if count >= words.len() {
             return 0;
         }
         let c = b[i];
         if c.is_ascii_alphabetic() || c == b'_' {
-            if last != usize::MAX && last + 1 != i && !current.is_empty() {
-                words.push(std::mem::take(&mut current));
+            if start != usize::MAX && end != i {
+                // A gap (a comment) ended the word before.
+                words[count] = &statement[start..end];
+                count += 1;
+                start = usize::MAX;
             }
-            current.push(c.to_ascii_uppercase() as char);
-            last = i;
-        } else if !current.is_empty() {
-            words.push(std::mem::take(&mut current));
+            if start == usize::MAX {
+                start = i;
+            }
+            end = i + 1;
+        } else if start != usize::MAX {
+            words[count] = &statement[start..end];
+            count += 1;
+            start = usize::MAX;
         }
         0
     });
-    if !current.is_empty() && words.len() < n {
-        words.push(current);
+    if start != usize::MAX && count < words.len() {
+        words[count] = &statement[start..end];
     }
-    words.truncate(n);
     words
 }
 
 /// The command word of a statement (`SELECT`, `INSERT`, ...), for default command tags.
 pub fn command_word(statement: &str) -> String {
-    keywords(statement, 1).pop().unwrap_or_default()
+    keywords(statement)[0].to_ascii_uppercase()
 }
 
 pub fn tx_effect(statement: &str) -> TxEffect {
-    let words = keywords(statement, 4);
-    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    let words = keywords(statement);
+    // Upper-cased on the stack: the keywords that matter are short (longer words match none).
+    let mut buffers = [[0u8; 12]; 4];
+    for (buf, w) in buffers.iter_mut().zip(words) {
+        if w.len() <= buf.len() {
+            buf[..w.len()].copy_from_slice(w.as_bytes());
+            buf[..w.len()].make_ascii_uppercase();
+        }
+    }
+    let word = |i: usize| {
+        let w = words[i];
+        if w.len() <= 12 {
+            std::str::from_utf8(&buffers[i][..w.len()]).unwrap_or("")
+        } else {
+            ""
+        }
+    };
     match word(0) {
         "BEGIN" => TxEffect::Begin,
         "START" if word(1) == "TRANSACTION" => TxEffect::Begin,
