@@ -260,3 +260,23 @@ test('the column-batch encoder writes exactly what the per-value encoder writes,
     assert.equal(batch.message, single.message, type);
   }
 });
+
+test('nothing returned completes each statement with its own tag; query.statements splits the SQL', async (t) => {
+  const seen = [];
+  const server = await startServer('js', {
+    authMode: 'none',
+    onQuery(query) {
+      seen.push(query.statements);
+      if (query.sql.startsWith('create')) return [undefined, undefined];
+      return undefined;
+    },
+  });
+  const client = await connect(server.port);
+  t.after(() => client.end().then(() => server.close()));
+  const results = await client.query("set a = 1; set b = 'x;y'");
+  assert.deepEqual(results.map((r) => r.command), ['SET', 'SET']);
+  const created = await client.query('create table a (x int); begin');
+  assert.deepEqual(created.map((r) => r.command), ['CREATE', 'BEGIN']);
+  assert.deepEqual(seen[0], ['set a = 1', "set b = 'x;y'"]);
+  await client.query('rollback');
+});

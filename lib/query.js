@@ -85,10 +85,19 @@ function thenOf(value) {
   return typeof then === 'function' ? then : undefined;
 }
 
-/** What `onQuery` returned, as a list of results. */
+/**
+ * What `onQuery` returned, as a list of results. Nothing (or nothing in a place of the list)
+ * completes each statement with its own command word as tag.
+ */
 function resultsOf(value, sql) {
-  if (value === undefined || value === null) return [{ tag: defaultTag(sql) }];
-  if (Array.isArray(value)) return value.map((one) => resultOf(one, sql));
+  if (value === undefined || value === null) {
+    const statements = binding.sqlStatements(sql);
+    return statements.length > 1 ? statements.map((one) => ({ tag: defaultTag(one) })) : [{ tag: defaultTag(sql) }];
+  }
+  if (Array.isArray(value)) {
+    const statements = value.includes(undefined) || value.includes(null) ? binding.sqlStatements(sql) : [];
+    return value.map((one, i) => resultOf(one, statements[i] ?? sql));
+  }
   return [resultOf(value, sql)];
 }
 
@@ -554,6 +563,12 @@ class Query {
   /** Aborted when a CancelRequest for this connection arrives or the client goes away. */
   get signal() {
     return this._run.signal;
+  }
+
+  /** The top-level statements of `sql`, split as PostgreSQL would (quotes and comments kept whole). */
+  get statements() {
+    this._statements ??= binding.sqlStatements(this.sql);
+    return this._statements;
   }
 }
 

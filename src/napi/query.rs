@@ -337,10 +337,10 @@ pub fn sql_command_word(sql: String) -> String {
     crate::session::query::command_word(&sql)
 }
 
-/// How many top-level statements the SQL holds.
+/// The top-level statements of a simple Query's SQL (as the session splits them).
 #[napi(catch_unwind)]
-pub fn sql_statement_count(sql: String) -> u32 {
-    crate::session::query::split_statements(&sql).len() as u32
+pub fn sql_statements(sql: String) -> Vec<String> {
+    crate::session::query::split_statements(&sql).into_iter().map(str::to_string).collect()
 }
 
 /// Bind parameters on their way to JS, converted on the JS thread.

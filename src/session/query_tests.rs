@@ -280,6 +280,16 @@ fn empty_queries_and_closes_are_answered_without_js() {
 }
 
 #[test]
+fn an_empty_prepared_statement_is_answered_as_postgresql_does() {
+    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    let pipeline =
+        [parse("", " -- nothing", &[]), bind("", "", &[], &[], &[]), describe(b'P', ""), execute("", 0), sync()];
+    let (out, _) = h.send(&pipeline.concat());
+    assert_eq!(tags(&out), "12nIZ");
+    assert!(calls.borrow().is_empty());
+}
+
+#[test]
 fn a_fatal_error_from_on_query_ends_the_session() {
     let (mut h, _) = ready(false, |_| QueryOutcome {
         error: Some(PgError::fatal(SqlState::ADMIN_SHUTDOWN, "bye")),

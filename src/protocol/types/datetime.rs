@@ -262,6 +262,15 @@ pub fn parse_date(s: &str) -> Option<i32> {
     }
     let mut scan = Scan::new(s);
     let days = date_part(&mut scan)?;
+    // PostgreSQL reads a date from a timestamp's text too (pgjdbc's setDate sends
+    // `2024-03-01 +00`): a time and a zone after the date are read and ignored.
+    if scan.eat(b' ') || scan.eat(b'T') || scan.eat(b't') {
+        while scan.eat(b' ') {}
+        if scan.peek().is_some_and(|c| c.is_ascii_digit()) {
+            time_part(&mut scan)?;
+        }
+        zone_part(&mut scan)?;
+    }
     let bc = bc_suffix(&mut scan)?;
     if !scan.done() {
         return None;
@@ -379,7 +388,10 @@ pub fn parse_timestamp(s: &str, with_zone: bool) -> Option<i64> {
     let mut offset = None;
     if scan.eat(b'T') || scan.eat(b't') || scan.eat(b' ') {
         while scan.eat(b' ') {}
-        micros = time_part(&mut scan)?;
+        // A zone may follow the date alone (`2024-03-01 +00`, what pgjdbc sends for a date).
+        if scan.peek().is_some_and(|c| c.is_ascii_digit()) {
+            micros = time_part(&mut scan)?;
+        }
         offset = zone_part(&mut scan)?;
     }
     if bc_suffix(&mut scan)? {
@@ -421,6 +433,9 @@ mod tests {
         assert_eq!(parse_date("0044-03-15 BC").map(date).as_deref(), Some("0044-03-15 BC"));
         assert_eq!(parse_date("infinity"), Some(DATE_INFINITY));
         assert_eq!(parse_date("2024-1-2x"), None);
+        assert_eq!(parse_date("2024-03-01 +00"), parse_date("2024-03-01"));
+        assert_eq!(parse_date("2024-03-01 10:00:00.25+00"), parse_date("2024-03-01"));
+        assert_eq!(parse_date("2024-03-01 nonsense"), None);
         for d in [-800_000, -1, 0, 1, 9000, 2_000_000] {
             assert_eq!(parse_date(&date(d)), Some(d), "{}", date(d));
         }
@@ -435,6 +450,8 @@ mod tests {
         assert_eq!(parse_timestamp("2000-01-01 02:00:00+02:00", false), Some(7_200_000_000));
         assert_eq!(parse_timestamp("2000-01-01 02:00:00-0130", true), Some(12_600_000_000));
         assert_eq!(parse_timestamp("2000-01-02", true), Some(MICROS_PER_DAY));
+        assert_eq!(parse_timestamp("2000-01-02 +01", true), Some(MICROS_PER_DAY - 3_600_000_000));
+        assert_eq!(parse_timestamp("2000-01-02 +00", false), Some(MICROS_PER_DAY));
         assert_eq!(parse_timestamp("2000-01-01 25:00", true), None);
         assert_eq!(parse_timestamp("2000-01-01 00:00:00.1234567", true), Some(123_457));
         for us in [-63_000_000_000_000_000, -1, 0, 1, 86_399_999_999, 800_000_000_000_000, 1_234_500, i64::MAX] {

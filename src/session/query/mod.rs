@@ -480,9 +480,15 @@ impl Session {
         Some(call)
     }
 
-    /// A portal of a built-in catalog query: answered here, `onQuery` never sees it.
+    /// A portal of a built-in catalog query, or of an empty statement: answered here, `onQuery`
+    /// never sees it (PostgreSQL answers an empty statement with NoData / EmptyQueryResponse).
     fn builtin_portal(&mut self, name: &str, describe: bool) -> bool {
         let Some(portal) = self.queries().portals.get(name) else { return false };
+        if split_statements(&portal.sql).is_empty() {
+            let tag = if describe { backend::NO_DATA } else { backend::EMPTY_QUERY_RESPONSE };
+            backend::empty(&mut self.output, tag);
+            return true;
+        }
         let Some(builtin) = portal.builtin else { return false };
         let formats = portal.result_formats.clone();
         if describe {
