@@ -83,7 +83,81 @@ export type State = {
   clientInfo?: ClientInfo;
   /** `undefined` until a TLS upgrade has completed. */
   tlsInfo?: TlsInfo;
+  /**
+   * ReadyForQuery's status as `onQuery` sessions track it: 'transaction' after BEGIN or START
+   * TRANSACTION, 'error' after an error inside one, 'idle' after COMMIT/ROLLBACK/END (and
+   * always 'idle' without `onQuery`).
+   */
+  transactionStatus: 'idle' | 'transaction' | 'error';
 };
+
+/** A PostgreSQL type the query API encodes and decodes, by name. */
+export type PgTypeName =
+  | 'bool' | 'boolean' | 'int2' | 'smallint' | 'int4' | 'integer' | 'int' | 'int8' | 'bigint' | 'oid'
+  | 'float4' | 'real' | 'float8' | 'double precision' | 'float' | 'numeric' | 'decimal'
+  | 'text' | 'varchar' | 'character varying' | 'bpchar' | 'char' | 'character' | 'name' | 'unknown'
+  | 'bytea' | 'uuid' | 'json' | 'jsonb'
+  | 'date' | 'time' | 'time without time zone' | 'timestamp' | 'timestamp without time zone'
+  | 'timestamptz' | 'timestamp with time zone' | 'interval';
+
+/** A type by name (`'int4'`, `'text[]'` for a one-dimensional array) or by OID. */
+export type PgType = PgTypeName | `${PgTypeName}[]` | `_${PgTypeName}` | number;
+
+/** A result column. */
+export type Field = { name: string; type: PgType };
+
+/** An interval as node-postgres's `postgres-interval` gives it; absent parts are 0. */
+export type IntervalParts = {
+  years?: number; months?: number; days?: number; hours?: number; minutes?: number; seconds?: number; milliseconds?: number;
+};
+
+/**
+ * A value for a result column: what each type accepts is in the README's type table (numbers,
+ * bigints and numeric strings for numbers, Date or ISO text for timestamps, Buffer for bytea,
+ * any JSON-able value for json, arrays for array types). `null` and `undefined` are NULL.
+ */
+export type CellValue =
+  | null | undefined | boolean | number | bigint | string | Date | Uint8Array | IntervalParts
+  | readonly CellValue[] | { readonly [key: string]: unknown };
+
+/** A row: values in field order, or an object keyed by field name. */
+export type Row = readonly CellValue[] | { readonly [field: string]: CellValue };
+
+/** Rows: an array, or an (async) iterable of rows or of arrays of rows (batches), streamed. */
+export type Rows = readonly Row[] | Iterable<Row | readonly Row[]> | AsyncIterable<Row | readonly Row[]>;
+
+/** A result with rows. `command` (default 'SELECT') and `rowCount` (default: the rows sent) make its tag. */
+export type RowsResult = { fields: readonly Field[]; rows?: Rows; command?: string; rowCount?: number };
+
+/** A result without rows: CommandComplete `INSERT 0 1`, `UPDATE 3`, `CREATE TABLE` ... */
+export type CommandResult = { command: string; rowCount?: number; fields?: never; rows?: never };
+
+/**
+ * What `onQuery` returns: a result, nothing (the statement's own command word becomes its tag:
+ * `BEGIN`, `SET`), or, for a simple Query holding several statements, one per statement.
+ * To fail, throw a `BackendError`-shaped object.
+ */
+export type QueryResult = RowsResult | CommandResult | void | undefined | null | ReadonlyArray<RowsResult | CommandResult | undefined | null>;
+
+/** A decoded parameter: see the README's type table for what each type becomes. */
+export type ParamValue = null | boolean | number | bigint | string | Date | Buffer | ParamValue[];
+
+/** The first argument of `onQuery`. */
+export type Query = {
+  /** The statement (for a simple Query, the whole query string, which may hold several). */
+  readonly sql: string;
+  /** The top-level statements of `sql` (split outside quotes and comments). */
+  readonly statements: readonly string[];
+  /** Bind parameters, decoded; `null` for SQL NULL. Empty for a simple Query. */
+  readonly params: readonly ParamValue[];
+  /** The parameters' type OIDs (0 where the client left the type open and `onDescribe` did not fill it). */
+  readonly paramTypes: readonly number[];
+  /** Aborted when a CancelRequest for this connection arrives or the client goes away. */
+  readonly signal: AbortSignal;
+};
+
+/** What `onDescribe` says of a prepared statement: its parameter types and result fields. */
+export type Description = { paramTypes?: readonly PgType[]; fields?: readonly Field[] };
 
 /** `scramSha256` is PostgreSQL's `scram-sha-256` (SCRAM-SHA-256-PLUS too when TLS ends here). */
 export type AuthMode = 'none' | 'cleartextPassword' | 'md5Password' | 'scramSha256' | 'certificate';
@@ -149,8 +223,23 @@ export type PostgresConnectionOptions = {
    * built-in handling. Return true if you handled it. Called one message at a time, in order.
    */
   onMessage?(data: Buffer, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
-  /** Declared by pg-gateway 0.2.4 but never called there, nor here. */
-  onQuery?(query: string, state: State): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Runs a statement. With it, the gateway speaks the simple and extended query protocols
+   * itself (prepared statements, portals, row limits, transaction status) and encodes results
+   * in Rust. `onMessage` still sees every message first. (pg-gateway 0.2.4 declares an
+   * `onQuery(query: string)` returning bytes that it never calls; this is the structured hook.)
+   */
+  onQuery?(query: Query, state: State, connection: PostgresConnection): QueryResult | Promise<QueryResult>;
+  /**
+   * Describes a prepared statement without running it, for clients that Describe a statement
+   * before they bind it (asyncpg, postgres.js, pgjdbc). Without it such a statement is
+   * described with its declared parameter types (text where open) and as returning no rows.
+   */
+  onDescribe?(
+    statement: { sql: string; paramTypes: readonly number[] },
+    state: State,
+    connection: PostgresConnection,
+  ): Description | void | Promise<Description | void>;
 
   // Additions of pg-gateway-native:
   /**

@@ -107,7 +107,7 @@ test('examples/pglite.mjs serves PGlite to psql, node-postgres, postgres.js and 
   assert.equal(await server.stop(), 0, 'SIGTERM shuts the server down cleanly');
 });
 
-test('examples/fixed-result.mjs answers every client with a hand-built row', { timeout: 120000 }, async (t) => {
+test('examples/fixed-result.mjs answers every client with a row from onQuery', { timeout: 120000 }, async (t) => {
   const server = await startExample('fixed-result.mjs');
   t.after(() => server.stop());
 
@@ -142,4 +142,22 @@ test('examples/md5-auth.mjs lets in the users it knows, with md5', { timeout: 60
   const unknown = await psql(server.port, ['-c', 'select 1'], { user: 'mallory', password: 'x' });
   assert.match(unknown.stderr, /password authentication failed for user "mallory"/);
   assert.match(server.output, /authenticated: alice/);
+});
+
+test('examples/js-table.mjs serves a JS array as a table, with the filter from a parameter', { timeout: 120000 }, async (t) => {
+  const server = await startExample('js-table.mjs');
+  t.after(() => server.stop());
+  const table = await psql(server.port, ['-Atc', 'select * from people where age > 30']);
+  assert.equal(table.code, 0, table.stderr);
+  assert.equal(table.stdout, '1|Ada|36|2021-03-04 10:00:00+00\n2|Grace|45|2019-07-01 08:30:00+00\n');
+  const client = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'x' });
+  await client.connect();
+  const { rows } = await client.query('select * from people where age > $1', [40]);
+  assert.deepEqual(rows, [{ id: 2, name: 'Grace', age: 45, joined: new Date('2019-07-01T08:30:00Z') }]);
+  await assert.rejects(client.query('select * from nowhere'), (err) => err.code === '42601');
+  await client.end();
+  const sql = postgres({ host: '127.0.0.1', port: server.port, user: 'x', max: 1 });
+  assert.deepEqual((await sql`select * from people where age > ${30}`).map((p) => p.name), ['Ada', 'Grace']);
+  await sql.end();
+  assert.equal(await server.stop(), 0, 'SIGTERM closes the server');
 });

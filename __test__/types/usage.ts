@@ -92,3 +92,44 @@ createServer({ authMode: 'scramSha256', getScramSecret: () => ({ password: 42 })
 // @ts-expect-error: iterations is a number
 createScramSha256Secret('pw', { iterations: '4096' });
 console.log(secrets.length);
+
+// onQuery: structured results, and shapes that are not results are compile errors.
+createServer({
+  authMode: 'none',
+  onQuery(query, state) {
+    const mode: 'idle' | 'transaction' | 'error' = state.transactionStatus;
+    void mode;
+    const id: unknown = query.params[0];
+    void id;
+    query.signal.addEventListener('abort', () => {});
+    if (query.sql === 'begin') return undefined;
+    if (query.sql.startsWith('insert')) return { command: 'INSERT', rowCount: 1 };
+    if (query.statements.length > 1) return [{ command: 'SET' }, undefined];
+    return { fields: [{ name: 'id', type: 'int4' }, { name: 'tags', type: 'text[]' }, { name: 'at', type: 1184 }], rows: [[1, ['a'], new Date()]] };
+  },
+  async onDescribe({ sql }) {
+    return sql ? { paramTypes: ['int4'], fields: [{ name: 'id', type: 'int8' }] } : undefined;
+  },
+});
+createServer({
+  // @ts-expect-error: onQuery returns a result (or a promise of one), not an async generator
+  async *onQuery() {
+    yield 1;
+  },
+});
+createServer({
+  // @ts-expect-error: a result needs fields (rows alone say nothing of their types)
+  onQuery: () => ({ rows: [[1]] }),
+});
+createServer({
+  // @ts-expect-error: not a PostgreSQL type name
+  onQuery: () => ({ fields: [{ name: 'n', type: 'integer64' }], rows: [] }),
+});
+createServer({
+  // @ts-expect-error: the 0.2.4 declaration returned bytes; results are structured
+  onQuery: () => new Uint8Array([1, 2]),
+});
+createServer({
+  // @ts-expect-error: rows are arrays or objects of values (or iterables of them), not a number
+  onQuery: () => ({ fields: [{ name: 'n', type: 'int4' }], rows: 5 }),
+});
