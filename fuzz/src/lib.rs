@@ -10,9 +10,9 @@
 //!   `writeTimeout`; bit 6 server parameter overrides; bit 7 a client that reads its output
 //!   slowly.
 //! - `header[1]`: bits 0-4 which hooks exist (onMessage, onStartup, validateCredentials,
-//!   onAuthenticated, onTlsUpgrade); bit 5 TLS 1.2 only (`session_tls`); bit 6 direct TLS
-//!   without SSLRequest (`session_tls`); bit 7 the client presents a certificate
-//!   (`session_tls`).
+//!   onAuthenticated, onTlsUpgrade); bit 5 TLS 1.2 only (`session_tls`) and getScramSecret;
+//!   bit 6 direct TLS without SSLRequest (`session_tls`) and onCancel (with bit 7: onDescribe);
+//!   bit 7 the client presents a certificate (`session_tls`) and onQuery.
 //! - `header[2..8]`: the seed of the generator that cuts the stream into reads and decides
 //!   hook answers, clock moves and the driver's other calls.
 //!
@@ -24,7 +24,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use pg_gateway_native::auth::{AuthMode, ScramSecret, SecretSource};
+use pg_gateway_native::protocol::backend::ColumnDescription;
 use pg_gateway_native::protocol::{FrameLimits, PgError, Severity, SqlState};
+use pg_gateway_native::session::query::{Description, QueryOutcome};
 use pg_gateway_native::session::{
     HookAnswer, HookRequest, HookResult, HookSet, ScramAnswer, Secrets, Session, SessionConfig, Step, TlsSettings, OUTPUT_HIGH_WATER,
 };
@@ -157,6 +159,10 @@ pub fn session_config(h0: u8, h1: u8) -> Arc<SessionConfig> {
         on_tls_upgrade: h1 & 16 != 0,
         get_scram_secret: h1 & 32 != 0,
         on_cancel: h1 & 64 != 0,
+        // onQuery puts the session's own query protocol under the fuzzer; with onMessage too,
+        // messages the hook declines reach it.
+        on_query: h1 & 128 != 0,
+        on_describe: h1 & 128 != 0 && h1 & 64 != 0,
     };
     let limits = if h0 & 16 != 0 { FrameLimits { large: 64 } } else { FrameLimits::default() };
     let server_parameters = if h0 & 64 != 0 {
@@ -252,6 +258,24 @@ fn answer(request: &HookRequest, rng: &mut Rng) -> HookResult {
             1 => HookResult::Tls(fixture().client_auth.clone()),
             _ => HookResult::Tls(fixture().plain.clone()),
         },
+        HookRequest::Query(_) => match rng.below(8) {
+            0 => HookResult::Failed(random_error(rng)),
+            n => HookResult::Query(QueryOutcome {
+                tags: (0..rng.below(3)).map(|i| ["BEGIN", "COMMIT", "SELECT 1"][(n as usize + i) % 3].to_string()).collect(),
+                suspended: rng.one_in(4),
+                error: rng.one_in(5).then(|| random_error(rng)),
+                data: rng.one_in(3).then(|| vec![b'D', 0, 0, 0, 6, 0, 0]),
+            }),
+        },
+        HookRequest::Describe(_) => match rng.below(4) {
+            0 => HookResult::Failed(random_error(rng)),
+            _ => HookResult::Described(Description {
+                param_types: (0..rng.below(3)).map(|_| 23).collect(),
+                columns: (0..rng.below(3))
+                    .map(|i| ColumnDescription { name: format!("c{i}"), type_oid: 25, type_size: -1, format: 0 })
+                    .collect(),
+            }),
+        },
     }
 }
 
@@ -276,7 +300,8 @@ fn js_answer(request: &HookRequest, rng: &mut Rng) -> HookAnswer {
         2 => Some(ScramAnswer::Verifier("SCRAM-SHA-256$1:c2FsdA==$AAAA:AAAA".into())),
         _ => Some(ScramAnswer::Verifier(ScramSecret::from_password("pencil", b"salt", 1).verifier())),
     };
-    HookAnswer { value, paused, error, tls, scram }
+    let tags = if rng.one_in(2) { vec!["SELECT 1".to_string()] } else { Vec::new() };
+    HookAnswer { value, paused, error, tls, scram, tags, data: None, description: None }
 }
 
 /// `Session::offered` must hold exactly `count` whole messages, back to back: the drivers
