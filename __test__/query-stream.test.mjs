@@ -174,6 +174,21 @@ for (const mode of MODES) {
       onQuery: ({ sql, signal }) => {
         if (sql === 'select 1') return { fields: [{ name: 'n', type: 'int4' }], rows: [[1]] };
         if (sql === 'select forever') return new Promise(() => {});
+        if (sql === 'select pending') {
+          // A source whose next() never settles: the cancel must not wait for it.
+          return {
+            fields: FIELDS,
+            rows: {
+              [Symbol.asyncIterator]: () => ({
+                next: () => new Promise(() => {}),
+                return: () => {
+                  events.push('returned');
+                  return Promise.resolve({ done: true });
+                },
+              }),
+            },
+          };
+        }
         if (sql === 'select sleep') {
           return new Promise((resolve, reject) => signal.addEventListener('abort', () => {
             events.push('aborted');
@@ -211,7 +226,7 @@ for (const mode of MODES) {
       counter.feed(raw.received.subarray(seen));
       seen = raw.received.length;
     };
-    for (const statement of ['select endless', 'select sleep', 'select forever']) {
+    for (const statement of ['select endless', 'select sleep', 'select forever', 'select pending']) {
       const ready = counter.ready + 1;
       raw.send(queryMessage(statement));
       await sleep(200);
@@ -236,7 +251,7 @@ for (const mode of MODES) {
       const answer = raw.received.subarray(start);
       assert.equal(String.fromCharCode(...[0, answer.readInt32BE(1) + 1].map((i) => answer[i])), 'TD', `${statement}: the connection goes on`);
     }
-    assert.deepEqual(events, ['finally', 'aborted']);
+    assert.deepEqual(events, ['finally', 'aborted', 'returned']);
   });
 
   test(`${mode}: a client that leaves mid-stream stops the source`, async (t) => {

@@ -280,3 +280,40 @@ test('nothing returned completes each statement with its own tag; query.statemen
   assert.deepEqual(seen[0], ['set a = 1', "set b = 'x;y'"]);
   await client.query('rollback');
 });
+
+test('rows that do not match what a statement Describe told the client are refused, not misread', async (t) => {
+  const server = await startServer('native', {
+    authMode: 'none',
+    onQuery: ({ sql }) => ({ fields: [{ name: 'a', type: sql.includes('text') ? 'text' : 'int4' }], rows: [[1]] }),
+    onDescribe: ({ sql }) => (sql.includes('described') ? { fields: [{ name: 'a', type: 'int4' }] } : undefined),
+  });
+  const sql = postgres({ host: '127.0.0.1', port: server.port, user: 'u', database: 'd', max: 1 });
+  const client = await connect(server.port);
+  t.after(async () => {
+    await client.end();
+    await sql.end();
+    await server.close();
+  });
+  // postgres.js describes every statement; onDescribe answered nothing: no rows were announced.
+  await assert.rejects(sql`select ${1}`, (err) => err.code === '0A000' && /Define onDescribe/.test(err.hint));
+  await assert.rejects(sql`select described text ${1}`, (err) => err.code === '0A000' && /23; onQuery returned 25/.test(err.detail));
+  assert.deepEqual([...await sql`select described ${1}`], [{ a: 1 }]);
+  // node-postgres describes the portal, which sends the real columns: no check needed.
+  assert.deepEqual((await client.query('select text $1', [1])).rows, [{ a: '1' }]);
+});
+
+for (const mode of ['js', 'native']) {
+  test(`${mode}: a row that throws when read is the statement's error, never the process's`, async (t) => {
+    const server = await startServer(mode, {
+      authMode: 'none',
+      async onQuery({ sql }) {
+        if (sql === 'select 1') return { fields: [{ name: 'n', type: 'int4' }], rows: [[1]] };
+        return { fields: [{ name: 'a', type: 'text' }], rows: [{ get a() { throw new Error('getter says no'); } }] };
+      },
+    });
+    const client = await connect(server.port);
+    t.after(() => client.end().then(() => server.close()));
+    await assert.rejects(client.query('select bad'), (err) => err.code === 'XX000' && /getter says no/.test(err.message));
+    assert.deepEqual((await client.query('select 1')).rows, [{ n: 1 }]);
+  });
+}

@@ -24,9 +24,9 @@ const ASYNC_FLUSH_MS = 10;
 /** Commands whose tag carries a row count (INSERT's has an OID 0 before it). */
 const COUNTED = new Set(['SELECT', 'UPDATE', 'DELETE', 'MERGE', 'FETCH', 'MOVE', 'COPY']);
 /** Types whose values are arrays or objects themselves: rows of them are never taken for batches. */
-const NESTED_TYPE = /(\[\]$|^_|^jsonb?$)/i;
-const NESTED_OIDS = new Set([114, 3802, 199, 3807, 1000, 1001, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028,
-  1115, 1182, 1183, 1185, 1187, 1231, 2951]);
+const NESTED_TYPE = /(\[\]$|^_|^jsonb?$|^interval$)/i;
+const NESTED_OIDS = new Set([114, 3802, 199, 3807, 1186, 1000, 1001, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022,
+  1028, 1115, 1182, 1183, 1185, 1187, 1231, 2951]);
 
 /** A command tag: `INSERT 0 1`, `SELECT 3`, `BEGIN`. */
 function commandTag(command, rowCount) {
@@ -147,7 +147,7 @@ const MAX_INT64 = 2n ** 63n - 1n;
  */
 function encodeBatch(cursor, rows, start, end) {
   // A few rows: gathering columns costs more than it saves.
-  if (end - start <= 16) return binding.encodeRows(cursor.plan, rows, start, end, null, null);
+  if (end - start <= 16 || cursor.entry?.json) return binding.encodeRows(cursor.plan, rows, start, end, null, null);
   const names = cursor.names;
   const columns = new Array(names.length);
   for (let j = 0; j < names.length; j++) {
@@ -234,7 +234,10 @@ function planFor(fields, formats) {
   });
   const plan = binding.queryPlan(normalized, formats);
   if (typeof plan.code === 'string') throw new QueryError(plan.code, plan.message, plan.detail);
-  const entry = { plan, names: normalized.map((f) => f.name), types: normalized.map((f) => f.type), description: undefined };
+  const oids = normalized.map((f, i) => binding.planTypeOid(plan, i));
+  // JSON columns go the per-value way in every batch: their values are JSON.stringify'd there.
+  const json = oids.some((oid) => oid === 114 || oid === 3802 || oid === 199 || oid === 3807);
+  const entry = { plan, names: normalized.map((f) => f.name), types: normalized.map((f) => f.type), oids, json, description: undefined };
   byFormats.set(key, entry);
   return entry;
 }
@@ -494,7 +497,9 @@ function sendFromIterator(cursor, limit, out, run) {
       }, ASYNC_FLUSH_MS);
     }
     try {
-      return await next;
+      // Raced with the abort: a source whose next() never settles must not hold a cancelled
+      // statement (or a departed client) forever.
+      return await run.race(next);
     } finally {
       if (timer) {
         clearTimeout(timer);
@@ -505,7 +510,7 @@ function sendFromIterator(cursor, limit, out, run) {
   const rest = async (wait, pending) => {
     if (wait) await wait;
     if (pending) {
-      const next = await awaitNext(pending);
+      const next = await awaitNext(Promise.resolve(pending));
       if (next.done) {
         const last = emit();
         if (last) await last;
@@ -522,7 +527,7 @@ function sendFromIterator(cursor, limit, out, run) {
         continue;
       }
       let next = iterator.next();
-      if (thenOf(next)) next = await awaitNext(next);
+      if (thenOf(next)) next = await awaitNext(Promise.resolve(next));
       if (next.done) {
         const last = emit();
         if (last) await last;
@@ -709,6 +714,7 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
     }
     const cursor = new Cursor(results[0], event.resultFormats);
     cursors.set(event.cursor, cursor);
+    if (event.expectedTypes !== undefined) checkDescribed(event.expectedTypes, cursor);
     return go(cursor);
   });
 }
@@ -723,12 +729,18 @@ function answerQuery(connection, event, state, answer, answerRows) {
     const small = r.small;
     if (small !== undefined) {
       // One small result, not encoded yet: the driver encodes it into its own output, or it
-      // is encoded here. A value that does not fit is the statement's error.
-      const failure = answerRows
-        ? answerRows(small.plan, small.rows, small.description, small.complete, small.tag)
-        : undefined;
-      if (answerRows && failure === undefined) return;
-      const data = failure ?? binding.encodeRows(small.plan, small.rows, 0, small.rows.length, small.description, small.complete);
+      // is encoded here. A value that does not fit, or a row that throws when read, is the
+      // statement's error.
+      let data;
+      try {
+        const failure = answerRows
+          ? answerRows(small.plan, small.rows, small.description, small.complete, small.tag)
+          : undefined;
+        if (answerRows && failure === undefined) return undefined;
+        data = failure ?? binding.encodeRows(small.plan, small.rows, 0, small.rows.length, small.description, small.complete);
+      } catch (err) {
+        return answer(null, false, null, normalizeError(err));
+      }
       if (Buffer.isBuffer(data)) return answer(small.tag, false, data, null);
       return answer(null, false, null, normalizeError(new QueryError(data.code, data.message, data.detail)));
     }
@@ -737,6 +749,22 @@ function answerQuery(connection, event, state, answer, answerRows) {
   if (thenOf(reply)) return reply.then(send);
   send(reply);
   return undefined;
+}
+
+/**
+ * The client described the statement (and not the portal): it reads the rows with the types it
+ * was told, so a result of other columns would be read wrong. PostgreSQL refuses the same way.
+ */
+function checkDescribed(expected, cursor) {
+  const actual = cursor.entry?.oids ?? [];
+  if (expected.length === actual.length && expected.every((oid, i) => oid === actual[i])) return;
+  const list = (oids) => (oids.length ? oids.join(', ') : 'no columns');
+  const error = new QueryError('0A000', 'cached plan must not change result type',
+    `The statement was described with column types (OIDs) ${list(expected)}; onQuery returned ${list(actual)}.`);
+  error.hint = expected.length === 0
+    ? 'Define onDescribe: this client describes a statement before it runs it, and without onDescribe a statement is described as returning no rows.'
+    : 'Make onDescribe and onQuery agree on the fields of a statement.';
+  throw error;
 }
 
 /** The reply to a `describe` event, from what `onDescribe` returned. */

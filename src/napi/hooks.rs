@@ -63,6 +63,8 @@ pub struct HookEvent {
     pub resume: Option<bool>,
     /// For `query`: cursors whose portals are gone.
     pub dropped: Option<Vec<u32>>,
+    /// For `query` `execute`: the column types a Describe of the statement told the client.
+    pub expected_types: Option<Vec<u32>>,
 }
 
 /// What JS answers for a hook call (both drivers, every kind).
@@ -251,6 +253,7 @@ impl HookEvent {
             max_rows: None,
             resume: None,
             dropped: None,
+            expected_types: None,
         }
     }
 
@@ -294,6 +297,7 @@ impl HookEvent {
                 event.max_rows = max_rows;
                 event.resume = call.resume.then_some(true);
                 event.dropped = (!call.dropped.is_empty()).then_some(call.dropped);
+                event.expected_types = call.expected.map(|types| types.to_vec());
             }
             HookRequest::Describe(call) => {
                 event.sql = Some(call.sql.to_string());

@@ -59,12 +59,10 @@ impl<'a> Reader<'a> {
 
     /// A count field (Int16) that is checked against the bytes left, so a hostile count cannot
     /// make the decoder allocate more than the message itself could hold.
+    /// A count of items: 16 bits, unsigned as PostgreSQL reads it (`pq_getmsgint(msg, 2)`), so
+    /// a Bind may carry up to 65535 parameters.
     pub fn count(&mut self, what: &'static str, min_item_size: usize) -> Result<usize, DecodeError> {
-        let n = self.i16(what)?;
-        if n < 0 {
-            return Err(DecodeError::InvalidField { what, value: n.into() });
-        }
-        let n = n as usize;
+        let n = self.i16(what)? as u16 as usize;
         if n.saturating_mul(min_item_size) > self.buf.len() {
             return Err(DecodeError::Truncated { what });
         }

@@ -307,3 +307,35 @@ fn without_on_query_the_builtins_answer_as_before() {
     let (out, _) = h.send(&[parse("", "select 1", &[]), sync()].concat());
     assert_eq!(error_code(&out), "0A000");
 }
+
+#[test]
+fn a_failed_commit_still_ends_the_block_and_describe_is_refused_in_a_failed_one() {
+    let (mut h, _) = ready(false, |call| match &*call.sql {
+        "begin" => tagged("BEGIN"),
+        "commit" => QueryOutcome {
+            error: Some(PgError::error(SqlState::INTERNAL_ERROR, "could not serialize")),
+            ..QueryOutcome::default()
+        },
+        sql if sql.contains("fail") => {
+            QueryOutcome { error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")), ..QueryOutcome::default() }
+        }
+        _ => tagged("SELECT 0"),
+    });
+    h.send(&query("begin"));
+    let (out, _) = h.send(&query("commit"));
+    assert_eq!(tags(&out), "EZ");
+    assert_eq!(ready_status(&out), b'I', "PostgreSQL ends the block after a failed COMMIT");
+    h.send(&[query("begin"), parse("s", "select 1", &[]), query("select fail")].concat());
+    let (out, _) = h.send(&[describe(b'S', "s"), sync()].concat());
+    assert_eq!(error_code(&out), "25P02");
+    assert_eq!(ready_status(&out), b'E');
+}
+
+#[test]
+fn parameters_described_as_text_are_decoded_as_text() {
+    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    h.send(&[parse("s", "select $1", &[]), describe(b'S', "s"), sync()].concat());
+    h.send(&[bind("", "s", &[1], &[Some(b"abc")], &[]), execute("", 0), sync()].concat());
+    assert_eq!(*calls.borrow()[0].params, vec![Value::Text("abc".into())]);
+    assert_eq!(*calls.borrow()[0].param_types, vec![25]);
+}

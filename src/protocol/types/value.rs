@@ -261,6 +261,16 @@ fn float(ty: PgType, v: &Cell) -> Result<f64, PgError> {
     }
 }
 
+/// A float4: a finite number beyond its range is out of range, not Infinity.
+fn float4(ty: PgType, v: &Cell) -> Result<f32, PgError> {
+    let n = float(ty, v)?;
+    let single = n as f32;
+    if n.is_finite() && single.is_infinite() {
+        return Err(out_of_range(ty, js_number(n)));
+    }
+    Ok(single)
+}
+
 fn parse_float(ty: PgType, s: &str) -> Result<f64, PgError> {
     let t = s.trim();
     match t.parse::<f64>() {
@@ -466,7 +476,7 @@ fn encode_text(out: &mut BytesMut, ty: PgType, v: &Cell) -> Result<(), PgError> 
     match ty.family {
         Family::Bool => out.put_u8(if boolean(ty, v)? { b't' } else { b'f' }),
         Family::Int2 | Family::Int4 | Family::Int8 | Family::Oid => datetime::put_int(out, integer(ty, v)?),
-        Family::Float4 => put_float_text(out, float(ty, v)? as f32 as f64, true),
+        Family::Float4 => put_float_text(out, float4(ty, v)? as f64, true),
         Family::Float8 => put_float_text(out, float(ty, v)?, false),
         Family::Numeric => out.put_slice(decimal(ty, v)?.to_text().as_bytes()),
         Family::Text | Family::Json | Family::Jsonb | Family::Other => {
@@ -544,7 +554,7 @@ fn encode_binary(out: &mut BytesMut, ty: PgType, v: &Cell) -> Result<(), PgError
         Family::Int4 => out.put_i32(integer(ty, v)? as i32),
         Family::Oid => out.put_u32(integer(ty, v)? as u32),
         Family::Int8 => out.put_i64(integer(ty, v)?),
-        Family::Float4 => out.put_f32(float(ty, v)? as f32),
+        Family::Float4 => out.put_f32(float4(ty, v)?),
         Family::Float8 => out.put_f64(float(ty, v)?),
         Family::Numeric => decimal(ty, v)?.encode_binary(out),
         Family::Text | Family::Json => {

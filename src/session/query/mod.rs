@@ -54,6 +54,9 @@ pub struct QueryCall {
     pub resume: bool,
     /// Cursors of portals destroyed since the last call: JS lets go of their results.
     pub dropped: Vec<u32>,
+    /// The column types the client was told by a Describe of the statement (empty: no rows),
+    /// when it did not describe the portal: the result must match, or the client misreads it.
+    pub expected: Option<Arc<Vec<u32>>>,
 }
 
 impl Eq for QueryCall {}
@@ -88,6 +91,8 @@ pub struct Description {
 }
 
 struct Statement {
+    /// The column types a Describe of the statement told the client (empty: NoData).
+    told: Option<Arc<Vec<u32>>>,
     sql: Arc<str>,
     /// A catalog query the session answers itself.
     builtin: Option<Builtin>,
@@ -96,6 +101,8 @@ struct Statement {
 }
 
 struct Portal {
+    /// What a Describe of its statement told the client, until the portal is described itself.
+    expected: Option<Arc<Vec<u32>>>,
     sql: Arc<str>,
     builtin: Option<Builtin>,
     params: Arc<Vec<Value>>,
@@ -199,6 +206,16 @@ impl Session {
         }
     }
 
+    /// A statement with `effect` failed: a failed COMMIT or ROLLBACK still ends the block
+    /// (PostgreSQL answers `Z I` after it); any other error fails the block.
+    fn statement_failed(&mut self, effect: TxEffect) {
+        if effect == TxEffect::End {
+            self.apply_effect(TxEffect::End);
+        } else {
+            self.transaction_failed();
+        }
+    }
+
     /// An error inside a transaction block fails it until it ends.
     pub(super) fn transaction_failed(&mut self) {
         if self.transaction() == TransactionStatus::InTransaction {
@@ -289,6 +306,7 @@ impl Session {
             cursor: 0,
             resume: false,
             dropped,
+            expected: None,
         })));
     }
 
@@ -315,7 +333,8 @@ impl Session {
         }
         let mut param_types: Vec<u32> = declared.iter().map(|&t| t as u32).collect();
         param_types.resize(count, 0);
-        let statement = Statement { sql: sql.into(), builtin: Builtin::recognise(sql), param_types, described: None };
+        let statement =
+            Statement { told: None, sql: sql.into(), builtin: Builtin::recognise(sql), param_types, described: None };
         self.queries().statements.insert(name.to_string(), statement);
         backend::empty(&mut self.output, backend::PARSE_COMPLETE);
     }
@@ -335,7 +354,8 @@ impl Session {
             );
             return self.extended_error(err, b'B');
         };
-        let (sql, param_types, builtin) = (found.sql.clone(), found.param_types.clone(), found.builtin);
+        let (sql, param_types, builtin, told) =
+            (found.sql.clone(), found.param_types.clone(), found.builtin, found.told.clone());
         if self.transaction() == TransactionStatus::Failed && !exits_failed_transaction(&sql) {
             return self.extended_error(aborted_transaction(), b'B');
         }
@@ -386,6 +406,7 @@ impl Session {
         queries.portals.insert(
             portal.to_string(),
             Portal {
+                expected: told,
                 sql,
                 builtin,
                 params: Arc::new(values),
@@ -399,6 +420,9 @@ impl Session {
     }
 
     fn describe_statement(&mut self, name: &str) {
+        if self.transaction() == TransactionStatus::Failed {
+            return self.extended_error(aborted_transaction(), b'D');
+        }
         let on_describe = self.config.hooks.on_describe;
         let Some(statement) = self.queries().statements.get(name) else {
             let err = PgError::error(
@@ -408,7 +432,7 @@ impl Session {
             return self.extended_error(err, b'D');
         };
         if let Some(described) = statement.described.clone() {
-            return self.write_description(&described);
+            return self.describe_statement_as(name, &described);
         }
         if let Some(builtin) = statement.builtin {
             let description = Description { param_types: statement.param_types.clone(), columns: builtin.columns(&[]) };
@@ -416,10 +440,15 @@ impl Session {
         }
         if !on_describe {
             // Nothing can say what the statement returns without running it: parameters of
-            // unknown type are text, and the statement is described as returning no rows.
-            let param_types = statement.param_types.iter().map(|&t| if t == 0 { types::registry::TEXT.oid } else { t });
-            let description = Description { param_types: param_types.collect(), columns: Vec::new() };
-            return self.write_description(&description);
+            // unknown type are text (and Bind decodes them so from now on), and the statement
+            // is described as returning no rows.
+            let param_types: Vec<u32> =
+                statement.param_types.iter().map(|&t| if t == 0 { types::registry::TEXT.oid } else { t }).collect();
+            if let Some(statement) = self.queries().statements.get_mut(name) {
+                statement.param_types = param_types.clone();
+            }
+            let description = Description { param_types, columns: Vec::new() };
+            return self.describe_statement_as(name, &description);
         }
         let call = DescribeCall { sql: statement.sql.clone(), param_types: statement.param_types.clone() };
         self.queries().running = Some(Running::DescribeStatement { name: name.to_string() });
@@ -457,7 +486,16 @@ impl Session {
         }
         let description = Arc::new(description);
         statement.described = Some(description.clone());
-        self.write_description(&description);
+        self.describe_statement_as(&name, &description);
+    }
+
+    /// Answers a Describe of statement `name` with `description`, and remembers the column
+    /// types the client now expects from its portals.
+    fn describe_statement_as(&mut self, name: &str, description: &Description) {
+        if let Some(statement) = self.queries().statements.get_mut(name) {
+            statement.told = Some(Arc::new(description.columns.iter().map(|c| c.type_oid).collect()));
+        }
+        self.write_description(description);
     }
 
     fn portal_call(&mut self, name: &str, mode: QueryMode, tag: u8) -> Option<QueryCall> {
@@ -476,6 +514,8 @@ impl Session {
             cursor: portal.cursor,
             resume: portal.used,
             dropped: std::mem::take(&mut queries.dropped),
+            // A Describe of the portal sends its real columns: nothing to hold the result to.
+            expected: if mode == QueryMode::Describe { None } else { portal.expected.clone() },
         };
         Some(call)
     }
@@ -500,10 +540,16 @@ impl Session {
     }
 
     fn describe_portal(&mut self, name: &str) {
+        if self.transaction() == TransactionStatus::Failed {
+            return self.extended_error(aborted_transaction(), b'D');
+        }
         if self.builtin_portal(name, true) {
             return;
         }
         if let Some(call) = self.portal_call(name, QueryMode::Describe, b'D') {
+            if let Some(portal) = self.queries().portals.get_mut(name) {
+                portal.expected = None;
+            }
             self.queries().running = Some(Running::DescribePortal { portal: name.to_string() });
             self.queued = Some(HookRequest::Query(Box::new(call)));
         }
@@ -539,7 +585,8 @@ impl Session {
                     Some(err) if err.severity.ends_session() => self.fail(err),
                     Some(err) => {
                         backend::error_response(&mut self.output, &err);
-                        self.transaction_failed();
+                        let failed = effects.get(outcome.tags.len()).copied().unwrap_or(TxEffect::None);
+                        self.statement_failed(failed);
                         backend::ready_for_query(&mut self.output, self.state.transaction_status);
                     }
                     None => backend::ready_for_query(&mut self.output, self.state.transaction_status),
@@ -555,6 +602,10 @@ impl Session {
                 }
                 if let Some(err) = outcome.error {
                     self.query_error(err, b'E');
+                    // A COMMIT or ROLLBACK that failed still ended its block, as in PostgreSQL.
+                    if outcome.tags.is_empty() && effect == Some(TxEffect::End) {
+                        self.apply_effect(TxEffect::End);
+                    }
                 }
             }
             Running::DescribeStatement { .. } => {}

@@ -24,8 +24,18 @@ fn scan(sql: &str, mut on_code: impl FnMut(usize) -> usize) {
         match b[i] {
             b'\'' | b'"' => {
                 let quote = b[i];
+                // E'...' strings take backslash escapes (`E'it\'s'`): a backslash hides the
+                // next byte. Only when the E starts a token (`some_e'x'` is not one).
+                let escapes = quote == b'\''
+                    && i > 0
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && (i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_'));
                 i += 1;
                 while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
                     if b[i] == quote {
                         // A doubled quote is an escaped one.
                         if b.get(i + 1) == Some(&quote) {
@@ -206,6 +216,8 @@ pub fn tx_effect(statement: &str) -> TxEffect {
     match word(0) {
         "BEGIN" => TxEffect::Begin,
         "START" if word(1) == "TRANSACTION" => TxEffect::Begin,
+        // AND CHAIN starts the next block at once: the status stays T.
+        "COMMIT" | "END" if word(1) == "AND" && word(2) == "CHAIN" => TxEffect::None,
         "COMMIT" | "END" if word(1) != "PREPARED" => TxEffect::End,
         "PREPARE" if word(1) == "TRANSACTION" => TxEffect::End,
         "ROLLBACK" | "ABORT" => {
@@ -213,6 +225,7 @@ pub fn tx_effect(statement: &str) -> TxEffect {
             match rest.first().copied() {
                 Some("TO") => TxEffect::RollbackToSavepoint,
                 Some("PREPARED") => TxEffect::None,
+                Some("AND") if rest.get(1) == Some(&"CHAIN") => TxEffect::None,
                 _ => TxEffect::End,
             }
         }
@@ -243,6 +256,9 @@ mod tests {
         assert_eq!(split_statements(" ; ;\n"), Vec::<&str>::new());
         assert_eq!(split_statements("-- nothing"), Vec::<&str>::new());
         assert_eq!(split_statements("select 'it''s;'"), vec!["select 'it''s;'"]);
+        assert_eq!(split_statements("select E'it\\'s; $1'; select 2"), vec!["select E'it\\'s; $1'", "select 2"]);
+        assert_eq!(split_statements("select e'a\\\\'; select 2").len(), 2);
+        assert_eq!(split_statements("select 'a\\'; select 2").len(), 2, "no escapes outside E''");
     }
 
     #[test]
@@ -265,6 +281,9 @@ mod tests {
         assert_eq!(tx_effect("ROLLBACK TO SAVEPOINT a"), TxEffect::RollbackToSavepoint);
         assert_eq!(tx_effect("rollback work to a"), TxEffect::RollbackToSavepoint);
         assert_eq!(tx_effect("commit prepared 'x'"), TxEffect::None);
+        assert_eq!(tx_effect("commit and chain"), TxEffect::None);
+        assert_eq!(tx_effect("rollback and chain"), TxEffect::None);
+        assert_eq!(tx_effect("commit and no chain"), TxEffect::End);
         assert_eq!(tx_effect("select 1"), TxEffect::None);
         assert_eq!(tx_effect("beginning"), TxEffect::None);
         assert_eq!(command_word("  insert into t values (1)"), "INSERT");
