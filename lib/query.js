@@ -676,9 +676,9 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
   const existing = event.resume ? cursors.get(event.cursor) : undefined;
   const go = (cursor) => {
     run.cursor = cursor;
-    if (event.mode === 'describe') {
+    if (event.mode === 'describe' || event.mode === 'describeExecute') {
       out.push(cursor.plan ? descriptionOf(cursor.entry) : NO_DATA);
-      return { value: 0, tags };
+      if (event.mode === 'describe') return { value: 0, tags };
     }
     if (cursor.plan === undefined) {
       // A command: CommandComplete for each Execute.

@@ -283,6 +283,7 @@ impl HookEvent {
                 let (mode, max_rows) = match call.mode {
                     QueryMode::Simple => ("simple", None),
                     QueryMode::Describe => ("describe", None),
+                    QueryMode::DescribeExecute => ("describeExecute", Some(0)),
                     QueryMode::Execute { max_rows } => ("execute", Some(max_rows)),
                 };
                 // Empty lists are left out (JS reads them as empty): every property set is a

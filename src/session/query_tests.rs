@@ -124,6 +124,7 @@ fn parse_bind_describe_execute_sync_runs_the_statement_once() {
         _ => tagged("SELECT 1"),
     });
     let five = 5i32.to_be_bytes();
+    // Describe and Execute of the portal arrive together (node-postgres, pgbench): one call.
     let pipeline = [
         parse("s", "select $1::int4", &[23]),
         bind("", "s", &[1], &[Some(&five)], &[1]),
@@ -134,15 +135,24 @@ fn parse_bind_describe_execute_sync_runs_the_statement_once() {
     .concat();
     let (out, _) = h.send(&pipeline);
     assert_eq!(tags(&out), "12Z", "ParseComplete, BindComplete, then JS's rows, then ReadyForQuery");
+    {
+        let calls = calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].mode, QueryMode::DescribeExecute);
+        assert_eq!(*calls[0].params, vec![Value::Number(5.0)]);
+        assert_eq!(*calls[0].result_formats, vec![1]);
+    }
+    // Apart (the Execute not yet received): Describe runs it, Execute goes on with that result.
+    h.send(&[bind("", "s", &[1], &[Some(&five)], &[1]), describe(b'P', "")].concat());
+    let (out, _) = h.send(&[execute("", 0), sync()].concat());
+    assert_eq!(tags(&out), "Z");
     let calls = calls.borrow();
-    assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0].mode, QueryMode::Describe);
-    assert_eq!(*calls[0].params, vec![Value::Number(5.0)]);
-    assert_eq!(*calls[0].result_formats, vec![1]);
-    assert!(!calls[0].resume);
-    assert_eq!(calls[1].mode, QueryMode::Execute { max_rows: 0 });
-    assert_eq!(calls[1].cursor, calls[0].cursor);
-    assert!(calls[1].resume, "Execute goes on with the result Describe made");
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].mode, QueryMode::Describe);
+    assert!(!calls[1].resume);
+    assert_eq!(calls[2].mode, QueryMode::Execute { max_rows: 0 });
+    assert_eq!(calls[2].cursor, calls[1].cursor);
+    assert!(calls[2].resume, "Execute goes on with the result Describe made");
 }
 
 #[test]

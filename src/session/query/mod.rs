@@ -37,6 +37,10 @@ pub enum QueryMode {
     /// Execute of a portal: rows (at most `max_rows`, 0 for all), then CommandComplete or
     /// PortalSuspended.
     Execute { max_rows: u32 },
+    /// Describe of a portal with the Execute (no row limit) that came right behind it, in one
+    /// call: RowDescription (or NoData), the rows, CommandComplete. node-postgres and pgbench
+    /// send exactly this pair for every statement.
+    DescribeExecute,
 }
 
 /// `onQuery` for one statement (or, for a simple Query, one query string).
@@ -515,7 +519,7 @@ impl Session {
             resume: portal.used,
             dropped: std::mem::take(&mut queries.dropped),
             // A Describe of the portal sends its real columns: nothing to hold the result to.
-            expected: if mode == QueryMode::Describe { None } else { portal.expected.clone() },
+            expected: if matches!(mode, QueryMode::Execute { .. }) { portal.expected.clone() } else { None },
         };
         Some(call)
     }
@@ -546,13 +550,40 @@ impl Session {
         if self.builtin_portal(name, true) {
             return;
         }
-        if let Some(call) = self.portal_call(name, QueryMode::Describe, b'D') {
+        let with_execute = self.execute_follows(name);
+        let mode = if with_execute { QueryMode::DescribeExecute } else { QueryMode::Describe };
+        if let Some(call) = self.portal_call(name, mode, b'D') {
             if let Some(portal) = self.queries().portals.get_mut(name) {
                 portal.expected = None;
             }
-            self.queries().running = Some(Running::DescribePortal { portal: name.to_string() });
+            let portal = name.to_string();
+            self.queries().running =
+                Some(if with_execute { Running::Execute { portal } } else { Running::DescribePortal { portal } });
             self.queued = Some(HookRequest::Query(Box::new(call)));
         }
+    }
+
+    /// Whether the next message, already received, is an Execute of portal `name` without a
+    /// row limit; if so it is taken off the input, to run with the Describe in one call. Not
+    /// when `onMessage` exists: it must see that Execute first.
+    fn execute_follows(&mut self, name: &str) -> bool {
+        if self.config.hooks.on_message {
+            return false;
+        }
+        let limits = self.config.limits;
+        let Ok(Some(len)) = crate::protocol::frame::typed_frame_len(&self.input, |tag| limits.max_len(tag, true))
+        else {
+            return false;
+        };
+        let follows = self.input.first() == Some(&b'E')
+            && matches!(
+                FrontendMessage::decode(&self.input[..len]),
+                Ok(FrontendMessage::Execute { portal, max_rows }) if portal == name && max_rows <= 0
+            );
+        if follows {
+            bytes::Buf::advance(&mut self.input, len);
+        }
+        follows
     }
 
     fn execute(&mut self, name: &str, max_rows: i32) {
