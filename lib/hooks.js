@@ -1,13 +1,13 @@
 'use strict';
 // The JS half of the hook table (Rust's half is `HookKind` in src/session/hooks.rs): for each
-// hook event kind, which option it calls and how. Both drivers run every hook but `onMessage`
-// through `callHook`, and both answer Rust with the same reply shape,
+// hook event kind, which option it calls and how. Both drivers run every hook but `onMessage` and
+// `onQuery` (lib/query.js, answered in positional arguments) through `callHook`, and both answer Rust with the same reply shape,
 // `{ value, error?, tls? }`, which Rust turns into the session's terms in one place.
 
 const {
   normalizeError, tlsOptions, credentials, settle, scramSecretReply, warnOnce,
 } = require('./values.js');
-const { runQuery, describeReply } = require('./query.js');
+const { describeReply } = require('./query.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
@@ -37,11 +37,6 @@ const HOOKS = {
   tlsUpgrade: {
     call: (options, event, state, connection) => options.onTlsUpgrade(state, connection),
     answer: () => ({ value: 0 }),
-  },
-  query: {
-    // Writes the results itself and answers with their command tags (see lib/query.js).
-    call: (options, event, state, connection) => runQuery(connection, event, state),
-    answer: (reply) => reply,
   },
   describe: {
     call: (options, event, state, connection) => options.onDescribe({ sql: event.sql, paramTypes: event.paramTypes }, state, connection),

@@ -804,7 +804,7 @@ function dropCursors(connection) {
 }
 
 module.exports = {
-  runQuery, answerQuery, describeReply, abortRunning, dropCursors, commandTag,
+  answerQuery, describeReply, abortRunning, dropCursors,
   // For the tests: the column-batch encoder must agree with the per-value one.
   encodeBatch,
 };

@@ -142,12 +142,6 @@ pub fn plan_row_description(plan: &External<RowPlan>) -> Buffer {
     plan.row_description.clone().into()
 }
 
-/// How many fields the plan has.
-#[napi(catch_unwind)]
-pub fn plan_width(plan: &External<RowPlan>) -> u32 {
-    plan.columns.len() as u32
-}
-
 /// DataRow messages for `rows[start..end]` (each an array of values in field order, or an
 /// object keyed by field name), or the first value that does not fit its field.
 #[napi(catch_unwind)]
@@ -321,14 +315,6 @@ fn cell_value(js: Js, v: Raw, ty: PgType) -> Result<std::result::Result<Value, P
         }
         _ => return Ok(Err(not_convertible(ty, "function or symbol"))),
     }))
-}
-
-/// CommandComplete.
-#[napi(catch_unwind)]
-pub fn encode_command_complete(tag: String) -> Buffer {
-    let mut out = BytesMut::new();
-    backend::command_complete(&mut out, &tag);
-    out.to_vec().into()
 }
 
 /// The command word of SQL (`SELECT`, `INSERT` ...), for default command tags.

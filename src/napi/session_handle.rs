@@ -440,7 +440,8 @@ pub fn session_query_rows(
             tags: vec![tag],
             suspended: false,
             error: None,
-            data: Some(data.to_vec()),
+            // Handed over, not copied.
+            data: Some(Vec::from(data)),
         };
         handle.session.hook_done(HookResult::Query(outcome));
     }
