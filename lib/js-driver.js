@@ -15,9 +15,16 @@ const { callHook } = require('./hooks.js');
 const { dropCursors, answerQuery } = require('./query.js');
 
 const {
-  STEP_WAIT, STEP_HOOK, STEP_SIMPLE_QUERY, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
+  STEP_WAIT, STEP_HOOK, STEP_SIMPLE_QUERY, STEP_QUERY, STEP_CLOSE, STEP_ABORT, STEP_NONE, STEP_MASK, HAS_OUTPUT, IS_TLS, OFFERS_FED_BYTES,
   WANTS_INPUT, TIMER_CHANGED, VERSION_SHIFT, OUTPUT_HIGH_WATER,
+  QUERY_REG_MODE, QUERY_REG_CURSOR, QUERY_REG_MAX_ROWS, QUERY_REG_FLAGS, QUERY_REG_DROPPED_COUNT, QUERY_REG_DROPPED,
+  QUERY_REGISTERS, QUERY_RESUME, QUERY_HAS_DETAILS,
 } = binding;
+
+/** Where `sessionQueryCall()` writes a statement's scalars (read at once, so one array serves all). */
+const queryRegisters = new Uint32Array(QUERY_REGISTERS);
+const QUERY_MODES = ['simple', 'describe', 'execute', 'describeExecute'];
+const NO_CURSORS = Object.freeze([]);
 
 /**
  * Live JS-driver connections with an `onCancel` hook, by the process id of their
@@ -34,6 +41,33 @@ binding.setCancelDispatch((processId) => {
     // what the hook throws; this covers a connection torn down meanwhile.
   }
 });
+
+/**
+ * The session's answers are copied into slices of a shared pool, as Node's own Buffer pool
+ * does: a Buffer made natively per answer (an allocation, its free, a backing-store sweep)
+ * cost more than the rest of a small query's round trip. A slice handed out is never written
+ * again; a pool that is full is dropped for a new one and lives on as long as its slices do.
+ */
+const OUTPUT_POOL_SIZE = 64 * 1024;
+let outputPool = Buffer.allocUnsafeSlow(OUTPUT_POOL_SIZE);
+let outputPoolOffset = 0;
+
+/** What the session has to send, or undefined. */
+function takeOutput(handle) {
+  let length = binding.sessionTakeOutputInto(handle, outputPool, outputPoolOffset);
+  if (length < 0) {
+    // A big answer gets a Buffer of its own; a small one a fresh pool.
+    if (-length > OUTPUT_POOL_SIZE / 8) return binding.sessionTakeOutput(handle) ?? undefined;
+    outputPool = Buffer.allocUnsafeSlow(OUTPUT_POOL_SIZE);
+    outputPoolOffset = 0;
+    length = binding.sessionTakeOutputInto(handle, outputPool, 0);
+  }
+  if (length <= 0) return undefined;
+  const start = outputPoolOffset;
+  // Slices start 8-aligned, as Node's pool keeps them.
+  outputPoolOffset = (start + length + 7) & ~7;
+  return outputPool.subarray(start, start + length);
+}
 
 /** Node timers wait at most 2^31 - 1 ms; a longer deadline is re-armed when the timer fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -65,6 +99,8 @@ class JsDriver {
     /** We paused the socket because the session wants no input now. */
     this.paused = false;
     this.waitingForDrain = false;
+    /** The session has output that waits for the answer of the `onQuery` now running. */
+    this.outputHeld = false;
     this.timer = null;
     // The step the session asked for last; set by every call that polls.
     this.step = STEP_NONE;
@@ -132,7 +168,15 @@ class JsDriver {
 
   /** Sends protocol bytes from the user, encrypted once TLS is up. */
   write(bytes) {
+    if (this.outputHeld) this.releaseOutput();
     return this.writeWire(this.tls ? binding.sessionSeal(this.handle, bytes) : bytes);
+  }
+
+  /** Writes what the session has to send. */
+  releaseOutput() {
+    this.outputHeld = false;
+    const output = takeOutput(this.handle);
+    if (output !== undefined) this.writeWire(output);
   }
 
   /** Sends wire bytes; when the socket holds more than it likes, the session hears of it. */
@@ -208,9 +252,14 @@ class JsDriver {
   run(step, fed) {
     for (;;) {
       if (step & IS_TLS) this.tls = true;
-      if (step & HAS_OUTPUT) this.writeWire(binding.sessionTakeOutput(this.handle));
-      if (step & TIMER_CHANGED) this.armTimer();
       const kind = step & STEP_MASK;
+      if (step & HAS_OUTPUT) {
+        // Before `onQuery` (ParseComplete, BindComplete ...): held, to leave with the answer
+        // in one piece, unless something is written first.
+        if (kind === STEP_QUERY) this.outputHeld = true;
+        else this.releaseOutput();
+      }
+      if (step & TIMER_CHANGED) this.armTimer();
       if (kind === STEP_WAIT) return this.setReading((step & WANTS_INPUT) !== 0);
       if (kind === STEP_CLOSE) return this.close();
       if (kind === STEP_ABORT) return this.abort();
@@ -219,6 +268,7 @@ class JsDriver {
         const sql = step & OFFERS_FED_BYTES ? fed.toString('utf8', 5, fed.length - 1) : binding.sessionQuerySql(this.handle);
         pending = this.runSimpleQuery(sql, step >>> VERSION_SHIFT);
       }
+      else if (kind === STEP_QUERY) pending = this.runQuery(step >>> VERSION_SHIFT);
       else if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile
       else if (step & OFFERS_FED_BYTES) pending = this.offer(fed, step >>> VERSION_SHIFT);
       else pending = this.runHook(step >>> VERSION_SHIFT);
@@ -308,10 +358,50 @@ class JsDriver {
     const handle = this.handle;
     const event = { kind: 'query', sql, mode: 'simple', cursor: 0, stateVersion };
     const connection = this.connection;
-    return answerQuery(connection, event, connection._stateFor(stateVersion), (tags, suspended, data, error) => {
-      this.afterHook(binding.sessionQueryDone(handle, tags, suspended, data, error, this.pollAfterHook));
-    }, (plan, rows, description, complete, tag) => {
-      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, tag, this.pollAfterHook);
+    return answerQuery(connection, event, connection._stateFor(stateVersion), (completed, suspended, data, error) => {
+      this.afterHook(binding.sessionQueryDone(handle, completed, suspended, data, error, this.pollAfterHook));
+    }, (plan, rows, description, complete) => {
+      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, this.pollAfterHook);
+      if (typeof step !== 'number') return step;
+      this.afterHook(step);
+      return undefined;
+    });
+  }
+
+  /** `onQuery` for a portal's statement (or a simple Query that lets go of portals). */
+  runQuery(stateVersion) {
+    const handle = this.handle;
+    const registers = queryRegisters;
+    const sql = binding.sessionQueryCall(handle, registers);
+    if (sql === null) return undefined;
+    const flags = registers[QUERY_REG_FLAGS];
+    const droppedCount = registers[QUERY_REG_DROPPED_COUNT];
+    const event = {
+      kind: 'query',
+      sql,
+      mode: QUERY_MODES[registers[QUERY_REG_MODE]],
+      cursor: registers[QUERY_REG_CURSOR],
+      maxRows: registers[QUERY_REG_MAX_ROWS],
+      resume: (flags & QUERY_RESUME) !== 0,
+      dropped: droppedCount > 0 ? Array.from(registers.subarray(QUERY_REG_DROPPED, QUERY_REG_DROPPED + droppedCount)) : NO_CURSORS,
+      params: undefined,
+      paramTypes: undefined,
+      resultFormats: undefined,
+      expectedTypes: undefined,
+    };
+    if (flags & QUERY_HAS_DETAILS) {
+      const details = binding.sessionQueryDetails(handle);
+      event.params = details.params;
+      event.paramTypes = details.paramTypes;
+      event.resultFormats = details.resultFormats;
+      event.expectedTypes = details.expectedTypes;
+      if (details.dropped) event.dropped = details.dropped;
+    }
+    const connection = this.connection;
+    return answerQuery(connection, event, connection._stateFor(stateVersion), (completed, suspended, data, error) => {
+      this.afterHook(binding.sessionQueryDone(handle, completed, suspended, data, error, this.pollAfterHook));
+    }, (plan, rows, description, complete) => {
+      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, this.pollAfterHook);
       if (typeof step !== 'number') return step;
       this.afterHook(step);
       return undefined;
@@ -325,11 +415,6 @@ class JsDriver {
     if (messages !== null) return this.offer(messages, stateVersion);
     const event = binding.sessionHook(handle);
     const connection = this.connection;
-    if (event.kind === 'query') {
-      return answerQuery(connection, event, connection._stateFor(event.stateVersion), (tags, suspended, data, error) => {
-        this.afterHook(binding.sessionQueryDone(handle, tags, suspended, data, error, this.pollAfterHook));
-      });
-    }
     return callHook(connection, event, connection._stateFor(event.stateVersion), (reply) => {
       this.afterHook(binding.sessionHookDone(handle, reply, this.pollAfterHook));
     });
@@ -367,6 +452,8 @@ class JsDriver {
   finishDetach() {
     if (this.handedOver) return;
     this.handedOver = true;
+    // What the session answered before the hook that detached (ParseComplete ...) is sent.
+    if (this.outputHeld) this.releaseOutput();
     const leftover = binding.sessionDetach(this.handle);
     if (this.tlsStream) {
       this.tlsStream.start(leftover);

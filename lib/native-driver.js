@@ -57,8 +57,8 @@ function handle(connection, event, reply) {
   }
   const state = connection._stateFor(event.stateVersion);
   if (event.kind === 'query') {
-    return answerQuery(connection, event, state, (tags, suspended, data, error) => {
-      if (event.call !== 0) binding.queryReply(event.call, tags, suspended, data, error);
+    return answerQuery(connection, event, state, (completed, suspended, data, error) => {
+      if (event.call !== 0) binding.queryReply(event.call, completed, suspended, data, error);
     });
   }
   if (event.kind !== 'message') return callHook(connection, event, state, reply);

@@ -15,6 +15,8 @@ const { normalizeError } = require('./values.js');
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
 const EMPTY_QUERY_RESPONSE = Buffer.from([0x49, 0, 0, 0, 4]);
 const PORTAL_SUSPENDED = Buffer.from([0x73, 0, 0, 0, 4]);
+/** Results of at most this many rows (in an array) are encoded in one call with their messages. */
+const SMALL_ROWS = 16;
 /** Rows per encoder call. */
 const BATCH_ROWS = 1024;
 /** Bytes gathered before a write: small results leave in one write, big ones in chunks. */
@@ -638,12 +640,12 @@ function runSimple(connection, event, state, run, out, tags) {
           continue;
         }
         const rows = cursor.rows;
-        if (rows !== undefined && rows.length <= 16) {
+        if (rows !== undefined && rows.length <= SMALL_ROWS) {
           // A small result: RowDescription, rows and CommandComplete in one encoder call. The
           // only result of a statement is left to the answer (the driver may encode it
           // straight into its output), the others are encoded now.
           const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
-          const small = { plan: cursor.plan, rows, description: descriptionOf(cursor.entry), complete: completeOf(tag), tag };
+          const small = { plan: cursor.plan, rows, description: descriptionOf(cursor.entry), complete: completeOf(tag) };
           cursor.done = true;
           if (results.length === 1 && out.pieces.length === 0) return { value: 0, tags, small };
           out.push(check(binding.encodeRows(small.plan, rows, 0, rows.length, small.description, small.complete)));
@@ -714,14 +716,26 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
     }
     const cursor = new Cursor(results[0], event.resultFormats);
     cursors.set(event.cursor, cursor);
-    if (event.expectedTypes !== undefined) checkDescribed(event.expectedTypes, cursor);
+    if (event.expectedTypes != null) checkDescribed(event.expectedTypes, cursor);
+    const rows = cursor.rows;
+    const whole = event.mode === 'describeExecute' || (event.mode === 'execute' && !event.maxRows);
+    if (whole && rows !== undefined && rows.length <= SMALL_ROWS) {
+      // A small result read whole: (RowDescription,) rows and CommandComplete in one encoder
+      // call, left to the answer as for a simple Query.
+      run.cursor = cursor;
+      cursor.done = true;
+      cursor.index = rows.length;
+      const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
+      const description = event.mode === 'describeExecute' ? descriptionOf(cursor.entry) : null;
+      return { value: 0, tags, small: { plan: cursor.plan, rows, description, complete: completeOf(tag) } };
+    }
     return go(cursor);
   });
 }
 
 /**
- * Runs a `query` event and hands `answer(tags, suspended, data, error)` its outcome (tags joined
- * with NUL), at once when everything ran synchronously; returns the promise otherwise.
+ * Runs a `query` event and hands `answer(completed, suspended, data, error)` its outcome (how
+ * many results completed), at once when everything ran synchronously; returns the promise otherwise.
  */
 function answerQuery(connection, event, state, answer, answerRows) {
   const reply = runQuery(connection, event, state);
@@ -734,17 +748,17 @@ function answerQuery(connection, event, state, answer, answerRows) {
       let data;
       try {
         const failure = answerRows
-          ? answerRows(small.plan, small.rows, small.description, small.complete, small.tag)
+          ? answerRows(small.plan, small.rows, small.description, small.complete)
           : undefined;
         if (answerRows && failure === undefined) return undefined;
         data = failure ?? binding.encodeRows(small.plan, small.rows, 0, small.rows.length, small.description, small.complete);
       } catch (err) {
-        return answer(null, false, null, normalizeError(err));
+        return answer(0, false, null, normalizeError(err));
       }
-      if (Buffer.isBuffer(data)) return answer(small.tag, false, data, null);
-      return answer(null, false, null, normalizeError(new QueryError(data.code, data.message, data.detail)));
+      if (Buffer.isBuffer(data)) return answer(1, false, data, null);
+      return answer(0, false, null, normalizeError(new QueryError(data.code, data.message, data.detail)));
     }
-    return answer(r.tags.length ? r.tags.join('\0') : null, r.suspended === true, r.data ?? null, r.error ?? null);
+    return answer(r.tags.length, r.suspended === true, r.data ?? null, r.error ?? null);
   };
   if (thenOf(reply)) return reply.then(send);
   send(reply);

@@ -81,8 +81,8 @@ pub struct HookReply {
     pub scram_verifier: Option<String>,
     /// ... or a plaintext password.
     pub scram_password: Option<String>,
-    /// For `query`: the command tags of the results completed.
-    pub tags: Option<Vec<String>>,
+    /// For `query`: how many results completed.
+    pub completed: Option<u32>,
     /// For `query`: Execute stopped at its row limit.
     pub suspended: Option<bool>,
     /// For `query`: the end of the result (what JS did not write already), sent before what
@@ -95,15 +95,10 @@ pub struct HookReply {
 }
 
 impl HookReply {
-    /// A `query` reply from positional arguments: `tags` joined with NUL (no tag holds one),
-    /// and the end of the result. A reply object costs a property read per field; a query
+    /// A `query` reply from positional arguments: how many results completed, and the end of
+    /// the result. A reply object costs a property read per field; a query
     /// answers on every statement.
-    pub fn for_query(
-        tags: Option<String>,
-        suspended: bool,
-        data: Option<Vec<u8>>,
-        error: Option<BackendErrorInput>,
-    ) -> Self {
+    pub fn for_query(completed: u32, suspended: bool, data: Option<Vec<u8>>, error: Option<BackendErrorInput>) -> Self {
         Self {
             value: 0,
             paused: None,
@@ -111,7 +106,7 @@ impl HookReply {
             tls: None,
             scram_verifier: None,
             scram_password: None,
-            tags: tags.map(|t| t.split('\0').filter(|t| !t.is_empty()).map(str::to_string).collect()),
+            completed: Some(completed),
             suspended: Some(suspended),
             data: data.map(Buffer::from),
             param_types: None,
@@ -148,7 +143,7 @@ impl HookReply {
             error,
             tls,
             scram,
-            tags: self.tags.unwrap_or_default(),
+            completed: self.completed.unwrap_or(0) as usize,
             data: self.data.map(|data| data.to_vec()),
             description,
         }
@@ -182,13 +177,13 @@ pub fn hook_reply(call: u32, reply: HookReply) {
 #[napi(catch_unwind)]
 pub fn query_reply(
     call: u32,
-    tags: Option<String>,
+    completed: u32,
     suspended: bool,
     data: Option<BufferSlice>,
     error: Option<BackendErrorInput>,
 ) {
     if let Some(sender) = lock_pending().remove(&call) {
-        let _ = sender.send(HookReply::for_query(tags, suspended, data.map(|d| d.to_vec()), error));
+        let _ = sender.send(HookReply::for_query(completed, suspended, data.map(|d| d.to_vec()), error));
     }
 }
 

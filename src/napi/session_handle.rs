@@ -40,6 +40,11 @@ pub const STEP_NONE: u32 = 4;
 /// statement of a request/response workload runs, so it skips the event object).
 #[napi]
 pub const STEP_SIMPLE_QUERY: u32 = 5;
+/// `onQuery` for any other statement (a portal's Describe or Execute, or a simple Query that
+/// also lets go of portals): fetch it with `sessionQueryCall()`, in scalars rather than an
+/// event object (node-postgres and pgbench run every statement this way).
+#[napi]
+pub const STEP_QUERY: u32 = 6;
 #[napi]
 pub const STEP_MASK: u32 = 7;
 /// `sessionTakeOutput()` has bytes to send first.
@@ -61,6 +66,36 @@ pub const WANTS_INPUT: u32 = 64;
 pub const TIMER_CHANGED: u32 = 128;
 #[napi]
 pub const VERSION_SHIFT: u32 = 8;
+
+// What `sessionQueryCall()` writes into the `Uint32Array` it is given.
+/// The mode: 0 simple, 1 describe (a portal), 2 execute, 3 describe and execute.
+#[napi]
+pub const QUERY_REG_MODE: u32 = 0;
+/// The portal's cursor id.
+#[napi]
+pub const QUERY_REG_CURSOR: u32 = 1;
+/// Execute's row limit (0: none).
+#[napi]
+pub const QUERY_REG_MAX_ROWS: u32 = 2;
+/// `QUERY_RESUME`, `QUERY_HAS_DETAILS`.
+#[napi]
+pub const QUERY_REG_FLAGS: u32 = 3;
+/// How many dropped cursor ids follow from `QUERY_REG_DROPPED` (the rest, if more, are in the
+/// details).
+#[napi]
+pub const QUERY_REG_DROPPED_COUNT: u32 = 4;
+#[napi]
+pub const QUERY_REG_DROPPED: u32 = 5;
+/// The length the array must have.
+#[napi]
+pub const QUERY_REGISTERS: u32 = 16;
+/// JS holds this cursor's result already.
+#[napi]
+pub const QUERY_RESUME: u32 = 1;
+/// Parameters, result formats, expected column types or more dropped cursors: fetch them with
+/// `sessionQueryDetails()`.
+#[napi]
+pub const QUERY_HAS_DETAILS: u32 = 2;
 
 /// The session's backpressure mark, for the JS side's own checks (`lib/values.js`).
 #[napi]
@@ -98,6 +133,8 @@ pub struct SessionHandle {
     request: Option<HookRequest>,
     /// The kind of the hook JS fetched with `sessionHook()`, for its answer.
     running: Option<HookKind>,
+    /// The statement `sessionQueryCall()` announced, until JS fetches its details.
+    query_details: Option<Box<crate::session::query::QueryCall>>,
     /// The connection's cancel key, until `sessionRelease()` (the socket closed).
     registration: Option<crate::cancel::Registration>,
     /// After `proxy()`: rewrites the upstream's BackendKeyData (see `sessionUpstreamData`).
@@ -118,6 +155,7 @@ pub fn session_new(config: &NativeConfig) -> External<SessionHandle> {
         request_client_certificate: config.request_client_certificate,
         request: None,
         running: None,
+        query_details: None,
         registration: Some(registration),
         upstream_keys: None,
     })
@@ -259,13 +297,15 @@ fn poll(handle: &mut SessionHandle) -> u32 {
         Step::Close => STEP_CLOSE,
         Step::Abort => STEP_ABORT,
         Step::Hook(request) => {
-            let simple = matches!(&request, HookRequest::Query(call) if call.mode == QueryMode::Simple && call.dropped.is_empty());
+            let step = match &request {
+                HookRequest::Query(call) if call.mode == QueryMode::Simple && call.dropped.is_empty() => {
+                    STEP_SIMPLE_QUERY
+                }
+                HookRequest::Query(_) => STEP_QUERY,
+                _ => STEP_HOOK,
+            };
             handle.request = Some(request);
-            if simple {
-                STEP_SIMPLE_QUERY
-            } else {
-                STEP_HOOK
-            }
+            step
         }
     };
     step | flags(session)
@@ -308,6 +348,24 @@ pub fn session_take_output<'env>(
         return Ok(None);
     }
     BufferSlice::copy_from(env, handle.session.take_output()).map(Some)
+}
+
+/// The bytes to send, copied into `slab` from `offset` on (a slice of a JS buffer pool, as
+/// Node's own: no Buffer made per answer). Returns their length, 0 if there are none, or
+/// minus the length they need if they do not fit (then nothing is taken).
+#[napi(catch_unwind)]
+pub fn session_take_output_into(handle: &mut External<SessionHandle>, mut slab: Uint8ArraySlice, offset: u32) -> i64 {
+    if !handle.session.has_output() {
+        return 0;
+    }
+    // SAFETY: the array is JS's, and JS is not running while this call is; JS hands out only
+    // the bytes before `offset`, so none of them is written here.
+    let slab = unsafe { slab.as_mut() };
+    let room = slab.get_mut(offset as usize..).unwrap_or_default();
+    match handle.session.take_output_into(room) {
+        Ok(len) => len as i64,
+        Err(needed) => -(needed as i64),
+    }
 }
 
 /// The fast path for `onMessage`: when the session asked for the message hook, the messages
@@ -389,11 +447,84 @@ pub fn session_query_sql(handle: &mut External<SessionHandle>) -> Option<String>
     }
 }
 
+/// The statement `STEP_QUERY` announced (its `onQuery` now runs): its SQL, with the scalars
+/// written into `registers` (see the `QUERY_REG_*` constants); `None` if there is none.
+#[napi(catch_unwind)]
+pub fn session_query_call(handle: &mut External<SessionHandle>, mut registers: Uint32ArraySlice) -> Option<String> {
+    let call = match handle.request.take() {
+        Some(HookRequest::Query(call)) => call,
+        other => {
+            handle.request = other;
+            return None;
+        }
+    };
+    handle.running = Some(HookKind::Query);
+    // SAFETY: the array is JS's, and JS is not running while this call is.
+    let registers = unsafe { registers.as_mut() };
+    if registers.len() < QUERY_REGISTERS as usize {
+        return None;
+    }
+    let (mode, max_rows) = match call.mode {
+        QueryMode::Simple => (0, 0),
+        QueryMode::Describe => (1, 0),
+        QueryMode::Execute { max_rows } => (2, max_rows),
+        QueryMode::DescribeExecute => (3, 0),
+    };
+    let in_registers = (QUERY_REGISTERS - QUERY_REG_DROPPED) as usize;
+    let details = !call.params.is_empty()
+        || !call.param_types.is_empty()
+        || !all_text(&call.result_formats)
+        || call.expected.is_some()
+        || call.dropped.len() > in_registers;
+    registers[QUERY_REG_MODE as usize] = mode;
+    registers[QUERY_REG_CURSOR as usize] = call.cursor;
+    registers[QUERY_REG_MAX_ROWS as usize] = max_rows;
+    registers[QUERY_REG_FLAGS as usize] =
+        if call.resume { QUERY_RESUME } else { 0 } | if details { QUERY_HAS_DETAILS } else { 0 };
+    let dropped = if call.dropped.len() > in_registers { &[][..] } else { &call.dropped[..] };
+    registers[QUERY_REG_DROPPED_COUNT as usize] = dropped.len() as u32;
+    registers[QUERY_REG_DROPPED as usize..][..dropped.len()].copy_from_slice(dropped);
+    let sql = call.sql.to_string();
+    handle.query_details = details.then_some(call);
+    Some(sql)
+}
+
+/// Result formats that ask for text only: none, or one 0 for all columns.
+fn all_text(formats: &[i16]) -> bool {
+    matches!(formats, [] | [0])
+}
+
+/// What `sessionQueryCall()` flagged with `QUERY_HAS_DETAILS`.
+#[napi(object)]
+pub struct QueryDetails {
+    pub params: Option<super::query::ParamValues>,
+    pub param_types: Option<Vec<u32>>,
+    pub result_formats: Option<Vec<i32>>,
+    pub expected_types: Option<Vec<u32>>,
+    /// Every dropped cursor, when they did not fit in the registers.
+    pub dropped: Option<Vec<u32>>,
+}
+
+/// The details of the statement `sessionQueryCall()` announced with `QUERY_HAS_DETAILS`.
+#[napi(catch_unwind)]
+pub fn session_query_details(handle: &mut External<SessionHandle>) -> Option<QueryDetails> {
+    let call = handle.query_details.take()?;
+    let in_registers = (QUERY_REGISTERS - QUERY_REG_DROPPED) as usize;
+    Some(QueryDetails {
+        params: (!call.params.is_empty()).then(|| super::query::ParamValues(call.params.clone())),
+        param_types: (!call.param_types.is_empty()).then(|| call.param_types.to_vec()),
+        result_formats: (!all_text(&call.result_formats))
+            .then(|| call.result_formats.iter().map(|&f| i32::from(f)).collect()),
+        expected_types: call.expected.as_ref().map(|types| types.to_vec()),
+        dropped: (call.dropped.len() > in_registers).then(|| call.dropped.clone()),
+    })
+}
+
 /// The `query` hook answered (see `HookReply::for_query`); then the next step.
 #[napi(catch_unwind)]
 pub fn session_query_done(
     handle: &mut External<SessionHandle>,
-    tags: Option<String>,
+    completed: u32,
     suspended: bool,
     data: Option<BufferSlice>,
     error: Option<BackendErrorInput>,
@@ -401,9 +532,7 @@ pub fn session_query_done(
 ) -> u32 {
     if handle.running.take().is_some() {
         let outcome = crate::session::query::QueryOutcome {
-            tags: tags
-                .map(|t| t.split('\0').filter(|t| !t.is_empty()).map(str::to_string).collect())
-                .unwrap_or_default(),
+            completed: completed as usize,
             suspended,
             error: error.map(|e| e.into_pg_error(Severity::Error)),
             data: data.map(|d| d.to_vec()),
@@ -424,20 +553,26 @@ pub fn session_query_rows(
     handle: &mut External<SessionHandle>,
     plan: &External<super::query::RowPlan>,
     rows: Unknown,
-    description: BufferSlice,
+    description: Option<BufferSlice>,
     complete: BufferSlice,
-    tag: String,
     poll: Option<bool>,
 ) -> Result<Either<u32, super::query::EncodeFailure>> {
     let mut data = bytes::BytesMut::new();
-    if let Err(failure) =
-        super::query::encode_rows_into(env, plan, rows, 0, u32::MAX, Some(&description), Some(&complete), &mut data)?
-    {
+    if let Err(failure) = super::query::encode_rows_into(
+        env,
+        plan,
+        rows,
+        0,
+        u32::MAX,
+        description.as_deref(),
+        Some(&complete),
+        &mut data,
+    )? {
         return Ok(Either::B(failure));
     }
     if handle.running.take().is_some() {
         let outcome = crate::session::query::QueryOutcome {
-            tags: vec![tag],
+            completed: 1,
             suspended: false,
             error: None,
             // Handed over, not copied.

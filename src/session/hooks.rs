@@ -82,13 +82,13 @@ impl HookKind {
 
     /// What an answer from JS means for this kind of hook.
     pub fn result(self, answer: HookAnswer) -> HookResult {
-        let HookAnswer { value, paused, error, tls, scram, tags, data, description } = answer;
+        let HookAnswer { value, paused, error, tls, scram, completed, data, description } = answer;
         if self == Self::Message {
             return HookResult::Messages { handled: value as usize, paused, error };
         }
         if self == Self::Query {
             // A failed statement still reports the results it completed before failing.
-            return HookResult::Query(QueryOutcome { tags, suspended: paused, error, data });
+            return HookResult::Query(QueryOutcome { completed, suspended: paused, error, data });
         }
         if let Some(error) = error {
             return HookResult::Failed(error);
@@ -134,8 +134,8 @@ pub struct HookAnswer {
     pub tls: Option<Result<Arc<TlsServer>, PgError>>,
     /// `scramSecret`: what `getScramSecret` returned (`None`: no such user).
     pub scram: Option<ScramAnswer>,
-    /// `query`: the command tags of the results completed (`paused`: PortalSuspended).
-    pub tags: Vec<String>,
+    /// `query`: how many results completed (`paused`: PortalSuspended).
+    pub completed: usize,
     /// `query`: result bytes JS did not write itself.
     pub data: Option<Vec<u8>>,
     /// `describe`: what `onDescribe` said.

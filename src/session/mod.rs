@@ -400,6 +400,18 @@ impl Session {
         self.wire_out.split()
     }
 
+    /// Copies the bytes to send into `into` and returns their length, if they fit; otherwise
+    /// takes nothing and returns `Err` with the length they need. For drivers that write from
+    /// a buffer of their own: the session keeps its buffer (no allocation per answer).
+    pub fn take_output_into(&mut self, into: &mut [u8]) -> Result<usize, usize> {
+        self.seal_output();
+        let len = self.wire_out.len();
+        let Some(target) = into.get_mut(..len) else { return Err(len) };
+        target.copy_from_slice(&self.wire_out);
+        self.wire_out.clear();
+        Ok(len)
+    }
+
     pub fn has_output(&self) -> bool {
         !self.wire_out.is_empty()
             || (!self.output.is_empty() && !matches!(self.phase, Phase::Detached))

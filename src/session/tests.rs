@@ -619,7 +619,7 @@ fn hostile_input_never_panics_or_loops() {
                 _ => HookResult::ScramSecret(Some(crate::auth::SecretSource::Password("pw".into()))),
             },
             HookRequest::Query(_) => HookResult::Query(super::query::QueryOutcome {
-                tags: (0..hook_rng.below(3)).map(|_| "BEGIN".to_string()).collect(),
+                completed: hook_rng.below(3) as usize,
                 suspended: hook_rng.below(2) == 0,
                 error: (hook_rng.below(3) == 0).then(|| PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 data: None,

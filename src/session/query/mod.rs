@@ -75,11 +75,11 @@ pub struct DescribeCall {
 /// What a statement's run came to.
 #[derive(Debug, Default)]
 pub struct QueryOutcome {
-    /// The command tags of the results completed, in order.
-    pub tags: Vec<String>,
+    /// How many results completed (their CommandComplete is in `data` or was written by JS).
+    pub completed: usize,
     /// Execute stopped at its row limit (PortalSuspended was sent).
     pub suspended: bool,
-    /// The statement failed after the results in `tags`.
+    /// The statement failed after the `completed` results.
     pub error: Option<PgError>,
     /// The end of the result as JS encoded it (what it did not write itself while the hook
     /// ran): sent before anything the session answers, in the same write.
@@ -609,14 +609,14 @@ impl Session {
         }
         match running {
             Running::Simple { effects } => {
-                for (i, _) in outcome.tags.iter().enumerate() {
+                for i in 0..outcome.completed {
                     self.apply_effect(effects.get(i).copied().unwrap_or(TxEffect::None));
                 }
                 match outcome.error {
                     Some(err) if err.severity.ends_session() => self.fail(err),
                     Some(err) => {
                         backend::error_response(&mut self.output, &err);
-                        let failed = effects.get(outcome.tags.len()).copied().unwrap_or(TxEffect::None);
+                        let failed = effects.get(outcome.completed).copied().unwrap_or(TxEffect::None);
                         self.statement_failed(failed);
                         backend::ready_for_query(&mut self.output, self.state.transaction_status);
                     }
@@ -628,13 +628,13 @@ impl Session {
                 if let Some(p) = self.queries().portals.get_mut(&portal) {
                     p.used = true;
                 }
-                if !outcome.tags.is_empty() {
+                if outcome.completed > 0 {
                     self.apply_effect(effect.unwrap_or(TxEffect::None));
                 }
                 if let Some(err) = outcome.error {
                     self.query_error(err, b'E');
                     // A COMMIT or ROLLBACK that failed still ended its block, as in PostgreSQL.
-                    if outcome.tags.is_empty() && effect == Some(TxEffect::End) {
+                    if outcome.completed == 0 && effect == Some(TxEffect::End) {
                         self.apply_effect(TxEffect::End);
                     }
                 }
