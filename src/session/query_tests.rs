@@ -107,7 +107,8 @@ fn ready(on_describe: bool, answer: impl Fn(&QueryCall) -> QueryOutcome + 'stati
     (h, calls)
 }
 
-fn tagged(tag: &str) -> QueryOutcome {
+/// One result completed.
+fn completed() -> QueryOutcome {
     QueryOutcome { completed: 1, ..QueryOutcome::default() }
 }
 
@@ -121,7 +122,7 @@ fn ready_status(out: &[u8]) -> u8 {
 fn parse_bind_describe_execute_sync_runs_the_statement_once() {
     let (mut h, calls) = ready(false, |call| match call.mode {
         QueryMode::Describe => QueryOutcome::default(),
-        _ => tagged("SELECT 1"),
+        _ => completed(),
     });
     let five = 5i32.to_be_bytes();
     // Describe and Execute of the portal arrive together (node-postgres, pgbench): one call.
@@ -157,7 +158,7 @@ fn parse_bind_describe_execute_sync_runs_the_statement_once() {
 
 #[test]
 fn errors_skip_to_sync_and_name_postgres_sqlstates() {
-    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    let (mut h, calls) = ready(false, |_| completed());
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (bind("", "nope", &[], &[], &[]), "26000"),
         (execute("nope", 0), "34000"),
@@ -187,13 +188,13 @@ fn errors_skip_to_sync_and_name_postgres_sqlstates() {
 #[test]
 fn transaction_status_follows_the_commands() {
     let (mut h, _) = ready(false, |call| match &*call.sql {
-        "begin" => tagged("BEGIN"),
-        "rollback" => tagged("ROLLBACK"),
-        "rollback to savepoint a" => tagged("ROLLBACK"),
+        "begin" => completed(),
+        "rollback" => completed(),
+        "rollback to savepoint a" => completed(),
         sql if sql.contains("fail") => {
             QueryOutcome { error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")), ..QueryOutcome::default() }
         }
-        _ => tagged("SELECT 0"),
+        _ => completed(),
     });
     let (out, _) = h.send(&query("begin"));
     assert_eq!(ready_status(&out), b'T');
@@ -224,10 +225,7 @@ fn transaction_status_follows_the_commands() {
 #[test]
 fn portals_are_dropped_at_the_end_of_their_transaction_and_js_hears_of_it() {
     let (mut h, calls) =
-        ready(
-            false,
-            |call| if call.mode == QueryMode::Describe { QueryOutcome::default() } else { tagged("SELECT 0") },
-        );
+        ready(false, |call| if call.mode == QueryMode::Describe { QueryOutcome::default() } else { completed() });
     h.send(&[parse("", "select 1", &[]), bind("p", "", &[], &[], &[]), describe(b'P', "p"), sync()].concat());
     let cursor = calls.borrow()[0].cursor;
     // The implicit transaction ended at Sync: portal "p" is gone.
@@ -242,7 +240,7 @@ fn portals_are_dropped_at_the_end_of_their_transaction_and_js_hears_of_it() {
 fn a_row_limit_suspends_the_portal_and_the_next_execute_resumes_it() {
     let (mut h, calls) = ready(false, |call| match call.mode {
         QueryMode::Execute { max_rows: 2 } if !call.resume => QueryOutcome { suspended: true, ..Default::default() },
-        _ => tagged("SELECT 1"),
+        _ => completed(),
     });
     h.send(&query("begin"));
     let (out, _) = h.send(
@@ -262,13 +260,13 @@ fn a_row_limit_suspends_the_portal_and_the_next_execute_resumes_it() {
 
 #[test]
 fn statements_are_described_by_on_describe_once_or_as_returning_nothing_without_it() {
-    let (mut h, _) = ready(false, |_| tagged("SELECT 1"));
+    let (mut h, _) = ready(false, |_| completed());
     let (out, _) = h.send(&[parse("s", "select $1", &[]), describe(b'S', "s"), sync()].concat());
     assert_eq!(tags(&out), "1tnZ");
     let (_, body) = &messages(&out)[1];
     assert_eq!(body, &[0, 1, 0, 0, 0, 25], "an unknown parameter type is described as text");
 
-    let (mut h, calls) = ready(true, |_| tagged("SELECT 1"));
+    let (mut h, calls) = ready(true, |_| completed());
     let (out, _) = h.send(&[parse("s", "select $1", &[]), describe(b'S', "s"), describe(b'S', "s"), sync()].concat());
     assert_eq!(tags(&out), "1tTtTZ");
     assert_eq!(h.log.iter().filter(|l| l.starts_with("Describe")).count(), 1, "{:?}", h.log);
@@ -280,7 +278,7 @@ fn statements_are_described_by_on_describe_once_or_as_returning_nothing_without_
 
 #[test]
 fn empty_queries_and_closes_are_answered_without_js() {
-    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    let (mut h, calls) = ready(false, |_| completed());
     let (out, _) = h.send(&query(" ; -- nothing\n"));
     assert_eq!(tags(&out), "IZ");
     let (out, _) = h.send(&[close(b'S', "none"), close(b'P', "none"), typed(b'H', &[]), sync()].concat());
@@ -290,7 +288,7 @@ fn empty_queries_and_closes_are_answered_without_js() {
 
 #[test]
 fn an_empty_prepared_statement_is_answered_as_postgresql_does() {
-    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    let (mut h, calls) = ready(false, |_| completed());
     let pipeline =
         [parse("", " -- nothing", &[]), bind("", "", &[], &[], &[]), describe(b'P', ""), execute("", 0), sync()];
     let (out, _) = h.send(&pipeline.concat());
@@ -320,7 +318,7 @@ fn without_on_query_the_builtins_answer_as_before() {
 #[test]
 fn a_failed_commit_still_ends_the_block_and_describe_is_refused_in_a_failed_one() {
     let (mut h, _) = ready(false, |call| match &*call.sql {
-        "begin" => tagged("BEGIN"),
+        "begin" => completed(),
         "commit" => QueryOutcome {
             error: Some(PgError::error(SqlState::INTERNAL_ERROR, "could not serialize")),
             ..QueryOutcome::default()
@@ -328,7 +326,7 @@ fn a_failed_commit_still_ends_the_block_and_describe_is_refused_in_a_failed_one(
         sql if sql.contains("fail") => {
             QueryOutcome { error: Some(PgError::error(SqlState::INTERNAL_ERROR, "boom")), ..QueryOutcome::default() }
         }
-        _ => tagged("SELECT 0"),
+        _ => completed(),
     });
     h.send(&query("begin"));
     let (out, _) = h.send(&query("commit"));
@@ -342,7 +340,7 @@ fn a_failed_commit_still_ends_the_block_and_describe_is_refused_in_a_failed_one(
 
 #[test]
 fn parameters_described_as_text_are_decoded_as_text() {
-    let (mut h, calls) = ready(false, |_| tagged("SELECT 1"));
+    let (mut h, calls) = ready(false, |_| completed());
     h.send(&[parse("s", "select $1", &[]), describe(b'S', "s"), sync()].concat());
     h.send(&[bind("", "s", &[1], &[Some(b"abc")], &[]), execute("", 0), sync()].concat());
     assert_eq!(*calls.borrow()[0].params, vec![Value::Text("abc".into())]);

@@ -619,7 +619,7 @@ fn hostile_input_never_panics_or_loops() {
                 _ => HookResult::ScramSecret(Some(crate::auth::SecretSource::Password("pw".into()))),
             },
             HookRequest::Query(_) => HookResult::Query(super::query::QueryOutcome {
-                completed: hook_rng.below(3) as usize,
+                completed: hook_rng.below(3),
                 suspended: hook_rng.below(2) == 0,
                 error: (hook_rng.below(3) == 0).then(|| PgError::error(SqlState::INTERNAL_ERROR, "x")),
                 data: None,
