@@ -26,6 +26,14 @@ const queryRegisters = new Uint32Array(QUERY_REGISTERS);
 const QUERY_MODES = ['simple', 'describe', 'execute', 'describeExecute'];
 const NO_CURSORS = Object.freeze([]);
 
+/** A statement for `answerQuery`, always of one shape (the details are set when there are any). */
+function queryEvent(sql, mode, cursor, maxRows, resume, dropped) {
+  return {
+    kind: 'query', sql, mode, cursor, maxRows, resume, dropped,
+    params: undefined, paramTypes: undefined, resultFormats: undefined, expectedTypes: undefined,
+  };
+}
+
 /**
  * Live JS-driver connections with an `onCancel` hook, by the process id of their
  * BackendKeyData. Rust's cancel registry (shared with the tokio driver) calls `cancelDispatch`
@@ -107,6 +115,16 @@ class JsDriver {
     // Whether writes must be sealed; from the step codes, so a write costs no native call.
     this.tls = false;
     this.resumeAfterHook = () => this.resume();
+    // `onQuery`'s answers (made once: a query must not cost two closures).
+    this.answerQueryDone = (completed, suspended, data, error) => {
+      this.afterHook(binding.sessionQueryDone(this.handle, completed, suspended, data, error, this.pollAfterHook));
+    };
+    this.answerQueryRows = (plan, rows, description, complete) => {
+      const step = binding.sessionQueryRows(this.handle, plan, rows, description, complete, this.pollAfterHook);
+      if (typeof step !== 'number') return step;
+      this.afterHook(step);
+      return undefined;
+    };
     this.failAfterHook = () => this.socket.destroy();
     // Each event handler is guarded: what throws in it (a caught Rust panic arrives as an
     // exception) ends this connection, never the process.
@@ -355,17 +373,9 @@ class JsDriver {
 
   /** `onQuery` for a simple Query; returns a promise only if it did not finish at once. */
   runSimpleQuery(sql, stateVersion) {
-    const handle = this.handle;
-    const event = { kind: 'query', sql, mode: 'simple', cursor: 0, stateVersion };
+    const event = queryEvent(sql, 'simple', 0, 0, false, NO_CURSORS);
     const connection = this.connection;
-    return answerQuery(connection, event, connection._stateFor(stateVersion), (completed, suspended, data, error) => {
-      this.afterHook(binding.sessionQueryDone(handle, completed, suspended, data, error, this.pollAfterHook));
-    }, (plan, rows, description, complete) => {
-      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, this.pollAfterHook);
-      if (typeof step !== 'number') return step;
-      this.afterHook(step);
-      return undefined;
-    });
+    return answerQuery(connection, event, connection._stateFor(stateVersion), this.answerQueryDone, this.answerQueryRows);
   }
 
   /** `onQuery` for a portal's statement (or a simple Query that lets go of portals). */
@@ -376,19 +386,13 @@ class JsDriver {
     if (sql === null) return undefined;
     const flags = registers[QUERY_REG_FLAGS];
     const droppedCount = registers[QUERY_REG_DROPPED_COUNT];
-    const event = {
-      kind: 'query',
-      sql,
-      mode: QUERY_MODES[registers[QUERY_REG_MODE]],
-      cursor: registers[QUERY_REG_CURSOR],
-      maxRows: registers[QUERY_REG_MAX_ROWS],
-      resume: (flags & QUERY_RESUME) !== 0,
-      dropped: droppedCount > 0 ? Array.from(registers.subarray(QUERY_REG_DROPPED, QUERY_REG_DROPPED + droppedCount)) : NO_CURSORS,
-      params: undefined,
-      paramTypes: undefined,
-      resultFormats: undefined,
-      expectedTypes: undefined,
-    };
+    let dropped = NO_CURSORS;
+    if (droppedCount > 0) {
+      dropped = new Array(droppedCount);
+      for (let i = 0; i < droppedCount; i++) dropped[i] = registers[QUERY_REG_DROPPED + i];
+    }
+    const mode = QUERY_MODES[registers[QUERY_REG_MODE]];
+    const event = queryEvent(sql, mode, registers[QUERY_REG_CURSOR], registers[QUERY_REG_MAX_ROWS], (flags & QUERY_RESUME) !== 0, dropped);
     if (flags & QUERY_HAS_DETAILS) {
       const details = binding.sessionQueryDetails(handle);
       event.params = details.params;
@@ -398,14 +402,7 @@ class JsDriver {
       if (details.dropped) event.dropped = details.dropped;
     }
     const connection = this.connection;
-    return answerQuery(connection, event, connection._stateFor(stateVersion), (completed, suspended, data, error) => {
-      this.afterHook(binding.sessionQueryDone(handle, completed, suspended, data, error, this.pollAfterHook));
-    }, (plan, rows, description, complete) => {
-      const step = binding.sessionQueryRows(handle, plan, rows, description, complete, this.pollAfterHook);
-      if (typeof step !== 'number') return step;
-      this.afterHook(step);
-      return undefined;
-    });
+    return answerQuery(connection, event, connection._stateFor(stateVersion), this.answerQueryDone, this.answerQueryRows);
   }
 
   /** Calls the hook the session asked for; returns a promise only if the hook is async. */

@@ -374,6 +374,24 @@ class Cursor {
     this.held = [];
   }
 
+  /**
+   * The cursor of a portal whose rows were all sent by the fast path (`answerSmall`): what an
+   * Execute or Describe of the portal needs later. One per plan and command, shared.
+   */
+  static finished(entry, command) {
+    const byCommand = entry.finished ??= new Map();
+    let cursor = byCommand.get(command);
+    if (cursor === undefined) {
+      cursor = new Cursor({ fields: undefined, tag: undefined, command }, null);
+      cursor.done = true;
+      cursor.entry = entry;
+      cursor.plan = entry.plan;
+      cursor.names = entry.names;
+      if (byCommand.size < 16) byCommand.set(command, cursor);
+    }
+    return cursor;
+  }
+
   /** The iterator, made on first use. */
   source() {
     if (this.iterator === undefined) {
@@ -579,26 +597,27 @@ class Query {
   }
 }
 
-/** Calls `onQuery`; `then(value)` gets what it returned, synchronously when it is not a promise. */
-function callOnQuery(connection, event, state, run, then) {
-  const value = connection.options.onQuery(new Query(event, run), state, connection);
+/** Marks that `onQuery` has not been called yet for a statement. */
+const NOT_CALLED = Symbol('not called');
+
+/**
+ * Calls `onQuery` (unless `value`, what it returned, is known already); `then(value)` gets what
+ * it returned, synchronously when it is not a promise.
+ */
+function callOnQuery(connection, event, state, run, value, then) {
+  if (value === NOT_CALLED) value = connection.options.onQuery(new Query(event, run), state, connection);
   const pending = thenOf(value);
   if (pending) return run.race(new Promise((resolve, reject) => pending.call(value, resolve, reject))).then(then);
   return then(value);
 }
 
 /**
- * Runs what a `query` event asks and returns the reply for the session (or a promise of it).
- * Never throws: a failure is the reply's `error`, after the results that completed.
+ * Runs what a `query` event asks and returns the reply for the session (or a promise of it);
+ * `value` is what `onQuery` returned if it was called already. Never throws: a failure is the
+ * reply's `error`, after the results that completed.
  */
-function runQuery(connection, event, state) {
+function runQuery(connection, event, state, run, value) {
   const cursors = connection._cursors ??= new Map();
-  for (const id of event.dropped ?? []) {
-    cursors.get(id)?.close();
-    cursors.delete(id);
-  }
-  const run = new Run();
-  connection._run = run;
   const out = new Output(connection);
   const tags = [];
   const fail = (err) => {
@@ -616,8 +635,8 @@ function runQuery(connection, event, state) {
   };
   try {
     const reply = event.mode === 'simple'
-      ? runSimple(connection, event, state, run, out, tags)
-      : runPortal(connection, event, state, run, out, tags, cursors);
+      ? runSimple(connection, event, state, run, value, out, tags)
+      : runPortal(connection, event, state, run, value, out, tags, cursors);
     if (thenOf(reply)) return reply.then(finish, (err) => finish(fail(err)));
     return finish(reply);
   } catch (err) {
@@ -625,8 +644,8 @@ function runQuery(connection, event, state) {
   }
 }
 
-function runSimple(connection, event, state, run, out, tags) {
-  return callOnQuery(connection, event, state, run, (value) => {
+function runSimple(connection, event, state, run, first, out, tags) {
+  return callOnQuery(connection, event, state, run, first, (value) => {
     const results = resultsOf(value, event.sql);
     let i = 0;
     const next = () => {
@@ -645,10 +664,8 @@ function runSimple(connection, event, state, run, out, tags) {
           // only result of a statement is left to the answer (the driver may encode it
           // straight into its output), the others are encoded now.
           const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
-          const small = { plan: cursor.plan, rows, description: descriptionOf(cursor.entry), complete: completeOf(tag) };
           cursor.done = true;
-          if (results.length === 1 && out.pieces.length === 0) return { value: 0, tags, small };
-          out.push(check(binding.encodeRows(small.plan, rows, 0, rows.length, small.description, small.complete)));
+          out.push(check(binding.encodeRows(cursor.plan, rows, 0, rows.length, descriptionOf(cursor.entry), completeOf(tag))));
           tags.push(tag);
           continue;
         }
@@ -674,7 +691,7 @@ function runSimple(connection, event, state, run, out, tags) {
   });
 }
 
-function runPortal(connection, event, state, run, out, tags, cursors) {
+function runPortal(connection, event, state, run, first, out, tags, cursors) {
   const existing = event.resume ? cursors.get(event.cursor) : undefined;
   const go = (cursor) => {
     run.cursor = cursor;
@@ -709,7 +726,7 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
     return thenOf(sent) ? sent.then(complete) : complete(sent);
   };
   if (existing) return go(existing);
-  return callOnQuery(connection, event, state, run, (value) => {
+  return callOnQuery(connection, event, state, run, first, (value) => {
     const results = resultsOf(value, event.sql);
     if (results.length !== 1) {
       throw new QueryError('XX000', `a prepared statement gives one result; onQuery returned ${results.length}`);
@@ -717,52 +734,88 @@ function runPortal(connection, event, state, run, out, tags, cursors) {
     const cursor = new Cursor(results[0], event.resultFormats);
     cursors.set(event.cursor, cursor);
     if (event.expectedTypes != null) checkDescribed(event.expectedTypes, cursor);
-    const rows = cursor.rows;
-    const whole = event.mode === 'describeExecute' || (event.mode === 'execute' && !event.maxRows);
-    if (whole && rows !== undefined && rows.length <= SMALL_ROWS) {
-      // A small result read whole: (RowDescription,) rows and CommandComplete in one encoder
-      // call, left to the answer as for a simple Query.
-      run.cursor = cursor;
-      cursor.done = true;
-      cursor.index = rows.length;
-      const tag = commandTag(cursor.result.command, cursor.result.rowCount ?? rows.length);
-      const description = event.mode === 'describeExecute' ? descriptionOf(cursor.entry) : null;
-      return { value: 0, tags, small: { plan: cursor.plan, rows, description, complete: completeOf(tag) } };
-    }
     return go(cursor);
   });
 }
 
 /**
  * Runs a `query` event and hands `answer(completed, suspended, data, error)` its outcome (how
- * many results completed), at once when everything ran synchronously; returns the promise otherwise.
+ * many results completed), at once when everything ran synchronously; returns the promise
+ * otherwise. `answerRows(plan, rows, description, complete)`, when given, takes a small result
+ * to encode into the driver's own output, and returns the encoder's failure if a value does not
+ * fit.
  */
 function answerQuery(connection, event, state, answer, answerRows) {
-  const reply = runQuery(connection, event, state);
-  const send = (r) => {
-    const small = r.small;
-    if (small !== undefined) {
-      // One small result, not encoded yet: the driver encodes it into its own output, or it
-      // is encoded here. A value that does not fit, or a row that throws when read, is the
-      // statement's error.
-      let data;
-      try {
-        const failure = answerRows
-          ? answerRows(small.plan, small.rows, small.description, small.complete)
-          : undefined;
-        if (answerRows && failure === undefined) return undefined;
-        data = failure ?? binding.encodeRows(small.plan, small.rows, 0, small.rows.length, small.description, small.complete);
-      } catch (err) {
-        return answer(0, false, null, normalizeError(err));
-      }
-      if (Buffer.isBuffer(data)) return answer(1, false, data, null);
-      return answer(0, false, null, normalizeError(new QueryError(data.code, data.message, data.detail)));
+  const dropped = event.dropped;
+  if (dropped !== undefined && dropped.length > 0) {
+    const cursors = connection._cursors;
+    for (const id of dropped) {
+      cursors?.get(id)?.close();
+      cursors?.delete(id);
     }
-    return answer(r.tags.length, r.suspended === true, r.data ?? null, r.error ?? null);
-  };
+  }
+  const run = new Run();
+  connection._run = run;
+  let value = NOT_CALLED;
+  if (event.mode === 'simple' || !(event.resume && connection._cursors?.has(event.cursor))) {
+    try {
+      value = connection.options.onQuery(new Query(event, run), state, connection);
+    } catch (err) {
+      if (connection._run === run) connection._run = undefined;
+      return answer(0, false, null, normalizeError(run.aborted ? canceled() : err));
+    }
+    if (thenOf(value) === undefined && answerSmall(connection, event, run, value, answer, answerRows)) return undefined;
+  }
+  const reply = runQuery(connection, event, state, run, value);
+  const send = (r) => answer(r.tags.length, r.suspended === true, r.data ?? null, r.error ?? null);
   if (thenOf(reply)) return reply.then(send);
   send(reply);
   return undefined;
+}
+
+/**
+ * The request/response fast path: what `onQuery` returned synchronously is one small array
+ * of rows, for a statement read whole (a simple Query, or an Execute without a row limit).
+ * Its (RowDescription,) rows and CommandComplete are encoded in one call. False when `value`
+ * is anything else: the general path takes it.
+ */
+function answerSmall(connection, event, run, value, answer, answerRows) {
+  if (value === null || typeof value !== 'object') return false;
+  const fields = value.fields;
+  const rows = value.rows;
+  if (!Array.isArray(fields) || !Array.isArray(rows) || rows.length > SMALL_ROWS || fields.length === 0) return false;
+  const mode = event.mode;
+  const describe = mode === 'simple' || mode === 'describeExecute';
+  if (!describe && !(mode === 'execute' && !event.maxRows)) return false;
+  if (connection._run === run) connection._run = undefined;
+  let failure;
+  try {
+    const entry = planFor(fields, event.resultFormats);
+    if (mode !== 'simple') {
+      if (event.expectedTypes != null) checkDescribed(event.expectedTypes, { entry });
+      // The portal ran to its end: a later Execute of it gets no rows.
+      (connection._cursors ??= new Map()).set(event.cursor, Cursor.finished(entry, value.command ?? 'SELECT'));
+    }
+    const complete = completeOf(commandTag(value.command ?? 'SELECT', value.rowCount ?? rows.length));
+    const description = describe ? descriptionOf(entry) : null;
+    if (answerRows !== undefined) {
+      failure = answerRows(entry.plan, rows, description, complete);
+      if (failure === undefined) return true;
+    } else {
+      const data = binding.encodeRows(entry.plan, rows, 0, rows.length, description, complete);
+      if (Buffer.isBuffer(data)) {
+        answer(1, false, data, null);
+        return true;
+      }
+      failure = data;
+    }
+  } catch (err) {
+    // A field that is not { name, type }, an unknown type, a row that throws when read.
+    answer(0, false, null, normalizeError(err));
+    return true;
+  }
+  answer(0, false, null, normalizeError(new QueryError(failure.code, failure.message, failure.detail)));
+  return true;
 }
 
 /**

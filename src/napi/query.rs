@@ -180,7 +180,8 @@ pub fn encode_rows_into(
     let js = Js { env: env.raw() };
     let rows = rows.value().value;
     let end = end.min(js.array_len(rows)?);
-    out.reserve(((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20));
+    let estimate = ((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20);
+    out.reserve(estimate + prefix.map_or(0, <[u8]>::len) + suffix.map_or(0, <[u8]>::len));
     if let Some(prefix) = prefix {
         out.extend_from_slice(prefix);
     }

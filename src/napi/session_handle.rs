@@ -557,29 +557,24 @@ pub fn session_query_rows(
     complete: BufferSlice,
     poll: Option<bool>,
 ) -> Result<Either<u32, super::query::EncodeFailure>> {
-    let mut data = bytes::BytesMut::new();
-    if let Err(failure) = super::query::encode_rows_into(
-        env,
-        plan,
-        rows,
-        0,
-        u32::MAX,
-        description.as_deref(),
-        Some(&complete),
-        &mut data,
-    )? {
+    if handle.running.is_none() {
+        // No query is waiting for this answer (the connection moved on).
+        return Ok(Either::A(then_poll(handle, poll)));
+    }
+    let out = handle.session.query_result_output();
+    let mark = out.len();
+    let encoded =
+        super::query::encode_rows_into(env, plan, rows, 0, u32::MAX, description.as_deref(), Some(&complete), out);
+    if !matches!(encoded, Ok(Ok(()))) {
+        out.truncate(mark);
+    }
+    if let Err(failure) = encoded? {
+        // The query is still running: JS answers with the error.
         return Ok(Either::B(failure));
     }
-    if handle.running.take().is_some() {
-        let outcome = crate::session::query::QueryOutcome {
-            completed: 1,
-            suspended: false,
-            error: None,
-            // Handed over, not copied.
-            data: Some(Vec::from(data)),
-        };
-        handle.session.hook_done(HookResult::Query(outcome));
-    }
+    handle.running = None;
+    let outcome = crate::session::query::QueryOutcome { completed: 1, ..Default::default() };
+    handle.session.hook_done(HookResult::Query(outcome));
     Ok(Either::A(then_poll(handle, poll)))
 }
 

@@ -228,11 +228,12 @@ impl Session {
                 }
             }
             TlsState::Plain => {
-                let plain = self.output.split();
                 if self.wire_out.is_empty() {
-                    self.wire_out = plain;
+                    // A swap, not a split: nothing allocated, and neither buffer shared.
+                    std::mem::swap(&mut self.wire_out, &mut self.output);
                 } else {
-                    self.wire_out.put_slice(&plain);
+                    self.wire_out.put_slice(&self.output);
+                    self.output.clear();
                 }
             }
             // Mid-handshake, nothing of the protocol may be sent yet.

@@ -412,6 +412,13 @@ impl Session {
         Ok(len)
     }
 
+    /// Where a driver may encode a running query's result itself (rows straight from JS values,
+    /// with no buffer in between): what it writes here leaves ahead of what the session answers
+    /// when the query is done. Only while a `Query` hook runs.
+    pub fn query_result_output(&mut self) -> &mut BytesMut {
+        &mut self.output
+    }
+
     pub fn has_output(&self) -> bool {
         !self.wire_out.is_empty()
             || (!self.output.is_empty() && !matches!(self.phase, Phase::Detached))
