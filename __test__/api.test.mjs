@@ -78,3 +78,26 @@ test('the default authMode is md5Password, written into the options object as 0.
   gateway.createServer(serverOptions);
   assert.equal(serverOptions.authMode, 'md5Password');
 });
+
+test('the hand-written native calls refuse wrong arguments with an exception, never a crash', async () => {
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const binding = require('../lib/binding.js');
+  const { nativeOptions } = require('../lib/values.js');
+  const handle = binding.sessionNew(new binding.NativeConfig(nativeOptions({ authMode: 'none' })));
+  const plan = binding.queryPlan([{ name: 'a', type: 'int4' }], null);
+  const refused = (call) => assert.throws(call, /pg-gateway-native: bad argument/);
+  refused(() => binding.sessionFeed({}, Buffer.alloc(1)));
+  refused(() => binding.sessionFeed(handle, 'not bytes'));
+  refused(() => binding.sessionFeed(plan, Buffer.alloc(1)));
+  refused(() => binding.sessionTakeOutputInto(handle, new Float64Array(2), 0));
+  refused(() => binding.sessionQueryCall(handle, new Uint8Array(64)));
+  refused(() => binding.sessionQueryRows(handle, handle, [[1]], null, Buffer.alloc(0)));
+  refused(() => binding.sessionMessagesDone(handle, 'x'));
+  // Missing arguments read as undefined: refused too.
+  refused(() => binding.sessionFeed());
+  // With right arguments the same calls work.
+  assert.equal(typeof binding.sessionFeed(handle, Buffer.alloc(0)), 'number');
+  assert.equal(binding.sessionQueryCall(handle, new Uint32Array(binding.QUERY_REGISTERS)), null);
+  binding.sessionRelease(handle);
+});

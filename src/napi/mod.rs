@@ -7,6 +7,7 @@ mod hooks;
 mod js;
 mod options;
 mod query;
+mod raw;
 mod server;
 mod session_handle;
 mod tls;

@@ -155,7 +155,9 @@ pub fn encode_rows<'env>(
     suffix: Option<BufferSlice>,
 ) -> Result<Either<BufferSlice<'env>, EncodeFailure>> {
     let mut out = BytesMut::new();
-    if let Err(failure) = encode_rows_into(env, plan, rows, start, end, prefix.as_deref(), suffix.as_deref(), &mut out)?
+    let js = Js { env: env.raw() };
+    if let Err(failure) =
+        encode_rows_into(js, plan, rows.value().value, start, end, prefix.as_deref(), suffix.as_deref(), &mut out)?
     {
         return Ok(Either::B(failure));
     }
@@ -168,17 +170,15 @@ pub fn encode_rows<'env>(
 /// (`suffix`) ride along, so it is one piece of output.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_rows_into(
-    env: &Env,
+    js: Js,
     plan: &RowPlan,
-    rows: Unknown,
+    rows: Raw,
     start: u32,
     end: u32,
     prefix: Option<&[u8]>,
     suffix: Option<&[u8]>,
     out: &mut BytesMut,
 ) -> Result<std::result::Result<(), EncodeFailure>> {
-    let js = Js { env: env.raw() };
-    let rows = rows.value().value;
     let end = end.min(js.array_len(rows)?);
     let estimate = ((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20);
     out.reserve(estimate + prefix.map_or(0, <[u8]>::len) + suffix.map_or(0, <[u8]>::len));

@@ -242,13 +242,13 @@ fn deliver_cancel(session: &mut Session) {
     }
 }
 
-/// Bytes read from the client, then the next step (the per-read hot path).
-#[napi(catch_unwind)]
-pub fn session_feed(handle: &mut External<SessionHandle>, data: BufferSlice) -> u32 {
+/// `sessionFeed(handle, data)` (a raw callback, see `raw.rs`): bytes read from the client, then
+/// the next step (the per-read hot path).
+pub(super) fn feed(handle: &mut SessionHandle, data: &[u8]) -> u32 {
     // The common case of a request/response client: one read is exactly the next
     // message(s), with nothing buffered before it.
     let fresh = !handle.session.is_tls() && handle.session.input_mut().is_empty();
-    handle.session.receive(&data);
+    handle.session.receive(data);
     let step = poll(handle);
     let offers_fed_bytes = fresh
         && step & STEP_MASK == STEP_HOOK
@@ -350,21 +350,21 @@ pub fn session_take_output<'env>(
     BufferSlice::copy_from(env, handle.session.take_output()).map(Some)
 }
 
-/// The bytes to send, copied into `slab` from `offset` on (a slice of a JS buffer pool, as
-/// Node's own: no Buffer made per answer). Returns their length, 0 if there are none, or
-/// minus the length they need if they do not fit (then nothing is taken).
-#[napi(catch_unwind)]
-pub fn session_take_output_into(handle: &mut External<SessionHandle>, mut slab: Uint8ArraySlice, offset: u32) -> i64 {
-    if !handle.session.has_output() {
-        return 0;
-    }
-    // SAFETY: the array is JS's, and JS is not running while this call is; JS hands out only
-    // the bytes before `offset`, so none of them is written here.
-    let slab = unsafe { slab.as_mut() };
-    let room = slab.get_mut(offset as usize..).unwrap_or_default();
-    match handle.session.take_output_into(room) {
-        Ok(len) => len as i64,
-        Err(needed) => -(needed as i64),
+impl SessionHandle {
+    /// `sessionTakeOutputInto(handle, slab, offset)` (a raw callback): the bytes to send,
+    /// copied into `slab` from `offset` on (a slice of a JS buffer pool, as Node's own: no
+    /// Buffer made per answer). Returns their length, 0 if there are none, or minus the length
+    /// they need if they do not fit (then nothing is taken). JS hands out only the bytes before
+    /// `offset`, so none of them is written here.
+    pub(super) fn take_output_into_slab(&mut self, slab: &mut [u8], offset: u32) -> i64 {
+        if !self.session.has_output() {
+            return 0;
+        }
+        let room = slab.get_mut(offset as usize..).unwrap_or_default();
+        match self.session.take_output_into(room) {
+            Ok(len) => len as i64,
+            Err(needed) => -(needed as i64),
+        }
     }
 }
 
@@ -400,11 +400,11 @@ pub fn session_hook(handle: &mut External<SessionHandle>) -> HookEvent {
     }
 }
 
-/// `onMessage` handled `handled` messages (or threw `error` on the next one); `backlog`, when
-/// given, is what the socket holds unsent after the batch stopped early for backpressure.
-#[napi(catch_unwind)]
-pub fn session_messages_done(
-    handle: &mut External<SessionHandle>,
+/// `sessionMessagesDone(handle, handled, error, poll, backlog)` (a raw callback): `onMessage`
+/// handled `handled` messages (or threw `error` on the next one); `backlog`, when given, is
+/// what the socket holds unsent after the batch stopped early for backpressure.
+pub(super) fn messages_done(
+    handle: &mut SessionHandle,
     handled: u32,
     error: Option<BackendErrorInput>,
     poll: Option<bool>,
@@ -447,10 +447,10 @@ pub fn session_query_sql(handle: &mut External<SessionHandle>) -> Option<String>
     }
 }
 
-/// The statement `STEP_QUERY` announced (its `onQuery` now runs): its SQL, with the scalars
-/// written into `registers` (see the `QUERY_REG_*` constants); `None` if there is none.
-#[napi(catch_unwind)]
-pub fn session_query_call(handle: &mut External<SessionHandle>, mut registers: Uint32ArraySlice) -> Option<String> {
+/// `sessionQueryCall(handle, registers)` (a raw callback): the statement `STEP_QUERY` announced
+/// (its `onQuery` now runs): its SQL, with the scalars written into `registers` (see the
+/// `QUERY_REG_*` constants); `None` if there is none.
+pub(super) fn query_call(handle: &mut SessionHandle, registers: &mut [u32]) -> Option<Arc<str>> {
     let call = match handle.request.take() {
         Some(HookRequest::Query(call)) => call,
         other => {
@@ -459,8 +459,6 @@ pub fn session_query_call(handle: &mut External<SessionHandle>, mut registers: U
         }
     };
     handle.running = Some(HookKind::Query);
-    // SAFETY: the array is JS's, and JS is not running while this call is.
-    let registers = unsafe { registers.as_mut() };
     if registers.len() < QUERY_REGISTERS as usize {
         return None;
     }
@@ -484,7 +482,7 @@ pub fn session_query_call(handle: &mut External<SessionHandle>, mut registers: U
     let dropped = if call.dropped.len() > in_registers { &[][..] } else { &call.dropped[..] };
     registers[QUERY_REG_DROPPED_COUNT as usize] = dropped.len() as u32;
     registers[QUERY_REG_DROPPED as usize..][..dropped.len()].copy_from_slice(dropped);
-    let sql = call.sql.to_string();
+    let sql = call.sql.clone();
     handle.query_details = details.then_some(call);
     Some(sql)
 }
@@ -542,40 +540,38 @@ pub fn session_query_done(
     then_poll(handle, poll)
 }
 
-/// The `query` hook answered with one small result, encoded here straight into the session's
+/// `sessionQueryRows(handle, plan, rows, description, complete, poll)` (a raw callback): the
+/// `query` hook answered with one small result, encoded here straight into the session's
 /// output (`description` and `complete` around its rows): the request/response fast path, one
 /// call and no intermediate Buffer. A value that does not fit gives the failure back and
 /// changes nothing (JS then answers with the error).
-#[napi(catch_unwind)]
-#[allow(clippy::too_many_arguments)]
-pub fn session_query_rows(
-    env: &Env,
-    handle: &mut External<SessionHandle>,
-    plan: &External<super::query::RowPlan>,
-    rows: Unknown,
-    description: Option<BufferSlice>,
-    complete: BufferSlice,
+pub(super) fn query_rows(
+    js: super::js::Js,
+    handle: &mut SessionHandle,
+    plan: &super::query::RowPlan,
+    rows: super::js::Raw,
+    description: Option<&[u8]>,
+    complete: &[u8],
     poll: Option<bool>,
-) -> Result<Either<u32, super::query::EncodeFailure>> {
+) -> Result<std::result::Result<u32, super::query::EncodeFailure>> {
     if handle.running.is_none() {
         // No query is waiting for this answer (the connection moved on).
-        return Ok(Either::A(then_poll(handle, poll)));
+        return Ok(Ok(then_poll(handle, poll)));
     }
     let out = handle.session.query_result_output();
     let mark = out.len();
-    let encoded =
-        super::query::encode_rows_into(env, plan, rows, 0, u32::MAX, description.as_deref(), Some(&complete), out);
+    let encoded = super::query::encode_rows_into(js, plan, rows, 0, u32::MAX, description, Some(complete), out);
     if !matches!(encoded, Ok(Ok(()))) {
         out.truncate(mark);
     }
     if let Err(failure) = encoded? {
         // The query is still running: JS answers with the error.
-        return Ok(Either::B(failure));
+        return Ok(Err(failure));
     }
     handle.running = None;
     let outcome = crate::session::query::QueryOutcome { completed: 1, ..Default::default() };
     handle.session.hook_done(HookResult::Query(outcome));
-    Ok(Either::A(then_poll(handle, poll)))
+    Ok(Ok(then_poll(handle, poll)))
 }
 
 /// What the socket holds unsent (`writableLength`) and how many bytes it has sent in all.
