@@ -55,6 +55,21 @@ function completeOf(tag) {
   return message;
 }
 
+/** CommandComplete of the small counts of each command, by command as the result named it. */
+const smallCompletes = new Map();
+const SMALL_COUNTS = 64;
+
+/** CommandComplete for `command` with `rowCount` rows; small counts make no string. */
+function completeFor(command, rowCount) {
+  if (rowCount >= SMALL_COUNTS || !Number.isInteger(rowCount) || rowCount < 0) return completeOf(commandTag(command, rowCount));
+  let byCount = smallCompletes.get(command);
+  if (byCount === undefined) {
+    byCount = new Array(SMALL_COUNTS);
+    if (smallCompletes.size < 64) smallCompletes.set(command, byCount);
+  }
+  return byCount[rowCount] ??= completeOf(commandTag(command, rowCount));
+}
+
 /** The tag of a statement that returned nothing: its own command word, as PostgreSQL names it. */
 function defaultTag(sql) {
   const word = binding.sqlCommandWord(sql);
@@ -796,7 +811,7 @@ function answerSmall(connection, event, run, value, answer, answerRows) {
       // The portal ran to its end: a later Execute of it gets no rows.
       (connection._cursors ??= new Map()).set(event.cursor, Cursor.finished(entry, value.command ?? 'SELECT'));
     }
-    const complete = completeOf(commandTag(value.command ?? 'SELECT', value.rowCount ?? rows.length));
+    const complete = completeFor(value.command ?? 'SELECT', value.rowCount ?? rows.length);
     const description = describe ? descriptionOf(entry) : null;
     if (answerRows !== undefined) {
       failure = answerRows(entry.plan, rows, description, complete);

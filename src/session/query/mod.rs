@@ -159,6 +159,22 @@ impl QueryState {
     }
 }
 
+/// Empty lists shared by every simple Query: a clone is a count increment, not an allocation.
+fn empty_values() -> Arc<Vec<Value>> {
+    static EMPTY: std::sync::OnceLock<Arc<Vec<Value>>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
+fn empty_types() -> Arc<Vec<u32>> {
+    static EMPTY: std::sync::OnceLock<Arc<Vec<u32>>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
+fn empty_formats() -> Arc<Vec<i16>> {
+    static EMPTY: std::sync::OnceLock<Arc<Vec<i16>>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
 fn aborted_transaction() -> PgError {
     PgError::error(
         SqlState::IN_FAILED_SQL_TRANSACTION,
@@ -303,9 +319,9 @@ impl Session {
         let dropped = std::mem::take(&mut queries.dropped);
         self.queued = Some(HookRequest::Query(Box::new(QueryCall {
             sql: sql.into(),
-            params: Arc::default(),
-            param_types: Arc::default(),
-            result_formats: Arc::default(),
+            params: empty_values(),
+            param_types: empty_types(),
+            result_formats: empty_formats(),
             mode: QueryMode::Simple,
             cursor: 0,
             resume: false,

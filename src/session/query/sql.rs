@@ -104,23 +104,23 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The top-level statements of a simple Query, trimmed, empty ones left out.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let mut ends = Vec::new();
-    scan(sql, |i| {
-        if sql.as_bytes()[i] == b';' {
-            ends.push(i);
-        }
-        0
-    });
+pub fn split_statements<'a>(sql: &'a str) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut start = 0;
-    for end in ends.into_iter().chain(std::iter::once(sql.len())) {
+    let mut take = |end: usize, out: &mut Vec<&'a str>| {
         let statement = sql[start..end].trim();
         if !statement.is_empty() && !is_only_comments(statement) {
             out.push(statement);
         }
         start = (end + 1).min(sql.len());
-    }
+    };
+    scan(sql, |i| {
+        if sql.as_bytes()[i] == b';' {
+            take(i, &mut out);
+        }
+        0
+    });
+    take(sql.len(), &mut out);
     out
 }
 
