@@ -125,11 +125,66 @@ enum Running {
     DescribeStatement { name: String },
 }
 
+/// Prepared statements or portals by name. The unnamed one, which most clients use for every
+/// statement, has a slot of its own: no hashing and no key to allocate.
+struct Named<T> {
+    unnamed: Option<T>,
+    named: HashMap<String, T>,
+}
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Self { unnamed: None, named: HashMap::new() }
+    }
+}
+
+impl<T> Named<T> {
+    fn get(&self, name: &str) -> Option<&T> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut T> {
+        if name.is_empty() {
+            self.unnamed.as_mut()
+        } else {
+            self.named.get_mut(name)
+        }
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: &str, value: T) {
+        if name.is_empty() {
+            self.unnamed = Some(value);
+        } else {
+            self.named.insert(name.to_string(), value);
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<T> {
+        if name.is_empty() {
+            self.unnamed.take()
+        } else {
+            self.named.remove(name)
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.unnamed.take().into_iter().chain(self.named.drain().map(|(_, value)| value))
+    }
+}
+
 /// Statements, portals and cursors of one connection.
 #[derive(Default)]
 pub struct QueryState {
-    statements: HashMap<String, Statement>,
-    portals: HashMap<String, Portal>,
+    statements: Named<Statement>,
+    portals: Named<Portal>,
     last_cursor: u32,
     dropped: Vec<u32>,
     running: Option<Running>,
@@ -151,7 +206,7 @@ impl QueryState {
 
     /// The end of a transaction destroys its portals.
     fn drop_all_portals(&mut self) {
-        for (_, portal) in self.portals.drain() {
+        for portal in self.portals.drain() {
             if portal.used {
                 self.dropped.push(portal.cursor);
             }
@@ -355,7 +410,7 @@ impl Session {
         param_types.resize(count, 0);
         let statement =
             Statement { told: None, sql: sql.into(), builtin: Builtin::recognise(sql), param_types, described: None };
-        self.queries().statements.insert(name.to_string(), statement);
+        self.queries().statements.insert(name, statement);
         backend::empty(&mut self.output, backend::PARSE_COMPLETE);
     }
 
@@ -424,14 +479,19 @@ impl Session {
         queries.drop_portal(portal);
         let cursor = queries.next_cursor();
         queries.portals.insert(
-            portal.to_string(),
+            portal,
             Portal {
                 expected: told,
                 sql,
                 builtin,
-                params: Arc::new(values),
-                param_types: Arc::new(param_types),
-                result_formats: Arc::new(result_formats.to_vec()),
+                params: if values.is_empty() { empty_values() } else { Arc::new(values) },
+                param_types: if param_types.is_empty() { empty_types() } else { Arc::new(param_types) },
+                // One 0 means text for every column, as none does.
+                result_formats: if matches!(result_formats, [] | [0]) {
+                    empty_formats()
+                } else {
+                    Arc::new(result_formats.to_vec())
+                },
                 cursor,
                 used: false,
             },
