@@ -291,6 +291,9 @@ class JsDriver {
       else if (step & OFFERS_FED_BYTES) pending = this.offer(fed, step >>> VERSION_SHIFT);
       else pending = this.runHook(step >>> VERSION_SHIFT);
       if (pending) {
+        // What the session answered before this statement (earlier statements' results,
+        // ParseComplete ...) does not wait for a hook that takes its time.
+        if (this.outputHeld) this.releaseOutput();
         // The session keeps taking bytes (up to its read-ahead) and EOF while the hook runs.
         this.inHook = true;
         // resume() throwing must cost this connection only, never an unhandled rejection.
@@ -383,7 +386,8 @@ class JsDriver {
     const handle = this.handle;
     const registers = queryRegisters;
     const sql = binding.sessionQueryCall(handle, registers);
-    if (sql === null) return undefined;
+    // The step said a statement waits: without one the pump would spin. Ends this connection.
+    if (sql === null) throw new Error('pg-gateway-native: STEP_QUERY without a statement');
     const flags = registers[QUERY_REG_FLAGS];
     const droppedCount = registers[QUERY_REG_DROPPED_COUNT];
     let dropped = NO_CURSORS;
@@ -433,6 +437,9 @@ class JsDriver {
    * Returns what the user gets: the socket itself, or, after TLS, a Duplex that decrypts it.
    */
   requestDetach() {
+    // What the session answered before the hook that detaches (ParseComplete ...) goes before
+    // whatever the new owner of the socket writes.
+    if (this.outputHeld) this.releaseOutput();
     this.detached = true;
     this.stopTimer();
     this.socket.off('data', this.onData);
@@ -449,8 +456,6 @@ class JsDriver {
   finishDetach() {
     if (this.handedOver) return;
     this.handedOver = true;
-    // What the session answered before the hook that detached (ParseComplete ...) is sent.
-    if (this.outputHeld) this.releaseOutput();
     const leftover = binding.sessionDetach(this.handle);
     if (this.tlsStream) {
       this.tlsStream.start(leftover);

@@ -773,13 +773,20 @@ function answerQuery(connection, event, state, answer, answerRows) {
   connection._run = run;
   let value = NOT_CALLED;
   if (event.mode === 'simple' || !(event.resume && connection._cursors?.has(event.cursor))) {
+    let small;
     try {
       value = connection.options.onQuery(new Query(event, run), state, connection);
+      // Reading what it returned may throw too (a getter, a Proxy): the statement's error.
+      small = thenOf(value) === undefined ? smallResult(value, event) : undefined;
     } catch (err) {
       if (connection._run === run) connection._run = undefined;
       return answer(0, false, null, normalizeError(run.aborted ? canceled() : err));
     }
-    if (thenOf(value) === undefined && answerSmall(connection, event, run, value, answer, answerRows)) return undefined;
+    if (small !== undefined) {
+      if (connection._run === run) connection._run = undefined;
+      answerSmall(connection, event, small, answer, answerRows);
+      return undefined;
+    }
   }
   const reply = runQuery(connection, event, state, run, value);
   const send = (r) => answer(r.tags.length, r.suspended === true, r.data ?? null, r.error ?? null);
@@ -791,46 +798,57 @@ function answerQuery(connection, event, state, answer, answerRows) {
 /**
  * The request/response fast path: what `onQuery` returned synchronously is one small array
  * of rows, for a statement read whole (a simple Query, or an Execute without a row limit).
- * Its (RowDescription,) rows and CommandComplete are encoded in one call. False when `value`
- * is anything else: the general path takes it.
+ * Returns `{ fields, rows, command, rowCount }` read once, or undefined when `value` is
+ * anything else (the general path takes it). Throws what reading `value` throws.
  */
-function answerSmall(connection, event, run, value, answer, answerRows) {
-  if (value === null || typeof value !== 'object') return false;
+function smallResult(value, event) {
+  if (value === null || typeof value !== 'object') return undefined;
+  const mode = event.mode;
+  if (!(mode === 'simple' || mode === 'describeExecute' || (mode === 'execute' && !event.maxRows))) return undefined;
   const fields = value.fields;
   const rows = value.rows;
-  if (!Array.isArray(fields) || !Array.isArray(rows) || rows.length > SMALL_ROWS || fields.length === 0) return false;
-  const mode = event.mode;
-  const describe = mode === 'simple' || mode === 'describeExecute';
-  if (!describe && !(mode === 'execute' && !event.maxRows)) return false;
-  if (connection._run === run) connection._run = undefined;
+  if (!Array.isArray(fields) || !Array.isArray(rows) || rows.length > SMALL_ROWS || fields.length === 0) return undefined;
+  return { fields, rows, command: value.command ?? 'SELECT', rowCount: value.rowCount };
+}
+
+/**
+ * Sends a small result (see `smallResult`): its (RowDescription,) rows and CommandComplete are
+ * encoded in one call, into the driver's output when it takes them (`answerRows`).
+ */
+function answerSmall(connection, event, small, answer, answerRows) {
+  const { fields, rows, command } = small;
+  const describe = event.mode !== 'execute';
   let failure;
+  // Once known, the RowDescription precedes a row's error, as from PostgreSQL.
+  let description = null;
   try {
     const entry = planFor(fields, event.resultFormats);
-    if (mode !== 'simple') {
+    if (event.mode !== 'simple') {
       if (event.expectedTypes != null) checkDescribed(event.expectedTypes, { entry });
       // The portal ran to its end: a later Execute of it gets no rows.
-      (connection._cursors ??= new Map()).set(event.cursor, Cursor.finished(entry, value.command ?? 'SELECT'));
+      (connection._cursors ??= new Map()).set(event.cursor, Cursor.finished(entry, command));
     }
-    const complete = completeFor(value.command ?? 'SELECT', value.rowCount ?? rows.length);
-    const description = describe ? descriptionOf(entry) : null;
+    const complete = completeFor(command, small.rowCount ?? rows.length);
+    if (describe) description = descriptionOf(entry);
     if (answerRows !== undefined) {
+      // The driver sends the RowDescription itself when a value does not fit.
       failure = answerRows(entry.plan, rows, description, complete);
-      if (failure === undefined) return true;
+      if (failure === undefined) return;
+      description = null;
     } else {
       const data = binding.encodeRows(entry.plan, rows, 0, rows.length, description, complete);
       if (Buffer.isBuffer(data)) {
         answer(1, false, data, null);
-        return true;
+        return;
       }
       failure = data;
     }
   } catch (err) {
     // A field that is not { name, type }, an unknown type, a row that throws when read.
-    answer(0, false, null, normalizeError(err));
-    return true;
+    answer(0, false, description, normalizeError(err));
+    return;
   }
-  answer(0, false, null, normalizeError(new QueryError(failure.code, failure.message, failure.detail)));
-  return true;
+  answer(0, false, description, normalizeError(new QueryError(failure.code, failure.message, failure.detail)));
 }
 
 /**

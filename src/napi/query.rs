@@ -90,6 +90,12 @@ pub struct RowPlan {
     row_description: Vec<u8>,
 }
 
+impl Drop for RowPlan {
+    fn drop(&mut self) {
+        super::raw::forget(self);
+    }
+}
+
 /// A plan for `fields` with Bind's result format codes (none: all text; one: for all; else
 /// one per field).
 #[napi(catch_unwind)]

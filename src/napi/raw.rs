@@ -8,6 +8,7 @@
 //! work, and turns an error or a panic into a thrown JS exception, as `#[napi(catch_unwind)]`
 //! does.
 
+use std::cell::RefCell;
 use std::ffi::{c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -67,13 +68,67 @@ fn throw(env: sys::napi_env, message: &str) -> sys::napi_value {
     ptr::null_mut()
 }
 
-/// The native object behind an `External` napi-rs made (its registry proves the type).
-fn external<'a, T: 'static>(js: Js, value: Raw) -> Result<&'a mut T> {
+/// Externals of one type that napi-rs's registry has vouched for on this thread, as pairs of
+/// the External's address and its object's, in a small direct-mapped table: the registry is a
+/// mutex and a SipHash lookup, a good part of a call. An object forgets its entry when it is
+/// dropped (`forget`), so an entry always names a live External of the table's type.
+type Vouched = RefCell<[(usize, usize); 64]>;
+
+thread_local! {
+    static SESSIONS: Vouched = const { RefCell::new([(0, 0); 64]) };
+    static PLANS: Vouched = const { RefCell::new([(0, 0); 64]) };
+}
+
+/// The types `external` takes, each with its table.
+pub(super) trait Vouchable: 'static {
+    const TABLE: &'static std::thread::LocalKey<Vouched>;
+}
+
+impl Vouchable for SessionHandle {
+    const TABLE: &'static std::thread::LocalKey<Vouched> = &SESSIONS;
+}
+
+impl Vouchable for RowPlan {
+    const TABLE: &'static std::thread::LocalKey<Vouched> = &PLANS;
+}
+
+fn slot(address: usize) -> usize {
+    (address >> 4) & 63
+}
+
+/// The native object behind an `External` napi-rs made. A function takes its references only
+/// around code that cannot run JS: a getter that runs JS may call into this binding again.
+fn external<'a, T: Vouchable>(js: Js, value: Raw) -> Result<&'a mut T> {
     let mut data: *mut c_void = ptr::null_mut();
     ok(unsafe { sys::napi_get_value_external(js.env, value, &mut data) }, "expected a handle")?;
-    // SAFETY: `inner_from_raw_mut` checks that `data` is a live `External<T>`; the JS thread
-    // runs one call at a time, so the reference is the only one while this call runs.
-    unsafe { External::<T>::inner_from_raw_mut(data) }.ok_or_else(|| fail("expected a handle of another type"))
+    let address = data as usize;
+    let known = T::TABLE.with(|table| {
+        let (external, object) = table.borrow()[slot(address)];
+        (address != 0 && external == address).then_some(object)
+    });
+    if let Some(object) = known {
+        // SAFETY: the table holds only live Externals of type T (see `Vouched`); the JS thread
+        // runs one call at a time, so the reference is the only one while this call runs.
+        return Ok(unsafe { &mut *(object as *mut T) });
+    }
+    // SAFETY: `inner_from_raw_mut` checks that `data` is a live `External<T>`.
+    let object =
+        unsafe { External::<T>::inner_from_raw_mut(data) }.ok_or_else(|| fail("expected a handle of another type"))?;
+    T::TABLE.with(|table| table.borrow_mut()[slot(address)] = (address, object as *mut T as usize));
+    Ok(object)
+}
+
+/// `object` is being dropped: its table entry goes (see `Vouched`).
+pub(super) fn forget<T: Vouchable>(object: &T) {
+    let object = object as *const T as usize;
+    // During thread teardown the table may be gone already: nothing to forget then.
+    let _ = T::TABLE.try_with(|table| {
+        for entry in table.borrow_mut().iter_mut() {
+            if entry.1 == object {
+                *entry = (0, 0);
+            }
+        }
+    });
 }
 
 /// The bytes of a Buffer or other TypedArray, with its element type.
@@ -104,8 +159,13 @@ fn typed_array<'a>(js: Js, value: Raw) -> Result<(sys::napi_typedarray_type, &'a
     Ok((kind, unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), bytes) }))
 }
 
+/// The bytes of a Buffer (or other Uint8Array).
 fn bytes<'a>(js: Js, value: Raw) -> Result<&'a mut [u8]> {
-    typed_array(js, value).map(|(_, bytes)| bytes)
+    let (kind, bytes) = typed_array(js, value)?;
+    if kind != sys::TypedarrayType::uint8_array && kind != sys::TypedarrayType::uint8_clamped_array {
+        return Err(fail("expected a Buffer"));
+    }
+    Ok(bytes)
 }
 
 fn u32s<'a>(js: Js, value: Raw) -> Result<&'a mut [u32]> {
@@ -178,11 +238,12 @@ fn session_feed(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
 
 /// `sessionMessagesDone(handle, handled, error, poll, backlog)`.
 fn session_messages_done(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
-    let handle = external::<SessionHandle>(js, args[0])?;
     let handled = number(js, args[1])? as u32;
+    // Read before the session is: the error's getters are JS.
     let error = opt_object::<BackendErrorInput>(js, args[2])?;
     let poll = opt_bool(js, args[3])?;
     let backlog = opt_number(js, args[4])?;
+    let handle = external::<SessionHandle>(js, args[0])?;
     make_number(js, f64::from(handle::messages_done(handle, handled, error, poll, backlog)))
 }
 
@@ -198,24 +259,45 @@ fn session_take_output_into(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
 fn session_query_call(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     let handle = external::<SessionHandle>(js, args[0])?;
     let registers = u32s(js, args[1])?;
+    if registers.len() < handle::QUERY_REGISTERS as usize {
+        return Err(fail("the registers array is too short"));
+    }
     match handle::query_call(handle, registers) {
         Some(sql) => make_string(js, &sql),
         None => make_null(js),
     }
 }
 
+thread_local! {
+    /// Where `sessionQueryRows` encodes, kept between calls (taken out while in use).
+    static SCRATCH: std::cell::Cell<bytes::BytesMut> = std::cell::Cell::new(bytes::BytesMut::new());
+}
+
 /// `sessionQueryRows(handle, plan, rows, description, complete, poll)`.
 fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
-    let handle = external::<SessionHandle>(js, args[0])?;
-    let plan = external::<RowPlan>(js, args[1])?;
     let description = if is_nullish(js, args[3])? { None } else { Some(&*bytes(js, args[3])?) };
     let complete = bytes(js, args[4])?;
     let poll = opt_bool(js, args[5])?;
-    match handle::query_rows(js, handle, plan, args[2], description, complete, poll)? {
+    // The rows are encoded before the session is touched: reading them may run JS (getters,
+    // `toJSON`), and that JS may write to this very connection.
+    let mut scratch = SCRATCH.take();
+    scratch.clear();
+    let plan: &RowPlan = external::<RowPlan>(js, args[1])?;
+    let encoded =
+        super::query::encode_rows_into(js, plan, args[2], 0, u32::MAX, description, Some(complete), &mut scratch)?;
+    let handle = external::<SessionHandle>(js, args[0])?;
+    let answer = handle::query_rows(handle, encoded, &scratch, description, poll);
+    if scratch.capacity() <= SCRATCH_KEPT {
+        SCRATCH.set(scratch);
+    }
+    match answer {
         Ok(step) => make_number(js, f64::from(step)),
         Err(failure) => unsafe { super::query::EncodeFailure::to_napi_value(js.env, failure) },
     }
 }
+
+/// The most scratch space kept between calls (small results are what this path serves).
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 const FUNCTIONS: [(&CStr, Body); 5] = [
     (c"sessionFeed", session_feed),

@@ -350,6 +350,12 @@ pub fn session_take_output<'env>(
     BufferSlice::copy_from(env, handle.session.take_output()).map(Some)
 }
 
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        super::raw::forget(self);
+    }
+}
+
 impl SessionHandle {
     /// `sessionTakeOutputInto(handle, slab, offset)` (a raw callback): the bytes to send,
     /// copied into `slab` from `offset` on (a slice of a JS buffer pool, as Node's own: no
@@ -451,6 +457,9 @@ pub fn session_query_sql(handle: &mut External<SessionHandle>) -> Option<String>
 /// (its `onQuery` now runs): its SQL, with the scalars written into `registers` (see the
 /// `QUERY_REG_*` constants); `None` if there is none.
 pub(super) fn query_call(handle: &mut SessionHandle, registers: &mut [u32]) -> Option<Arc<str>> {
+    if registers.len() < QUERY_REGISTERS as usize {
+        return None;
+    }
     let call = match handle.request.take() {
         Some(HookRequest::Query(call)) => call,
         other => {
@@ -459,9 +468,6 @@ pub(super) fn query_call(handle: &mut SessionHandle, registers: &mut [u32]) -> O
         }
     };
     handle.running = Some(HookKind::Query);
-    if registers.len() < QUERY_REGISTERS as usize {
-        return None;
-    }
     let (mode, max_rows) = match call.mode {
         QueryMode::Simple => (0, 0),
         QueryMode::Describe => (1, 0),
@@ -541,37 +547,32 @@ pub fn session_query_done(
 }
 
 /// `sessionQueryRows(handle, plan, rows, description, complete, poll)` (a raw callback): the
-/// `query` hook answered with one small result, encoded here straight into the session's
-/// output (`description` and `complete` around its rows): the request/response fast path, one
-/// call and no intermediate Buffer. A value that does not fit gives the failure back and
-/// changes nothing (JS then answers with the error).
+/// `query` hook answered with one small result, which `raw.rs` encoded into `data`
+/// (`description` and CommandComplete around its rows): the request/response fast path, one
+/// call and no Buffer made. If a value did not fit, `encoded` is the failure: the session
+/// sends the RowDescription only (as PostgreSQL does before the error of a row) and JS answers
+/// with the error.
 pub(super) fn query_rows(
-    js: super::js::Js,
     handle: &mut SessionHandle,
-    plan: &super::query::RowPlan,
-    rows: super::js::Raw,
+    encoded: std::result::Result<(), super::query::EncodeFailure>,
+    data: &[u8],
     description: Option<&[u8]>,
-    complete: &[u8],
     poll: Option<bool>,
-) -> Result<std::result::Result<u32, super::query::EncodeFailure>> {
+) -> std::result::Result<u32, super::query::EncodeFailure> {
     if handle.running.is_none() {
         // No query is waiting for this answer (the connection moved on).
-        return Ok(Ok(then_poll(handle, poll)));
+        return Ok(then_poll(handle, poll));
     }
     let out = handle.session.query_result_output();
-    let mark = out.len();
-    let encoded = super::query::encode_rows_into(js, plan, rows, 0, u32::MAX, description, Some(complete), out);
-    if !matches!(encoded, Ok(Ok(()))) {
-        out.truncate(mark);
+    if let Err(failure) = encoded {
+        out.extend_from_slice(description.unwrap_or_default());
+        return Err(failure);
     }
-    if let Err(failure) = encoded? {
-        // The query is still running: JS answers with the error.
-        return Ok(Err(failure));
-    }
+    out.extend_from_slice(data);
     handle.running = None;
     let outcome = crate::session::query::QueryOutcome { completed: 1, ..Default::default() };
     handle.session.hook_done(HookResult::Query(outcome));
-    Ok(Ok(then_poll(handle, poll)))
+    Ok(then_poll(handle, poll))
 }
 
 /// What the socket holds unsent (`writableLength`) and how many bytes it has sent in all.

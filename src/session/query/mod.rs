@@ -319,7 +319,7 @@ impl Session {
                 let queries = self.queries();
                 match target {
                     Target::Statement => {
-                        queries.statements.remove(*name);
+                        queries.statements.remove(name);
                     }
                     Target::Portal => queries.drop_portal(name),
                 }

@@ -1,0 +1,126 @@
+// onQuery's request/response fast path on every entry point: what it must keep from the
+// general path. The session's own answers (ParseComplete, BindComplete) wait to leave with a
+// statement's result, a small result is encoded straight into the session's output, and a
+// finished portal keeps a shared cursor; each case here broke one of those once.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { MODES, startServer, rawClient, message, frontend, parseMessages, errorFields } from './helpers.mjs';
+
+const FIELDS = [{ name: 'a', type: 'int4' }];
+const types = (buf) => parseMessages(buf).map((m) => m.type).join('');
+const readyCount = (buf) => parseMessages(buf).filter((m) => m.type === 'Z').length;
+
+async function connected(port) {
+  const client = await rawClient(port);
+  client.send(frontend.startup({ user: 'u', database: 'd' }));
+  await client.waitFor((buf) => readyCount(buf) === 1);
+  return { client, skip: client.received.length };
+}
+
+/** The messages after the startup answer. */
+const after = (client, skip) => client.received.subarray(skip);
+
+/** Parse, Bind, Execute (no Describe) and Sync of `sql`. */
+const statement = (sql) => Buffer.concat([frontend.parse(sql), frontend.bind(), frontend.execute(), frontend.sync()]);
+
+for (const mode of MODES) {
+  test(`${mode}: a finished result does not wait for a later statement's slow onQuery`, async (t) => {
+    let release;
+    const slow = new Promise((resolve) => { release = resolve; });
+    const server = await startServer(mode, {
+      authMode: 'none',
+      onQuery: (query) => (query.sql === 'slow' ? slow.then(() => ({ fields: FIELDS, rows: [[2]] })) : { fields: FIELDS, rows: [[1]] }),
+    });
+    t.after(() => server.close());
+    const { client, skip } = await connected(server.port);
+    t.after(() => client.close());
+    // Both statements in one write: the first one's answer, ReadyForQuery included, must
+    // arrive while the second one's hook is still waiting.
+    client.send(Buffer.concat([statement('fast'), statement('slow')]));
+    await client.waitFor(() => readyCount(after(client, skip)) >= 1, 5000);
+    assert.equal(types(after(client, skip)).slice(0, 5), '12DCZ');
+    release();
+    await client.waitFor(() => readyCount(after(client, skip)) >= 2, 5000);
+    assert.equal(types(after(client, skip)), '12DCZ12DCZ');
+  });
+
+  test(`${mode}: what onQuery returns is read once, and a getter that throws is the statement's error`, async (t) => {
+    const server = await startServer(mode, {
+      authMode: 'none',
+      onQuery(query) {
+        if (query.sql === 'proxy') return new Proxy({}, { get(_, key) { throw new Error(`no ${String(key)}`); } });
+        if (query.sql === 'getter') return { get fields() { throw new Error('fields getter'); }, rows: [] };
+        return { fields: FIELDS, rows: [[1]] };
+      },
+    });
+    t.after(() => server.close());
+    const { client, skip } = await connected(server.port);
+    t.after(() => client.close());
+    for (const [sql, text] of [['proxy', 'no then'], ['getter', 'fields getter']]) {
+      const start = client.received.length;
+      client.send(frontend.query(sql));
+      await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+      const messages = parseMessages(client.received.subarray(start));
+      assert.equal(messages.map((m) => m.type).join(''), 'EZ', sql);
+      assert.equal(errorFields(messages[0].body).M, text);
+    }
+    // The connection goes on.
+    const start = client.received.length;
+    client.send(frontend.query('select'));
+    await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+    assert.equal(types(client.received.subarray(start)), 'TDCZ');
+    assert.ok(skip > 0);
+  });
+
+  test(`${mode}: a row getter that writes to the connection while its row is encoded`, async (t) => {
+    const notice = message('N', Buffer.from('SNOTICE\0VNOTICE\0C00000\0Mfrom a getter\0\0'));
+    let connection;
+    const server = await startServer(mode, (conn) => ({
+      authMode: 'none',
+      onQuery(query, state, conn2) {
+        const target = conn2 ?? connection;
+        const row = query.sql === 'fail'
+          ? { get a() { target.sendData(notice); return 'not a number'; } }
+          : { get a() { target.sendData(notice); return 7; } };
+        return { fields: FIELDS, rows: [row, row] };
+      },
+    }), { onConnection: (conn) => { connection = conn; } });
+    t.after(() => server.close());
+    const { client, skip } = await connected(server.port);
+    t.after(() => client.close());
+    client.send(Buffer.concat([frontend.parse('ok'), frontend.bind(), frontend.describePortal(), frontend.execute(), frontend.sync()]));
+    await client.waitFor(() => readyCount(after(client, skip)) >= 1, 5000);
+    const messages = parseMessages(after(client, skip));
+    // Every message whole; the rows are the two sevens, the notices come as sent.
+    assert.deepEqual(messages.filter((m) => m.type !== 'N').map((m) => m.type).join(''), '12TDDCZ');
+    assert.deepEqual(messages.filter((m) => m.type === 'D').map((m) => m.body.toString('latin1', 6)), ['7', '7']);
+    assert.equal(messages.filter((m) => m.type === 'N').length, 2);
+
+    // A value that does not fit: RowDescription, then the error, as PostgreSQL sends them.
+    const start = client.received.length;
+    client.send(Buffer.concat([frontend.parse('fail'), frontend.bind(), frontend.describePortal(), frontend.execute(), frontend.sync()]));
+    await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+    const failed = parseMessages(client.received.subarray(start)).filter((m) => m.type !== 'N');
+    assert.equal(failed.map((m) => m.type).join(''), '12TEZ');
+    assert.equal(errorFields(failed[3].body).C, '22P02');
+  });
+}
+
+test('js: detach() inside onQuery hands over the socket after ParseComplete and BindComplete', async (t) => {
+  const server = await startServer('js', {
+    authMode: 'none',
+    onQuery(query, state, connection) {
+      const socket = connection.detach();
+      socket.write(message('N', Buffer.from('SNOTICE\0Mmine now\0\0')));
+      socket.end();
+      return { fields: FIELDS, rows: [[1]] };
+    },
+  });
+  t.after(() => server.close());
+  const { client, skip } = await connected(server.port);
+  t.after(() => client.close());
+  client.send(Buffer.concat([frontend.parse('x'), frontend.bind(), frontend.execute(), frontend.sync()]));
+  await client.waitClosed(5000);
+  assert.equal(types(after(client, skip)), '12N');
+});
