@@ -124,3 +124,30 @@ test('js: detach() inside onQuery hands over the socket after ParseComplete and 
   await client.waitClosed(5000);
   assert.equal(types(after(client, skip)), '12N');
 });
+
+for (const mode of MODES) {
+  test(`${mode}: rows that are Proxies of arrays (Vue, MobX reactive arrays) are read as arrays`, async (t) => {
+    const reactive = (row) => new Proxy(row, {});
+    const server = await startServer(mode, {
+      authMode: 'none',
+      onQuery(query) {
+        if (query.sql === 'small') return { fields: FIELDS, rows: [reactive([1]), { a: 2 }, reactive([3])] };
+        // Enough rows for batches, with a json column: the batch goes the per-value way.
+        const rows = Array.from({ length: 40 }, (_, i) => reactive([i, { n: i }]));
+        return { fields: [...FIELDS, { name: 'j', type: 'json' }], rows };
+      },
+    });
+    t.after(() => server.close());
+    const { client } = await connected(server.port);
+    t.after(() => client.close());
+    for (const [sql, expected] of [['small', ['1', '2', '3']], ['batch', Array.from({ length: 40 }, (_, i) => String(i))]]) {
+      const start = client.received.length;
+      client.send(frontend.query(sql));
+      await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+      const rows = parseMessages(client.received.subarray(start)).filter((m) => m.type === 'D');
+      // The first cell of each DataRow: its length, then its text.
+      const first = rows.map((m) => m.body.toString('latin1', 6, 6 + m.body.readInt32BE(2)));
+      assert.deepEqual(first, expected, sql);
+    }
+  });
+}

@@ -260,8 +260,8 @@ fn answer(request: &HookRequest, rng: &mut Rng) -> HookResult {
         },
         HookRequest::Query(_) => match rng.below(8) {
             0 => HookResult::Failed(random_error(rng)),
-            n => HookResult::Query(QueryOutcome {
-                tags: (0..rng.below(3)).map(|i| ["BEGIN", "COMMIT", "SELECT 1"][(n as usize + i) % 3].to_string()).collect(),
+            _ => HookResult::Query(QueryOutcome {
+                completed: rng.below(3),
                 suspended: rng.one_in(4),
                 error: rng.one_in(5).then(|| random_error(rng)),
                 data: rng.one_in(3).then(|| vec![b'D', 0, 0, 0, 6, 0, 0]),
@@ -300,8 +300,8 @@ fn js_answer(request: &HookRequest, rng: &mut Rng) -> HookAnswer {
         2 => Some(ScramAnswer::Verifier("SCRAM-SHA-256$1:c2FsdA==$AAAA:AAAA".into())),
         _ => Some(ScramAnswer::Verifier(ScramSecret::from_password("pencil", b"salt", 1).verifier())),
     };
-    let tags = if rng.one_in(2) { vec!["SELECT 1".to_string()] } else { Vec::new() };
-    HookAnswer { value, paused, error, tls, scram, tags, data: None, description: None }
+    let completed = rng.below(2);
+    HookAnswer { value, paused, error, tls, scram, completed, data: None, description: None }
 }
 
 /// `Session::offered` must hold exactly `count` whole messages, back to back: the drivers

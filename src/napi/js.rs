@@ -52,6 +52,26 @@ impl Js {
         Ok(out)
     }
 
+    pub fn global(self) -> Result<Raw> {
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::napi_get_global(self.env, &mut out) }, "get global")?;
+        Ok(out)
+    }
+
+    /// A property read as a u32 (0 if it is not a number).
+    pub fn u32_property(self, v: Raw, key: &CStr) -> Result<u32> {
+        let value = self.named(v, key)?;
+        let mut n = 0;
+        let status = unsafe { sys::napi_get_value_uint32(self.env, value, &mut n) };
+        Ok(if status == sys::Status::napi_ok { n } else { 0 })
+    }
+
+    pub fn instance_of(self, v: Raw, constructor: Raw) -> Result<bool> {
+        let mut b = false;
+        check(unsafe { sys::napi_instanceof(self.env, v, constructor, &mut b) }, "instanceof")?;
+        Ok(b)
+    }
+
     pub fn named(self, v: Raw, key: &CStr) -> Result<Raw> {
         let mut out = ptr::null_mut();
         check(unsafe { sys::napi_get_named_property(self.env, v, key.as_ptr(), &mut out) }, "get property")?;

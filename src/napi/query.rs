@@ -186,6 +186,8 @@ pub fn encode_rows_into(
     out: &mut BytesMut,
 ) -> Result<std::result::Result<(), EncodeFailure>> {
     let end = end.min(js.array_len(rows)?);
+    // Fetched at the first row that is an object but not an Array (see `data_row`).
+    let mut array_constructor = None;
     let estimate = ((end.saturating_sub(start)) as usize * (8 + plan.columns.len() * 12)).min(1 << 20);
     out.reserve(estimate + prefix.map_or(0, <[u8]>::len) + suffix.map_or(0, <[u8]>::len));
     if let Some(prefix) = prefix {
@@ -193,7 +195,7 @@ pub fn encode_rows_into(
     }
     for i in start..end {
         let row = js.element(rows, i)?;
-        if let Err((err, field)) = data_row(js, plan, row, out)? {
+        if let Err((err, field)) = data_row(js, plan, row, out, &mut array_constructor)? {
             let place = match field {
                 Some(name) => format!("in field \"{name}\", in row {} of the result", i + 1),
                 None => format!("in row {} of the result", i + 1),
@@ -214,14 +216,27 @@ fn data_row<'p>(
     plan: &'p RowPlan,
     row: Raw,
     out: &mut BytesMut,
+    array_constructor: &mut Option<Raw>,
 ) -> Result<std::result::Result<(), (PgError, Option<&'p str>)>> {
     let start = out.len();
     out.put_u8(b'D');
     out.put_i32(0);
     out.put_i16(plan.columns.len() as i16);
-    let is_array = js.is_array(row)?;
+    let mut is_array = js.is_array(row)?;
+    let mut proxied = false;
+    if !is_array && js.type_of(row)? == sys::ValueType::napi_object {
+        // A Proxy of an array (Vue's and MobX's reactive arrays) is no Array to N-API, but it
+        // is one to JS (`Array.isArray`, `instanceof`), and read by name it would be all NULLs.
+        let array = match *array_constructor {
+            Some(array) => array,
+            None => *array_constructor.insert(js.named(js.global()?, c"Array")?),
+        };
+        proxied = js.instance_of(row, array)?;
+        is_array = proxied;
+    }
     if is_array {
-        let len = js.array_len(row)?;
+        // N-API's array length refuses a Proxy; its `length` property does not.
+        let len = if proxied { js.u32_property(row, c"length")? } else { js.array_len(row)? };
         if len as usize != plan.columns.len() {
             out.truncate(start);
             return Ok(Err((
