@@ -189,7 +189,7 @@ fn fast_path(out: &mut BytesMut, ty: PgType, binary: bool, v: &Cell) -> bool {
             out.put_f64(n);
         }
         (Cell::Number(n), Family::Float8, false) if n.is_finite() => {
-            with_length(out, |out| put_float_digits(out, ryu::Buffer::new().format_finite(n).as_bytes()))
+            with_length(out, |out| put_float_digits(out, ryu::Buffer::new().format_finite(n).as_bytes(), false))
         }
         (Cell::Text(text), Family::Text, _) if !text.as_bytes().contains(&0) => {
             out.put_i32(text.len() as i32);
@@ -521,30 +521,81 @@ fn put_float_text(out: &mut BytesMut, n: f64, single: bool) {
     } else {
         let mut buf = ryu::Buffer::new();
         let text = if single { buf.format_finite(n as f32) } else { buf.format_finite(n) };
-        put_float_digits(out, text.as_bytes());
+        put_float_digits(out, text.as_bytes(), single);
     }
 }
 
-/// ryu's digits as PostgreSQL writes them: no `.0` on integral values, and `e+21` / `e-07`
-/// (a sign and at least two digits) in exponents.
-fn put_float_digits(out: &mut BytesMut, text: &[u8]) {
-    match text.iter().position(|&c| c == b'e') {
-        None => out.put_slice(text.strip_suffix(b".0").unwrap_or(text)),
+/// ryu's shortest digits laid out as PostgreSQL 12+ writes them (`src/common/d2s.c`, `f2s.c`):
+/// plain notation while the first digit's decimal exponent is in -4..15 (float4: -4..6), else
+/// `d.ddde+XX` with a sign and at least two exponent digits; no `.0` on integral values.
+fn put_float_digits(out: &mut BytesMut, text: &[u8], single: bool) {
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (mantissa, shift) = match text.iter().position(|&c| c == b'e') {
         Some(e) => {
-            let mantissa = &text[..e];
-            out.put_slice(mantissa.strip_suffix(b".0").unwrap_or(mantissa));
-            out.put_u8(b'e');
-            let (sign, digits) = match text[e + 1..].split_first() {
-                Some((b'-', rest)) => (b'-', rest),
-                _ => (b'+', &text[e + 1..]),
-            };
-            out.put_u8(sign);
-            if digits.len() < 2 {
-                out.put_u8(b'0');
-            }
-            out.put_slice(digits);
+            (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok()).unwrap_or(0))
+        }
+        None => (text, 0),
+    };
+    let point = mantissa.iter().position(|&c| c == b'.').unwrap_or(mantissa.len());
+    // The significant digits, and the decimal exponent of the first of them.
+    let mut digits = [0u8; 32];
+    let mut count = 0;
+    let mut exponent = point as i32 - 1 + shift;
+    for &c in mantissa.iter().filter(|c| c.is_ascii_digit()) {
+        if count == 0 && c == b'0' {
+            exponent -= 1;
+            continue;
+        }
+        if count < digits.len() {
+            digits[count] = c;
+            count += 1;
         }
     }
+    while count > 0 && digits[count - 1] == b'0' {
+        count -= 1;
+    }
+    if negative {
+        out.put_u8(b'-');
+    }
+    if count == 0 {
+        out.put_u8(b'0');
+        return;
+    }
+    let digits = &digits[..count];
+    let limit = if single { 6 } else { 15 };
+    if (-4..limit).contains(&exponent) {
+        if exponent < 0 {
+            out.put_slice(b"0.");
+            out.put_bytes(b'0', (-exponent - 1) as usize);
+            out.put_slice(digits);
+        } else {
+            let whole = exponent as usize + 1;
+            if digits.len() <= whole {
+                out.put_slice(digits);
+                out.put_bytes(b'0', whole - digits.len());
+            } else {
+                out.put_slice(&digits[..whole]);
+                out.put_u8(b'.');
+                out.put_slice(&digits[whole..]);
+            }
+        }
+        return;
+    }
+    out.put_u8(digits[0]);
+    if digits.len() > 1 {
+        out.put_u8(b'.');
+        out.put_slice(&digits[1..]);
+    }
+    out.put_u8(b'e');
+    out.put_u8(if exponent < 0 { b'-' } else { b'+' });
+    let magnitude = exponent.unsigned_abs();
+    if magnitude < 10 {
+        out.put_u8(b'0');
+    }
+    out.put_slice(magnitude.to_string().as_bytes());
 }
 
 fn encode_binary(out: &mut BytesMut, ty: PgType, v: &Cell) -> Result<(), PgError> {
@@ -941,6 +992,29 @@ mod tests {
         assert_eq!(text_of("float8", Value::Number(1e21)).unwrap(), "1e+21");
         assert_eq!(text_of("float8", Value::Number(1.5e-7)).unwrap(), "1.5e-07");
         assert_eq!(text_of("float8", Value::Number(1.0 / 3.0)).unwrap(), "0.3333333333333333");
+        // PostgreSQL's switch to exponents (d2s.c, f2s.c), not ryu's.
+        for (value, float8, float4) in [
+            (1e15, "1e+15", "1e+15"),
+            (123456789012345.0, "123456789012345", "1.2345679e+14"),
+            (1e14, "100000000000000", "1e+14"),
+            (123456.0, "123456", "123456"),
+            (1234567.0, "1234567", "1.234567e+06"),
+            (1e6, "1000000", "1e+06"),
+            (1e-4, "0.0001", "0.0001"),
+            (1e-5, "1e-05", "1e-05"),
+            (-2.5e-7, "-2.5e-07", "-2.5e-07"),
+            (0.00012, "0.00012", "0.00012"),
+            (1.7976931348623157e308, "1.7976931348623157e+308", "Infinity"),
+            (5e-324, "5e-324", "Infinity"),
+            (100.0, "100", "100"),
+            (0.0, "0", "0"),
+        ] {
+            assert_eq!(text_of("float8", Value::Number(value)).unwrap(), float8, "float8 {value}");
+            // ('Infinity' marks values float4 cannot hold: refused with 22003, tested elsewhere.)
+            if float4 != "Infinity" {
+                assert_eq!(text_of("float4", Value::Number(value)).unwrap(), float4, "float4 {value}");
+            }
+        }
         assert_eq!(text_of("numeric", Value::Text("1.50".into())).unwrap(), "1.50");
         assert_eq!(text_of("bytea", Value::Bytes(vec![0xde, 0xad])).unwrap(), "\\xdead");
         assert_eq!(
