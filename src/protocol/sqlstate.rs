@@ -35,6 +35,8 @@ impl SqlState {
     pub const INVALID_BINARY_REPRESENTATION: Self = Self("22P03");
     /// `22007`: a date or time PostgreSQL would not read.
     pub const INVALID_DATETIME_FORMAT: Self = Self("22007");
+    /// `22008`: a date or timestamp outside PostgreSQL's range.
+    pub const DATETIME_FIELD_OVERFLOW: Self = Self("22008");
     /// `22021`: text that is not UTF-8, or holds a NUL.
     pub const CHARACTER_NOT_IN_REPERTOIRE: Self = Self("22021");
     /// `25P02`: a statement inside a transaction that already failed.

@@ -196,7 +196,12 @@ fn fast_path(out: &mut BytesMut, ty: PgType, binary: bool, v: &Cell) -> bool {
             out.put_slice(text.as_bytes());
         }
         (Cell::Date(ms), Family::Timestamptz | Family::Timestamp, _) if ms.is_finite() => {
-            let Some(micros) = datetime::js_millis_to_pg_micros(ms) else { return false };
+            // Outside PostgreSQL's range: the checked path says so.
+            let Some(micros) =
+                datetime::js_millis_to_pg_micros(ms).filter(|m| (MIN_TIMESTAMP..END_TIMESTAMP).contains(m))
+            else {
+                return false;
+            };
             if binary {
                 out.put_i32(8);
                 out.put_i64(micros);
@@ -426,7 +431,34 @@ fn parse_bytea(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A date as PostgreSQL days, from a JS Date (its UTC day) or a string.
+/// PostgreSQL's first day, 4714-11-24 BC (Julian day 0), and the day after its last, as days
+/// from 2000-01-01.
+const MIN_DATE: i64 = -2_451_545;
+const END_DATE: i64 = 2_145_031_949;
+/// The same bounds for timestamps, in microseconds from 2000-01-01 (294277-01-01 is the end).
+const MIN_TIMESTAMP: i64 = MIN_DATE * MICROS_PER_DAY;
+const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
+
+/// A date or timestamp PostgreSQL cannot hold.
+fn datetime_out_of_range(ty: PgType, shown: impl std::fmt::Display) -> PgError {
+    let what = if ty.element_type().family == Family::Date { "date" } else { "timestamp" };
+    PgError::error(SqlState::DATETIME_FIELD_OVERFLOW, format!("{what} out of range: \"{shown}\""))
+}
+
+/// A JS Date as it would print, for messages.
+fn shown_date(ms: f64) -> String {
+    format!("Date({ms})")
+}
+
 fn date_days(ty: PgType, v: &Cell) -> Result<i32, PgError> {
+    let days = date_days_unchecked(ty, v)?;
+    if days == DATE_INFINITY || days == DATE_NEG_INFINITY || (MIN_DATE..END_DATE).contains(&i64::from(days)) {
+        return Ok(days);
+    }
+    Err(datetime_out_of_range(ty, shown_cell(v)))
+}
+
+fn date_days_unchecked(ty: PgType, v: &Cell) -> Result<i32, PgError> {
     match v {
         Cell::Date(ms) if ms.is_infinite() => Ok(if *ms > 0.0 { DATE_INFINITY } else { DATE_NEG_INFINITY }),
         Cell::Date(ms) => {
@@ -450,6 +482,26 @@ fn time_micros(ty: PgType, v: &Cell) -> Result<i64, PgError> {
 
 /// A timestamp as PostgreSQL microseconds, from a Date, JS milliseconds, or a string.
 fn timestamp_micros(ty: PgType, v: &Cell) -> Result<i64, PgError> {
+    let micros = timestamp_micros_unchecked(ty, v)?;
+    if micros == datetime::TIMESTAMP_INFINITY
+        || micros == datetime::TIMESTAMP_NEG_INFINITY
+        || (MIN_TIMESTAMP..END_TIMESTAMP).contains(&micros)
+    {
+        return Ok(micros);
+    }
+    Err(datetime_out_of_range(ty, shown_cell(v)))
+}
+
+/// A cell as a message shows it.
+fn shown_cell(v: &Cell) -> String {
+    match v {
+        Cell::Date(ms) => shown_date(*ms),
+        Cell::Text(s) => s.to_string(),
+        other => shown(other).to_string(),
+    }
+}
+
+fn timestamp_micros_unchecked(ty: PgType, v: &Cell) -> Result<i64, PgError> {
     let with_zone = ty.element_type().family == Family::Timestamptz;
     match v {
         Cell::Date(ms) | Cell::Number(ms) if ms.is_infinite() => {
@@ -992,6 +1044,14 @@ mod tests {
         assert_eq!(text_of("float8", Value::Number(1e21)).unwrap(), "1e+21");
         assert_eq!(text_of("float8", Value::Number(1.5e-7)).unwrap(), "1.5e-07");
         assert_eq!(text_of("float8", Value::Number(1.0 / 3.0)).unwrap(), "0.3333333333333333");
+        // Dates before 4714-11-24 BC are outside PostgreSQL's range (22008).
+        let before = -210_866_803_200_001.0; // 1 ms before 4714-11-24 00:00:00 BC, in JS ms
+        for name in ["timestamptz", "timestamp", "date"] {
+            let err = text_of(name, Value::Date(before)).unwrap_err();
+            assert_eq!(err.code, "22008", "{name}");
+            assert!(text_of(name, Value::Date(before + 1.0)).is_ok(), "{name}");
+        }
+        assert_eq!(text_of("timestamptz", Value::Date(before + 1.0)).unwrap(), "4714-11-24 00:00:00+00 BC");
         // PostgreSQL's switch to exponents (d2s.c, f2s.c), not ryu's.
         for (value, float8, float4) in [
             (1e15, "1e+15", "1e+15"),
