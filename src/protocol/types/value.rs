@@ -191,7 +191,9 @@ fn fast_path(out: &mut BytesMut, ty: PgType, binary: bool, v: &Cell) -> bool {
         (Cell::Number(n), Family::Float8, false) if n.is_finite() => {
             with_length(out, |out| put_float_digits(out, ryu::Buffer::new().format_finite(n).as_bytes(), false))
         }
-        (Cell::Text(text), Family::Text, _) if !text.as_bytes().contains(&0) => {
+        (Cell::Text(text), Family::Text, _)
+            if !text.as_bytes().contains(&0) && (text.len() <= NAME_MAX_BYTES || ty.oid != NAME_OID) =>
+        {
             out.put_i32(text.len() as i32);
             out.put_slice(text.as_bytes());
         }
@@ -340,7 +342,26 @@ fn text<'a>(ty: PgType, v: &Cell<'a>, scratch: &'a mut String) -> Result<&'a str
             "invalid byte sequence for encoding \"UTF8\": 0x00",
         ));
     }
+    if ty.element_type().oid == NAME_OID {
+        return Ok(clip_name(s));
+    }
     Ok(s)
+}
+
+const NAME_OID: u32 = 19;
+/// NAMEDATALEN - 1: the bytes a `name` holds.
+const NAME_MAX_BYTES: usize = 63;
+
+/// A `name` as PostgreSQL stores it: cut to 63 bytes, on a character boundary.
+fn clip_name(s: &str) -> &str {
+    if s.len() <= NAME_MAX_BYTES {
+        return s;
+    }
+    let mut end = NAME_MAX_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn uuid(ty: PgType, v: &Cell) -> Result<[u8; 16], PgError> {
@@ -1044,6 +1065,11 @@ mod tests {
         assert_eq!(text_of("float8", Value::Number(1e21)).unwrap(), "1e+21");
         assert_eq!(text_of("float8", Value::Number(1.5e-7)).unwrap(), "1.5e-07");
         assert_eq!(text_of("float8", Value::Number(1.0 / 3.0)).unwrap(), "0.3333333333333333");
+        // A name holds 63 bytes, cut on a character boundary.
+        let long = format!("{}é", "n".repeat(62));
+        assert_eq!(text_of("name", Value::Text(long.clone())).unwrap(), "n".repeat(62));
+        assert_eq!(text_of("text", Value::Text(long.clone())).unwrap(), long);
+        assert_eq!(text_of("name", Value::Text("short".into())).unwrap(), "short");
         // Dates before 4714-11-24 BC are outside PostgreSQL's range (22008).
         let before = -210_866_803_200_001.0; // 1 ms before 4714-11-24 00:00:00 BC, in JS ms
         for name in ["timestamptz", "timestamp", "date"] {
