@@ -236,7 +236,12 @@ export type PostgresConnectionOptions = {
    * described with its declared parameter types (text where open) and as returning no rows.
    */
   onDescribe?(
-    statement: { sql: string; paramTypes: readonly number[] },
+    statement: {
+      sql: string;
+      paramTypes: readonly number[];
+      /** Aborted when a CancelRequest for this connection arrives or the client goes away. */
+      readonly signal: AbortSignal;
+    },
     state: State,
     connection: PostgresConnection,
   ): Description | void | Promise<Description | void>;

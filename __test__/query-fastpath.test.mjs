@@ -151,3 +151,44 @@ for (const mode of MODES) {
     }
   });
 }
+
+for (const mode of MODES) {
+  test(`${mode}: a CancelRequest answers a running onDescribe with 57014 and aborts its signal`, async (t) => {
+    let called;
+    const calledOnce = new Promise((resolve) => { called = resolve; });
+    let aborted = false;
+    const server = await startServer(mode, {
+      authMode: 'none',
+      onQuery: () => ({ fields: FIELDS, rows: [[1]] }),
+      onDescribe({ sql, signal }) {
+        if (sql !== 'slow') return { fields: FIELDS };
+        called();
+        signal.addEventListener('abort', () => { aborted = true; });
+        return new Promise(() => {}); // never settles, and ignores the signal
+      },
+    });
+    t.after(() => server.close());
+    const { client, skip } = await connected(server.port);
+    t.after(() => client.close());
+    const keyData = parseMessages(client.received).find((m) => m.type === 'K').body;
+    client.send(Buffer.concat([message('P', Buffer.from('\0slow\0\0\0')), message('D', Buffer.from('S\0')), frontend.sync()]));
+    await calledOnce;
+    const cancel = await rawClient(server.port);
+    const request = Buffer.alloc(16);
+    request.writeInt32BE(16, 0);
+    request.writeInt32BE(80877102, 4);
+    keyData.copy(request, 8);
+    cancel.send(request);
+    await client.waitFor(() => readyCount(after(client, skip)) >= 1, 5000);
+    cancel.close();
+    const messages = parseMessages(after(client, skip));
+    assert.equal(messages.map((m) => m.type).join(''), '1EZ');
+    assert.equal(errorFields(messages[1].body).C, '57014');
+    assert.ok(aborted, 'the signal was aborted');
+    // The connection goes on, and a fast onDescribe answers.
+    const start = client.received.length;
+    client.send(Buffer.concat([message('P', Buffer.from('\0fast\0\0\0')), message('D', Buffer.from('S\0')), frontend.sync()]));
+    await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+    assert.equal(types(client.received.subarray(start)), '1tTZ');
+  });
+}

@@ -7,7 +7,7 @@
 const {
   normalizeError, tlsOptions, credentials, settle, scramSecretReply, warnOnce,
 } = require('./values.js');
-const { describeReply } = require('./query.js');
+const { callOnDescribe, describeReply } = require('./query.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
@@ -39,7 +39,7 @@ const HOOKS = {
     answer: () => ({ value: 0 }),
   },
   describe: {
-    call: (options, event, state, connection) => options.onDescribe({ sql: event.sql, paramTypes: event.paramTypes }, state, connection),
+    call: (options, event, state, connection) => callOnDescribe(connection, event, state),
     answer: describeReply,
   },
   tls: {

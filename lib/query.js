@@ -867,6 +867,47 @@ function checkDescribed(expected, cursor) {
   throw error;
 }
 
+/** The `statement` argument of `onDescribe`. */
+class Statement {
+  constructor(event, run) {
+    this.sql = event.sql;
+    this.paramTypes = event.paramTypes ?? NO_VALUES;
+    this._run = run;
+  }
+
+  /** Aborted when a CancelRequest for this connection arrives or the client goes away. */
+  get signal() {
+    return this._run.signal;
+  }
+}
+
+/**
+ * Calls `onDescribe`: what it returns, or a promise of it that a CancelRequest (or the client
+ * leaving) rejects with 57014 even when the hook ignores `signal`, as for `onQuery`.
+ */
+function callOnDescribe(connection, event, state) {
+  const run = new Run();
+  connection._run = run;
+  const clear = () => {
+    if (connection._run === run) connection._run = undefined;
+  };
+  let value;
+  try {
+    value = connection.options.onDescribe(new Statement(event, run), state, connection);
+  } catch (err) {
+    clear();
+    throw err;
+  }
+  const pending = thenOf(value);
+  if (pending === undefined) {
+    clear();
+    return value;
+  }
+  const settled = run.race(new Promise((resolve, reject) => pending.call(value, resolve, reject)));
+  settled.then(clear, clear);
+  return settled;
+}
+
 /** The reply to a `describe` event, from what `onDescribe` returned. */
 function describeReply(value) {
   if (value === undefined || value === null) return { value: 0, paramTypes: [], fields: [] };
@@ -904,7 +945,7 @@ function dropCursors(connection) {
 }
 
 module.exports = {
-  answerQuery, describeReply, abortRunning, dropCursors,
+  answerQuery, callOnDescribe, describeReply, abortRunning, dropCursors,
   // For the tests: the column-batch encoder must agree with the per-value one.
   encodeBatch,
 };
