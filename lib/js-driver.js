@@ -283,8 +283,8 @@ class JsDriver {
       if (kind === STEP_ABORT) return this.abort();
       let pending;
       if (kind === STEP_SIMPLE_QUERY) {
-        const sql = step & OFFERS_FED_BYTES ? fed.toString('utf8', 5, fed.length - 1) : binding.sessionQuerySql(this.handle);
-        pending = this.runSimpleQuery(sql, step >>> VERSION_SHIFT);
+        // Only from sessionFeed(): the Query is the bytes fed.
+        pending = this.runSimpleQuery(fed.toString('utf8', 5, fed.length - 1), step >>> VERSION_SHIFT);
       }
       else if (kind === STEP_QUERY) pending = this.runQuery(step >>> VERSION_SHIFT);
       else if (kind !== STEP_HOOK) return undefined; // STEP_NONE: detached meanwhile

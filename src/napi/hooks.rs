@@ -81,13 +81,6 @@ pub struct HookReply {
     pub scram_verifier: Option<String>,
     /// ... or a plaintext password.
     pub scram_password: Option<String>,
-    /// For `query`: how many results completed.
-    pub completed: Option<u32>,
-    /// For `query`: Execute stopped at its row limit.
-    pub suspended: Option<bool>,
-    /// For `query`: the end of the result (what JS did not write already), sent before what
-    /// the session answers.
-    pub data: Option<Buffer>,
     /// For `describe`: the parameter types ...
     pub param_types: Option<Vec<u32>>,
     /// ... and the fields.
@@ -95,25 +88,6 @@ pub struct HookReply {
 }
 
 impl HookReply {
-    /// A `query` reply from positional arguments: how many results completed, and the end of
-    /// the result. A reply object costs a property read per field; a query
-    /// answers on every statement.
-    pub fn for_query(completed: u32, suspended: bool, data: Option<Vec<u8>>, error: Option<BackendErrorInput>) -> Self {
-        Self {
-            value: 0,
-            paused: None,
-            error,
-            tls: None,
-            scram_verifier: None,
-            scram_password: None,
-            completed: Some(completed),
-            suspended: Some(suspended),
-            data: data.map(Buffer::from),
-            param_types: None,
-            fields: None,
-        }
-    }
-
     /// The answer in the session's terms (TLS options become a configuration here).
     pub fn into_answer(self, request_client_certificate: bool) -> HookAnswer {
         let tls = self.tls.map(|options| {
@@ -139,12 +113,12 @@ impl HookReply {
         };
         HookAnswer {
             value: self.value,
-            paused: self.paused.unwrap_or(false) || self.suspended.unwrap_or(false),
+            paused: self.paused.unwrap_or(false),
             error,
             tls,
             scram,
-            completed: self.completed.unwrap_or(0) as usize,
-            data: self.data.map(|data| data.to_vec()),
+            completed: 0,
+            data: None,
             description,
         }
     }
@@ -152,7 +126,16 @@ impl HookReply {
 
 pub type DispatchFn = ThreadsafeFunction<HookEvent, Unknown<'static>, HookEvent, Status, false, true>;
 
-type ReplySender = tokio::sync::oneshot::Sender<HookReply>;
+/// What JS answered a hook call with: a reply object, or a query's outcome in the session's
+/// terms already (`queryReply`, positional: its bytes are copied once, here).
+// Sizes differ, but a reply lives only in its oneshot channel: a box would be an allocation more.
+#[allow(clippy::large_enum_variant)]
+enum JsReply {
+    Hook(HookReply),
+    Query(HookAnswer),
+}
+
+type ReplySender = tokio::sync::oneshot::Sender<JsReply>;
 
 /// Hook calls waiting for JS's answer, by call id.
 fn pending() -> &'static Mutex<HashMap<u32, ReplySender>> {
@@ -169,11 +152,14 @@ fn lock_pending() -> std::sync::MutexGuard<'static, HashMap<u32, ReplySender>> {
 #[napi(catch_unwind)]
 pub fn hook_reply(call: u32, reply: HookReply) {
     if let Some(sender) = lock_pending().remove(&call) {
-        let _ = sender.send(reply);
+        let _ = sender.send(JsReply::Hook(reply));
     }
 }
 
-/// JS's answer to a `query` hook call, in positional arguments (see `HookReply::for_query`).
+/// JS's answer to a `query` hook call, in positional arguments (a reply object costs a property
+/// read per field, and a query answers on every statement): how many results completed,
+/// whether Execute stopped at its row limit, and the end of the result (what JS did not write
+/// already), sent before what the session answers.
 #[napi(catch_unwind)]
 pub fn query_reply(
     call: u32,
@@ -183,7 +169,14 @@ pub fn query_reply(
     error: Option<BackendErrorInput>,
 ) {
     if let Some(sender) = lock_pending().remove(&call) {
-        let _ = sender.send(HookReply::for_query(completed, suspended, data.map(|d| d.to_vec()), error));
+        let answer = HookAnswer {
+            completed: completed as usize,
+            paused: suspended,
+            error: error.map(|e| e.into_pg_error(Severity::Error)),
+            data: data.map(|d| d.to_vec()),
+            ..HookAnswer::default()
+        };
+        let _ = sender.send(JsReply::Query(answer));
     }
 }
 
@@ -192,7 +185,7 @@ pub fn query_reply(
 /// behind.
 struct Waiting {
     call: u32,
-    reply: tokio::sync::oneshot::Receiver<HookReply>,
+    reply: tokio::sync::oneshot::Receiver<JsReply>,
 }
 
 impl Drop for Waiting {
@@ -320,7 +313,8 @@ impl Hooks for JsHooks {
         let mut waiting = Waiting { call, reply };
         Box::pin(async move {
             match (&mut waiting.reply).await {
-                Ok(reply) => kind.result(reply.into_answer(request_client_certificate)),
+                Ok(JsReply::Hook(reply)) => kind.result(reply.into_answer(request_client_certificate)),
+                Ok(JsReply::Query(answer)) => kind.result(answer),
                 // The call never reached JS (the environment is shutting down).
                 Err(_) => {
                     HookResult::Failed(PgError::error(SqlState::INTERNAL_ERROR, format!("hook call failed: {status}")))

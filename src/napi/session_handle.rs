@@ -36,13 +36,13 @@ pub const STEP_ABORT: u32 = 3;
 /// Returned by the done-functions when asked not to poll.
 #[napi]
 pub const STEP_NONE: u32 = 4;
-/// `onQuery` for a simple Query: fetch its SQL with `sessionQuerySql()` (the one hook every
-/// statement of a request/response workload runs, so it skips the event object).
+/// From `sessionFeed()` only, with `OFFERS_FED_BYTES`: `onQuery` for a simple Query that is
+/// exactly the bytes just fed, so JS reads its SQL from them (the one hook every statement of
+/// a request/response workload runs: no call and no event object to fetch it).
 #[napi]
 pub const STEP_SIMPLE_QUERY: u32 = 5;
-/// `onQuery` for any other statement (a portal's Describe or Execute, or a simple Query that
-/// also lets go of portals): fetch it with `sessionQueryCall()`, in scalars rather than an
-/// event object (node-postgres and pgbench run every statement this way).
+/// `onQuery` for a statement: fetch it with `sessionQueryCall()`, in scalars rather than an
+/// event object.
 #[napi]
 pub const STEP_QUERY: u32 = 6;
 #[napi]
@@ -256,16 +256,17 @@ pub(super) fn feed(handle: &mut SessionHandle, data: &[u8]) -> u32 {
         && handle.session.offered().len() == data.len();
     // Likewise for a simple Query that is exactly the bytes fed: JS reads its SQL from them.
     let query_is_fed_bytes = fresh
-        && step & STEP_MASK == STEP_SIMPLE_QUERY
+        && step & STEP_MASK == STEP_QUERY
         && data.first() == Some(&b'Q')
-        && matches!(&handle.request, Some(HookRequest::Query(call)) if call.sql.len() + 6 == data.len());
+        && matches!(&handle.request, Some(HookRequest::Query(call))
+            if call.mode == QueryMode::Simple && call.dropped.is_empty() && call.sql.len() + 6 == data.len());
     if offers_fed_bytes {
         handle.request = None;
         step | OFFERS_FED_BYTES
     } else if query_is_fed_bytes {
         handle.request = None;
         handle.running = Some(HookKind::Query);
-        step | OFFERS_FED_BYTES
+        (step & !STEP_MASK) | STEP_SIMPLE_QUERY | OFFERS_FED_BYTES
     } else {
         step
     }
@@ -297,13 +298,7 @@ fn poll(handle: &mut SessionHandle) -> u32 {
         Step::Close => STEP_CLOSE,
         Step::Abort => STEP_ABORT,
         Step::Hook(request) => {
-            let step = match &request {
-                HookRequest::Query(call) if call.mode == QueryMode::Simple && call.dropped.is_empty() => {
-                    STEP_SIMPLE_QUERY
-                }
-                HookRequest::Query(_) => STEP_QUERY,
-                _ => STEP_HOOK,
-            };
+            let step = if matches!(request, HookRequest::Query(_)) { STEP_QUERY } else { STEP_HOOK };
             handle.request = Some(request);
             step
         }
@@ -436,21 +431,6 @@ pub fn session_hook_done(handle: &mut External<SessionHandle>, reply: HookReply,
         handle.session.hook_done(kind.result(answer));
     }
     then_poll(handle, poll)
-}
-
-/// The SQL of the simple Query `STEP_SIMPLE_QUERY` announced (its `onQuery` now runs).
-#[napi(catch_unwind)]
-pub fn session_query_sql(handle: &mut External<SessionHandle>) -> Option<String> {
-    match handle.request.take() {
-        Some(HookRequest::Query(call)) => {
-            handle.running = Some(HookKind::Query);
-            Some(call.sql.to_string())
-        }
-        other => {
-            handle.request = other;
-            None
-        }
-    }
 }
 
 /// `sessionQueryCall(handle, registers)` (a raw callback): the statement `STEP_QUERY` announced
