@@ -5,7 +5,7 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { MODES, startServer, rawClient, message, frontend, parseMessages, errorFields } from './helpers.mjs';
+import { MODES, startServer, rawClient, message, frontend, parseMessages, errorFields, sleep } from './helpers.mjs';
 
 const FIELDS = [{ name: 'a', type: 'int4' }];
 const types = (buf) => parseMessages(buf).map((m) => m.type).join('');
@@ -172,7 +172,7 @@ for (const mode of MODES) {
     t.after(() => client.close());
     const keyData = parseMessages(client.received).find((m) => m.type === 'K').body;
     client.send(Buffer.concat([message('P', Buffer.from('\0slow\0\0\0')), message('D', Buffer.from('S\0')), frontend.sync()]));
-    await calledOnce;
+    await Promise.race([calledOnce, sleep(5000).then(() => { throw new Error('onDescribe was not called'); })]);
     const cancel = await rawClient(server.port);
     const request = Buffer.alloc(16);
     request.writeInt32BE(16, 0);
