@@ -87,6 +87,13 @@ for (const mode of MODES) {
     await assert.rejects(client.query('select 1'), (err) => err.code === '25P02');
     await client.query('rollback');
     assert.equal((await client.query('select 1')).rows[0]['?column?'], 1);
+    // COMMIT of a failed block rolls it back, and says so (simple and extended), as PostgreSQL.
+    for (const commit of ['commit', { name: 'commit-failed', text: 'commit' }]) {
+      await client.query('begin');
+      await assert.rejects(client.query('select fail'));
+      assert.equal((await client.query(commit)).command, 'ROLLBACK');
+      assert.equal((await client.query('commit')).command, 'COMMIT');
+    }
   });
 
   test(`${mode}: postgres.js with its default prepared statements, cursors and streams`, async (t) => {

@@ -118,6 +118,16 @@ function resultsOf(value, sql) {
   return [resultOf(value, sql)];
 }
 
+/**
+ * A COMMIT (or END) of a failed transaction block rolls it back, and PostgreSQL tags it so:
+ * the first result of a statement run in a failed block says ROLLBACK whatever the hook named it.
+ */
+function endFailedBlock(results, state) {
+  const first = results[0];
+  if (state?.transactionStatus === 'error' && first !== undefined && first.tag === 'COMMIT') first.tag = 'ROLLBACK';
+  return results;
+}
+
 function resultOf(value, sql) {
   if (value === undefined || value === null) return { tag: defaultTag(sql) };
   if (typeof value !== 'object') {
@@ -661,7 +671,7 @@ function runQuery(connection, event, state, run, value) {
 
 function runSimple(connection, event, state, run, first, out, tags) {
   return callOnQuery(connection, event, state, run, first, (value) => {
-    const results = resultsOf(value, event.sql);
+    const results = endFailedBlock(resultsOf(value, event.sql), state);
     let i = 0;
     const next = () => {
       while (i < results.length) {
@@ -742,7 +752,7 @@ function runPortal(connection, event, state, run, first, out, tags, cursors) {
   };
   if (existing) return go(existing);
   return callOnQuery(connection, event, state, run, first, (value) => {
-    const results = resultsOf(value, event.sql);
+    const results = endFailedBlock(resultsOf(value, event.sql), state);
     if (results.length !== 1) {
       throw new QueryError('XX000', `a prepared statement gives one result; onQuery returned ${results.length}`);
     }

@@ -500,17 +500,23 @@ impl Session {
     }
 
     fn describe_statement(&mut self, name: &str) {
-        if self.transaction() == TransactionStatus::Failed {
-            return self.extended_error(aborted_transaction(), b'D');
-        }
+        let failed = self.transaction() == TransactionStatus::Failed;
         let on_describe = self.config.hooks.on_describe;
         let Some(statement) = self.queries().statements.get(name) else {
+            if failed {
+                return self.extended_error(aborted_transaction(), b'D');
+            }
             let err = PgError::error(
                 SqlState::INVALID_SQL_STATEMENT_NAME,
                 format!("{} does not exist", statement_label(name)),
             );
             return self.extended_error(err, b'D');
         };
+        // PostgreSQL refuses to describe a statement that returns rows in a failed block; the
+        // ones that end the block (COMMIT, ROLLBACK) return none and are described.
+        if failed && !exits_failed_transaction(&statement.sql) {
+            return self.extended_error(aborted_transaction(), b'D');
+        }
         if let Some(described) = statement.described.clone() {
             return self.describe_statement_as(name, &described);
         }
@@ -620,7 +626,9 @@ impl Session {
     }
 
     fn describe_portal(&mut self, name: &str) {
-        if self.transaction() == TransactionStatus::Failed {
+        if self.transaction() == TransactionStatus::Failed
+            && !self.queries().portals.get(name).is_some_and(|p| exits_failed_transaction(&p.sql))
+        {
             return self.extended_error(aborted_transaction(), b'D');
         }
         if self.builtin_portal(name, true) {
