@@ -1,0 +1,264 @@
+// `pg-gateway-native serve`: one PGlite for many real clients. Each isolation test fails on a
+// server that shares one PGlite session naively (pglite-socket's way): statements of the same
+// name collide, settings and uncommitted rows leak, a blocking driver deadlocks.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import postgres from 'postgres';
+import { root, run, psql, sleep } from './helpers.mjs';
+
+const BIN = path.join(root, 'bin', 'pg-gateway-native.js');
+const PASSWORD = 'postgres';
+
+/** Starts `pg-gateway-native serve --port 0 ...args` and waits for its "listening on" line. */
+async function startServe(args = []) {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--log-level', 'debug', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${output}`)), 60000);
+    const check = () => {
+      const match = /listening on [^\s]+:(\d+)/.exec(output);
+      if (match) { clearTimeout(timer); resolve(Number(match[1])); }
+    };
+    child.stderr.on('data', check);
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`serve exited with ${code}:\n${output}`)); });
+  });
+  return {
+    port,
+    child,
+    get output() { return output; },
+    client: (extra = {}) => new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: PASSWORD, database: 'postgres', ...extra }),
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill(signal);
+      const [code] = await once(child, 'exit');
+      return code;
+    },
+  };
+}
+
+function pgbench(port, args) {
+  return run('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args, 'postgres'], {
+    env: { PGPASSWORD: PASSWORD, PGSSLMODE: 'disable' },
+    timeout: 120000,
+  });
+}
+
+const connected = async (client) => { await client.connect(); return client; };
+
+test('serve --help, --version and bad options', async () => {
+  const help = await run(process.execPath, [BIN, 'serve', '--help']);
+  assert.equal(help.code, 0);
+  for (const option of ['--data-dir', '--auth', '--max-connections', '--idle-in-transaction-timeout', '--tls-cert', '--log-level']) {
+    assert.match(help.stdout, new RegExp(option));
+  }
+  const version = await run(process.execPath, [BIN, '--version']);
+  assert.match(version.stdout, /^pg-gateway-native \d+\.\d+\.\d+/);
+  const bad = await run(process.execPath, [BIN, 'serve', '--port', 'x']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--port must be a whole number/);
+  const auth = await run(process.execPath, [BIN, 'serve', '--auth', 'kerberos']);
+  assert.equal(auth.code, 2);
+  assert.match(auth.stderr, /--auth must be scram, md5, password or none/);
+  const unknown = await run(process.execPath, [BIN, 'frobnicate']);
+  assert.equal(unknown.code, 2);
+});
+
+test('many clients on one PGlite, each with its own statements, settings and transactions', { timeout: 300000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+
+  await t.test('psql and pgbench -i; then pgbench -c 8 in simple, extended and prepared modes', async () => {
+    const wrong = await psql(server.port, ['-c', 'select 1'], { password: 'wrong' });
+    assert.match(wrong.stderr, /password authentication failed for user "postgres"/);
+    const init = await pgbench(server.port, ['-i', '-s', '1']);
+    assert.equal(init.code, 0, init.stderr);
+    // -j 2: each pgbench thread drives 4 connections and prepares with blocking calls, so a
+    // prepare must not wait for a client whose transaction that same thread holds up.
+    for (const mode of ['simple', 'extended', 'prepared']) {
+      const bench = await pgbench(server.port, ['-c', '8', '-j', '2', '-t', '40', '-M', mode]);
+      assert.equal(bench.code, 0, `${mode}: ${bench.stderr}`);
+      assert.match(bench.stdout, /number of transactions actually processed: 320\/320/, mode);
+      assert.match(bench.stdout, /number of failed transactions: 0 /, mode);
+    }
+    // Each run starts by truncating the history: the last one's 320 transactions are there.
+    const count = await psql(server.port, ['-Atc', 'select count(*) from pgbench_history'], { password: PASSWORD });
+    assert.equal(count.stdout.trim(), '320');
+  });
+
+  await t.test('two clients prepare the same statement name with different SQL', async () => {
+    const [a, b] = await Promise.all([connected(server.client()), connected(server.client())]);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const [ra, rb] = await Promise.all([
+          a.query({ name: 'same', text: 'select $1::int + 1 as a', values: [i] }),
+          b.query({ name: 'same', text: "select $1::text || '!' as b", values: [`x${i}`] }),
+        ]);
+        assert.deepEqual(ra.rows, [{ a: i + 1 }]);
+        assert.deepEqual(rb.rows, [{ b: `x${i}!` }]);
+      }
+      // Errors name the client's own statement.
+      await assert.rejects(a.query({ text: 'select 1', name: 'missing' }).then(() => a.query('execute missing')),
+        (err) => /prepared statement "missing" does not exist/.test(err.message));
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
+  await t.test('a Pool of 10 and postgres.js with max 10, all at once', async () => {
+    const pool = new pg.Pool({ host: '127.0.0.1', port: server.port, user: 'postgres', password: PASSWORD, database: 'postgres', max: 10 });
+    const sql = postgres({ host: '127.0.0.1', port: server.port, user: 'postgres', password: PASSWORD, database: 'postgres', max: 10 });
+    try {
+      const work = [];
+      for (let i = 0; i < 100; i++) {
+        work.push(pool.query({ name: 'by-id', text: 'select aid, $1::int as i from pgbench_accounts where aid = $1', values: [i + 1] })
+          .then((r) => assert.deepEqual(r.rows, [{ aid: i + 1, i: i + 1 }])));
+        work.push(sql`select ${i}::int as i, count(*)::int as n from pgbench_branches`.then((rows) => assert.deepEqual([...rows], [{ i, n: 1 }])));
+      }
+      await Promise.all(work);
+    } finally {
+      await Promise.all([pool.end(), sql.end()]);
+    }
+  });
+
+  await t.test('a transaction is its client\'s alone until it ends; one left open is rolled back', async () => {
+    const setup = await psql(server.port, ['-c', 'create table turns (id int)'], { password: PASSWORD });
+    assert.equal(setup.code, 0, setup.stderr);
+    const a = await connected(server.client());
+    await a.query('begin');
+    await a.query('insert into turns values (1)');
+    // psql waits for its turn: it must see the row only once committed, never before.
+    const reading = psql(server.port, ['-Atc', 'select count(*) from turns'], { password: PASSWORD });
+    await sleep(300);
+    await a.query('insert into turns values (2)');
+    await a.query('commit');
+    assert.equal((await reading).stdout.trim(), '2');
+
+    await a.query('begin');
+    await a.query('insert into turns values (3)');
+    await a.end(); // leaves mid-transaction
+    const after = await psql(server.port, ['-Atc', 'select count(*) from turns'], { password: PASSWORD });
+    assert.equal(after.stdout.trim(), '2');
+  });
+
+  await t.test('settings follow their client: SET and startup parameters never leak', async () => {
+    const setup = await psql(server.port, ['-c', 'create schema sa; create schema sb; create table sa.t (v text); create table sb.t (v text);'
+      + " insert into sa.t values ('from a'); insert into sb.t values ('from b')"], { password: PASSWORD });
+    assert.equal(setup.code, 0, setup.stderr);
+    const a = await connected(server.client());
+    const b = await connected(server.client({ options: '-c search_path=sb' }));
+    const c = postgres({ host: '127.0.0.1', port: server.port, user: 'postgres', password: PASSWORD, database: 'postgres', max: 1, connection: { search_path: 'sb', application_name: 'app-c' } });
+    try {
+      await a.query('set search_path = sa');
+      for (let i = 0; i < 3; i++) {
+        const [ra, rb, rc, rd] = await Promise.all([
+          a.query('select v from t'),
+          b.query('select v from t').catch((err) => ({ rows: [{ v: err.message }] })),
+          c`select v, current_setting('application_name') as app from t`,
+          a.query("select current_setting('application_name') as app"),
+        ]);
+        assert.equal(ra.rows[0].v, 'from a');
+        assert.equal(rc[0].v, 'from b');
+        assert.equal(rc[0].app, 'app-c');
+        assert.notEqual(rd.rows[0].app, 'app-c');
+        void rb;
+      }
+    } finally {
+      await Promise.all([a.end(), b.end(), c.end()]);
+    }
+  });
+
+  await t.test('COPY FROM STDIN and COPY TO STDOUT, then the next client is fine', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-copy-'));
+    const file = path.join(dir, 'rows.tsv');
+    writeFileSync(file, Array.from({ length: 5000 }, (_, i) => `${i}\trow ${i}\n`).join(''));
+    const copyIn = await psql(server.port, ['-c', 'create table copied (id int, v text)', '-c', `\\copy copied from '${file}'`], { password: PASSWORD });
+    assert.equal(copyIn.code, 0, copyIn.stderr);
+    assert.match(copyIn.stdout, /COPY 5000/);
+    const copyOut = await psql(server.port, ['-c', 'copy (select * from copied where id < 3 order by id) to stdout with (format csv)'], { password: PASSWORD });
+    assert.equal(copyOut.code, 0, copyOut.stderr);
+    assert.equal(copyOut.stdout, '0,row 0\n1,row 1\n2,row 2\n');
+    const bad = await psql(server.port, ['-c', "\\copy copied from program 'printf \"x\\\\ty\\\\n\"'"], { password: PASSWORD });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /invalid input syntax for type integer/);
+    const after = await psql(server.port, ['-Atc', 'select count(*) from copied'], { password: PASSWORD });
+    assert.equal(after.stdout.trim(), '5000');
+  });
+
+  await t.test('LISTEN in one client, NOTIFY from another', async () => {
+    const [a, b] = await Promise.all([connected(server.client()), connected(server.client())]);
+    try {
+      await a.query('listen jobs');
+      const got = new Promise((resolve) => a.on('notification', resolve));
+      await b.query("notify jobs, 'hello'");
+      const notification = await Promise.race([got, sleep(5000).then(() => null)]);
+      assert.equal(notification?.payload, 'hello');
+      assert.equal(notification?.channel, 'jobs');
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+});
+
+test('limits: 53300 beyond --max-connections, idle-in-transaction and queue timeouts', { timeout: 120000 }, async (t) => {
+  const server = await startServe(['--max-connections', '2', '--idle-in-transaction-timeout', '500', '--queue-timeout', '300']);
+  t.after(() => server.stop());
+  const a = await connected(server.client());
+  const b = await connected(server.client());
+  const c = server.client();
+  await assert.rejects(c.connect(), (err) => err.code === '53300' && /sorry, too many clients already/.test(err.message));
+
+  // b waits for a's transaction, longer than --queue-timeout: 55P03, and b goes on.
+  await a.query('begin');
+  await assert.rejects(b.query('select 1'), (err) => err.code === '55P03');
+  // a idles in its transaction past the timeout: FATAL 25P03, and the turn is free again.
+  const ended = new Promise((resolve) => a.on('error', resolve));
+  const error = await Promise.race([ended, sleep(5000).then(() => null)]);
+  assert.equal(error?.code, '25P03');
+  assert.deepEqual((await b.query('select 1 as x')).rows, [{ x: 1 }]);
+  await b.end();
+});
+
+test('--data-dir survives SIGTERM during writes, and a second server cannot open it', { timeout: 180000 }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-data-'));
+  const first = await startServe(['--data-dir', dir]);
+  t.after(() => first.stop());
+  const second = await startServe(['--data-dir', dir]).then(() => null, (err) => err);
+  assert.match(String(second?.message), /in use by process/);
+
+  const client = await connected(first.client());
+  client.on('error', () => {});
+  await client.query('create table w (id int primary key)');
+  let acknowledged = 0;
+  const writing = (async () => {
+    for (let i = 1; i <= 100000; i++) {
+      try {
+        await client.query('insert into w values ($1)', [i]);
+        acknowledged = i;
+      } catch {
+        return;
+      }
+    }
+  })();
+  while (acknowledged < 200) await sleep(20);
+  assert.equal(await first.stop('SIGTERM'), 0);
+  await writing;
+
+  const again = await startServe(['--data-dir', dir]);
+  t.after(() => again.stop());
+  const check = await psql(again.port, ['-Atc', 'select count(*), max(id) from w'], { password: PASSWORD });
+  assert.equal(check.code, 0, check.stderr);
+  const [count, max] = check.stdout.trim().split('|').map(Number);
+  assert.ok(count >= acknowledged && count === max, `${count} rows (max ${max}), ${acknowledged} acknowledged`);
+  assert.equal(await again.stop(), 0);
+});

@@ -1,0 +1,107 @@
+'use strict';
+// One PGlite shared by every client of `serve`: raw protocol calls in order, the turns, the
+// session settings of whoever owns the turn, and notifications for the clients that listen.
+
+const wire = require('./wire.js');
+const { Turns } = require('./turns.js');
+const { transition, READ_SETTINGS } = require('./settings.js');
+
+class PgliteHost {
+  /**
+   * `db`: a ready PGlite. `log`: the serve logger. `queueTimeout`, `maxWaiting`: see Turns.
+   */
+  constructor(db, { log, queueTimeout, maxWaiting }) {
+    this.db = db;
+    this.log = log;
+    this.turns = new Turns({ queueTimeout, maxWaiting });
+    /** The settings PGlite's session has now (null until read). */
+    this.applied = null;
+    /** Listening clients by channel. */
+    this.listeners = new Map();
+    /** PGlite broke: nothing more is sent to it. */
+    this.broken = null;
+    /** Raw calls sent and not yet answered. */
+    this.inFlight = 0;
+  }
+
+  /** Starts: reads PGlite's own session settings, the baseline of every client's. */
+  async start() {
+    const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
+    if (error) throw new Error(`PGlite: ${error.M}`);
+    this.applied = new Map(rows.map(([name, value]) => [name, value]));
+    return this.applied;
+  }
+
+  /** One raw protocol call, in order with every other. */
+  async raw(request) {
+    if (this.broken) throw this.broken;
+    const db = this.db;
+    this.inFlight += 1;
+    try {
+      return Buffer.from(await db.runExclusive(() => db.execProtocolRaw(request)));
+    } catch (err) {
+      this.broken = err instanceof Error ? err : new Error(require('node:util').inspect(err, { depth: 2 }));
+      throw this.broken;
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  /**
+   * Before `client`'s turn: PGlite's session gets its settings. Returns the backend messages
+   * that the change produced and the client should see (ParameterStatus), or null; throws the
+   * ErrorResponse fields when a setting is refused (an unknown startup parameter).
+   */
+  async enter(client) {
+    const sql = transition(this.applied, client.settings);
+    if (sql === null) return null;
+    const answer = await this.raw(wire.query(sql));
+    const scan = wire.scanResponse(answer);
+    const { error } = wire.textRows(answer);
+    if (error) {
+      // Whatever did apply before the failing statement is read back.
+      await this.readSettings(null);
+      throw error;
+    }
+    this.applied = new Map(client.settings);
+    return scan.parameters ? answer : null;
+  }
+
+  /** After a turn that may have changed settings: `client`'s settings are what PGlite has. */
+  async readSettings(client) {
+    const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
+    if (error) return;
+    this.applied = new Map(rows.map(([name, value]) => [name, value]));
+    if (client) client.settings = new Map(this.applied);
+  }
+
+  listen(client, channel) {
+    let set = this.listeners.get(channel);
+    if (!set) this.listeners.set(channel, (set = new Set()));
+    set.add(client);
+  }
+
+  unlisten(client, channel) {
+    if (channel === null) {
+      for (const [name, set] of this.listeners) {
+        set.delete(client);
+        if (set.size === 0) this.listeners.delete(name);
+      }
+      return;
+    }
+    const set = this.listeners.get(channel);
+    set?.delete(client);
+    if (set?.size === 0) this.listeners.delete(channel);
+  }
+
+  isListened(channel) {
+    return this.listeners.has(channel);
+  }
+
+  /** A notification PGlite sent: to every client listening on its channel. */
+  notify(notification, raw) {
+    for (const client of this.listeners.get(notification.channel) ?? []) client.notify(raw);
+  }
+}
+
+module.exports = { PgliteHost };

@@ -1,0 +1,45 @@
+'use strict';
+// Session settings per client on one PGlite session. Each client has its own map of settings
+// (its startup parameters, then what it SET); before a client's turn, PGlite's session is
+// brought from the settings of the previous client to this one's, and after a turn that may
+// have changed them they are read back.
+
+/** Startup parameters that are not settings. */
+const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
+
+/** Statements that may change a setting: read the settings back after the turn. */
+const MAY_SET = /(^|;)\s*(set|reset|discard)\b|\bset_config\s*\(/i;
+
+/** What a client's settings start as: PGlite's own session settings, then its startup parameters. */
+function initialSettings(baseline, parameters) {
+  const settings = new Map(baseline);
+  for (const [name, value] of Object.entries(parameters ?? {})) {
+    if (!NOT_SETTINGS.has(name) && typeof value === 'string') settings.set(name, value);
+  }
+  return settings;
+}
+
+const literal = (value) => `'${String(value).replace(/'/g, "''")}'`;
+const identifier = (name) => `"${String(name).replace(/"/g, '""')}"`;
+
+/**
+ * The SQL that brings PGlite's session from `current` to `wanted` (null when they agree): a
+ * RESET for each setting only `current` has, a set_config for each that differs.
+ */
+function transition(current, wanted) {
+  const statements = [];
+  for (const name of current.keys()) {
+    if (!wanted.has(name)) statements.push(`RESET ${identifier(name)}`);
+  }
+  const changes = [];
+  for (const [name, value] of wanted) {
+    if (current.get(name) !== value) changes.push(`set_config(${literal(name)}, ${literal(value)}, false)`);
+  }
+  if (changes.length > 0) statements.push(`SELECT ${changes.join(', ')}`);
+  return statements.length > 0 ? statements.join('; ') : null;
+}
+
+/** The query that reads the session's own settings back. */
+const READ_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ORDER BY name";
+
+module.exports = { initialSettings, transition, READ_SETTINGS, MAY_SET };
