@@ -131,6 +131,16 @@ test('many clients on one PGlite, each with its own statements, settings and tra
     }
   });
 
+  await t.test('psycopg and asyncpg pools, pgjdbc with prepareThreshold=1', async () => {
+    const clients = path.join(root, '__test__', 'clients');
+    const python = await run('python3', [path.join(clients, 'serve_python.py'), String(server.port)], { timeout: 120000 });
+    assert.equal(python.code, 0, python.stderr + python.stdout);
+    assert.match(python.stdout, /psycopg ok\nasyncpg ok/);
+    const java = await run('java', ['-cp', '/usr/share/java/postgresql.jar', path.join(clients, 'ServeJdbc.java'), String(server.port)], { timeout: 150000 });
+    assert.equal(java.code, 0, java.stderr + java.stdout);
+    assert.match(java.stdout, /pgjdbc ok/);
+  });
+
   await t.test('a transaction is its client\'s alone until it ends; one left open is rolled back', async () => {
     const setup = await psql(server.port, ['-c', 'create table turns (id int)'], { password: PASSWORD });
     assert.equal(setup.code, 0, setup.stderr);

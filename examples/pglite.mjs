@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // PGlite (PostgreSQL in WebAssembly) served over TCP: the README's PGlite example, made to work
-// on current PGlite and with several clients at once. `npm start` runs this file.
+// on current PGlite and with several clients at once. For real use, run `pg-gateway-native serve`,
+// which also keeps each client's prepared statements and settings to itself.
 //
 //   node examples/pglite.mjs [--port 5432] [--host 127.0.0.1] [--data-dir ./pgdata]
 //   PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres
@@ -12,7 +13,7 @@ import { PostgresConnection, hashMd5Password } from 'pg-gateway-native';
 
 const HELP = `Serve PGlite (PostgreSQL compiled to WebAssembly) over TCP.
 
-Usage: node examples/pglite.mjs [options]      (or: npm start -- [options])
+Usage: node examples/pglite.mjs [options]
 
 Options:
   --port <n>        TCP port (default 5432; 0 picks a free one)
