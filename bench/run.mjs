@@ -27,7 +27,7 @@ const root = path.join(here, '..');
 const require = createRequire(import.meta.url);
 const OURS = path.join(root, 'index.js');
 const THEIRS = require.resolve('pg-gateway');
-const SCENARIOS = ['fixed', 'query', 'rows', 'setup', 'pglite', 'proxy', 'tls-proxy', 'memory'];
+const SCENARIOS = ['fixed', 'query', 'rows', 'setup', 'pglite', 'serve', 'proxy', 'tls-proxy', 'memory'];
 
 const HELP = `Benchmark pg-gateway-native against pg-gateway 0.2.4 (same run, interleaved, ratios).
 
@@ -118,8 +118,8 @@ function run(command, argv, env = {}, timeoutMs = (DURATION + 15) * 1000) {
 }
 
 /** One pgbench run; TPS, or null with the reason when it failed. */
-async function pgbench(target, { clients, mode = 'simple', connect = false, seconds = DURATION }) {
-  const argv = ['-n', '-f', selectOne, '-T', String(seconds), '-c', String(clients), '-j', String(Math.min(clients, 2)),
+async function pgbench(target, { clients, mode = 'simple', connect = false, seconds = DURATION, builtin }) {
+  const argv = ['-n', ...(builtin ? ['-b', builtin] : ['-f', selectOne]), '-T', String(seconds), '-c', String(clients), '-j', String(Math.min(clients, 2)),
     '-M', mode, '-h', target.host ?? '127.0.0.1', '-p', String(target.port), '-U', target.user ?? 'postgres'];
   if (connect) argv.push('-C');
   argv.push('postgres');
@@ -386,6 +386,79 @@ if (only.has('pglite')) {
   for (const server of servers) server.stop();
 }
 
+if (only.has('serve')) {
+  // pg-gateway-native serve against pglite-server (@electric-sql/pglite-socket, the official
+  // PGlite server), each with its own in-memory PGlite and pgbench's tables (scale 1), and a
+  // loop calling PGlite in-process (the ceiling for one client).
+  const anchorDir = path.join(here, 'anchors', 'pglite-socket');
+  const socketScript = path.join(anchorDir, 'node_modules', '@electric-sql', 'pglite-socket', 'dist', 'scripts', 'server.js');
+  try {
+    statSync(socketScript);
+  } catch {
+    log('installing the pglite-socket anchor (bench/anchors/pglite-socket)');
+    const install = await run('npm', ['install', '--prefix', anchorDir, '--no-audit', '--no-fund', '--legacy-peer-deps'], {}, 300000);
+    if (install.code !== 0) throw new Error(`npm install of the pglite-socket anchor failed: ${install.stderr}`);
+  }
+  const ports = { ours: await freePort(), theirs: await freePort() };
+  const startCli = async (argv, port) => {
+    const logFile = openSync(path.join(scratch, `serve-${port}.log`), 'a');
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', logFile, logFile] });
+    children.add(child);
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const ok = await new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); resolve(true); });
+        socket.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${argv[1]} did not start (see ${scratch})`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return { pid: child.pid, stop: () => { child.kill('SIGKILL'); children.delete(child); } };
+  };
+  const servers = [
+    await startCli([path.join(root, 'bin', 'pg-gateway-native.js'), 'serve', '--port', String(ports.ours), '--auth', 'none', '--log-level', 'warn'], ports.ours),
+    await startCli([socketScript, '--port', String(ports.theirs), '--max-connections', '100'], ports.theirs),
+  ];
+  const variants = {
+    'pglite-server': { port: ports.theirs, pid: servers[1].pid },
+    'ours (serve)': { port: ports.ours, pid: servers[0].pid },
+  };
+  // The tables, generated server-side (-I dtGvp: no COPY, which pglite-server cannot do; that
+  // is checked last, as it leaves pglite-server unable to answer).
+  const pgbenchInit = (target, steps) => run('pgbench', ['-i', '-s', '1', ...(steps ? ['-I', steps] : []), '-h', '127.0.0.1', '-p', String(target.port), '-U', 'postgres', 'postgres'], { PGSSLMODE: 'disable', PGPASSWORD: 'postgres' }, 120000);
+  for (const [name, target] of Object.entries(variants)) {
+    const result = await pgbenchInit(target, 'dtGvp');
+    if (result.code !== 0) throw new Error(`pgbench -i -I dtGvp against ${name} failed: ${result.stderr}`);
+  }
+  for (const mode of ['simple', 'extended', 'prepared']) {
+    await point('serve: select-only (-S)', `${mode}, c=1`, variants, { clients: 1, mode, builtin: 'select-only' }, 'pglite-server');
+  }
+  for (const mode of ['simple', 'extended', 'prepared']) {
+    await point('serve: select-only (-S)', `${mode}, c=8`, variants, { clients: 8, mode, builtin: 'select-only' }, 'pglite-server');
+  }
+  await point('serve: tpcb-like', 'simple, c=8', variants, { clients: 8, builtin: 'tpcb-like' }, 'pglite-server');
+  await point('serve: tpcb-like', 'prepared, c=8', variants, { clients: 8, mode: 'prepared', builtin: 'tpcb-like' }, 'pglite-server');
+  // What each passes: pgbench -i with its client-side data (COPY FROM STDIN), then a query.
+  const init = {};
+  for (const [name, target] of Object.entries(variants)) {
+    const result = await pgbenchInit(target);
+    const after = result.code === 0 ? await pgbench(target, { clients: 1, seconds: 1, builtin: 'select-only' }) : null;
+    init[name] = result.code !== 0
+      ? `fails: ${(result.stderr.trim().split('\n').pop() || `exit ${result.code}`).slice(0, 70)}`
+      : after.tps === null ? `COPY passes, then: ${after.error}` : 'passes';
+    log(`serve: pgbench -i against ${name}: ${init[name]}`);
+  }
+  results.push({ scenario: 'serve: pgbench -i -s 1 (COPY FROM STDIN)', point: 'outcome', outcome: init });
+  for (const server of servers) server.stop();
+  // The ceiling: the same SELECT in a loop in-process, against ours with one client.
+  const ceiling = await run(process.execPath, [path.join(here, 'pglite-direct.mjs'), String(DURATION)], {}, (DURATION + 60) * 1000);
+  const direct = Number(/tps = ([\d.]+)/.exec(ceiling.stdout)?.[1] ?? NaN);
+  const ours = results.find((r) => r.scenario === 'serve: select-only (-S)' && r.point === 'extended, c=1')?.tps['ours (serve)'];
+  results.push({ scenario: 'serve: ceiling', point: 'extended, c=1', tps: { 'PGlite in-process loop': direct, 'ours (serve)': ours ?? null }, ratio: { 'ours (serve)': ours && direct ? ours / direct : null } });
+  log(`serve: PGlite in-process loop ${fmt(direct)} tps; ours (serve, extended, c=1) ${fmt(ours)} (${ours && direct ? (ours / direct).toFixed(2) : '?'}x)`);
+}
+
 if (only.has('proxy') || only.has('tls-proxy')) {
   const upstream = await startPostgres({ ssl: certs.wildcard, settings: { max_connections: 300 } });
   cleanups.push(() => upstream.stop());
@@ -593,14 +666,15 @@ let lastScenario = '';
 for (const row of results) {
   if (row.scenario !== lastScenario) {
     lastScenario = row.scenario;
-    const names = Object.keys(row.tps ?? row.kib);
+    const names = Object.keys(row.tps ?? row.kib ?? row.outcome);
     console.log(`\n${row.scenario}`);
     console.log(`| point | ${names.join(' | ')} |`);
     console.log(`| --- | ${names.map(() => '---').join(' | ')} |`);
   }
-  const values = row.tps ?? row.kib;
+  const values = row.tps ?? row.kib ?? row.outcome;
   const cells = Object.keys(values).map((name) => {
     const value = values[name];
+    if (row.outcome) return value;
     if (value === null || value === undefined) return `failed${row.errors?.[name] ? ` (${row.errors[name]})` : ''}`;
     const shown = row.tps ? Math.round(value) : value.toFixed(1);
     const ratio = row.ratio[name];

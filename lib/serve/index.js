@@ -4,7 +4,8 @@
 // (see host.js and client.js).
 
 const path = require('node:path');
-const { createServer, hashMd5Password, createScramSha256Secret } = require('../../index.js');
+const net = require('node:net');
+const { createServer, PostgresConnection, hashMd5Password, createScramSha256Secret } = require('../../index.js');
 const { PgliteHost } = require('./host.js');
 const { ServeClient } = require('./client.js');
 const wire = require('./wire.js');
@@ -101,7 +102,12 @@ async function serve(options, log) {
   let nextId = 1;
   let live = 0;
   const clients = new Map(); // connection -> ServeClient
-  const server = createServer({
+  const gatewayOptions = {
+    // For close(): a client holding PGlite (in a transaction or batch) or waiting for it.
+    isBusy: (connection) => {
+      const client = clients.get(connection);
+      return client !== undefined && (host.turns.owner === client || host.turns.isWaiting(client));
+    },
     ...authOptions(options.auth, options.users),
     serverVersion: serverParameters.server_version,
     serverParameters,
@@ -141,7 +147,8 @@ async function serve(options, log) {
     onCancel(state, connection) {
       clients.get(connection)?.cancel();
     },
-  });
+  };
+  const server = process.env.PGGN_SERVE_DRIVER === 'native' ? createServer(gatewayOptions) : jsServer(gatewayOptions);
   host.onBroken = (err) => {
     // PGlite cannot go on: say so and stop, rather than answer nothing forever.
     log.error(`PGlite cannot go on after: ${err?.message ?? err}; shutting down`);
@@ -179,6 +186,56 @@ async function serve(options, log) {
     return closing;
   }
   return { address, database, close, db };
+}
+
+/**
+ * The gateway on the JS-thread driver, with createServer's listen/close. PGlite runs on the JS
+ * thread anyway, so every message would cross from Rust's threads to it and back on the native
+ * listener; on this driver it does not, which halves a one-client round trip.
+ */
+function jsServer(gatewayOptions) {
+  const connections = new Set();
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    const connection = new PostgresConnection(socket, gatewayOptions);
+    connections.add(connection);
+    socket.on('close', () => connections.delete(connection));
+  });
+  return {
+    listen({ port, host }) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const { address, family, port: bound } = server.address();
+          resolve({ address, family, port: bound });
+        });
+      });
+    },
+    /** Stops accepting; idle clients get FATAL 57P01 now, the others at `gracePeriod`. */
+    async close({ gracePeriod }) {
+      server.close();
+      const bye = (connection) => {
+        connection.sendError({ severity: 'FATAL', code: '57P01', message: 'terminating connection due to administrator command' });
+        connection.socket.end();
+      };
+      for (const connection of connections) {
+        if (!gatewayOptions.isBusy(connection)) bye(connection);
+      }
+      const deadline = Date.now() + gracePeriod;
+      while (connections.size > 0 && Date.now() < deadline) {
+        for (const connection of connections) {
+          if (!gatewayOptions.isBusy(connection) && !connection.socket.writableEnded) bye(connection);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (const connection of connections) {
+        if (!connection.socket.writableEnded) bye(connection);
+        setTimeout(() => connection.socket.destroy(), 1000).unref();
+      }
+    },
+  };
 }
 
 module.exports = { serve, loadPglite };
