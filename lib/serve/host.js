@@ -38,7 +38,13 @@ class PgliteHost {
     const db = this.db;
     this.inFlight += 1;
     try {
-      return Buffer.from(await db.runExclusive(() => db.execProtocolRaw(request)));
+      // The answer is PGlite's own copy: used in place.
+      const answer = await db.runExclusive(async () => {
+        const raw = db.execProtocolRawSync(request);
+        await db.syncToFs();
+        return raw;
+      });
+      return Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength);
     } catch (err) {
       this.broken = err instanceof Error ? err : new Error(require('node:util').inspect(err, { depth: 2 }));
       throw this.broken;
@@ -53,7 +59,11 @@ class PgliteHost {
    * ErrorResponse fields when a setting is refused (an unknown startup parameter).
    */
   async enter(client) {
+    // Nothing changed since this client's own last turn.
+    if (this.appliedFor === client && client.settings === this.appliedSettings) return null;
     const sql = transition(this.applied, client.settings);
+    this.appliedFor = client;
+    this.appliedSettings = client.settings;
     if (sql === null) return null;
     const answer = await this.raw(wire.query(sql));
     const scan = wire.scanResponse(answer);
@@ -73,6 +83,8 @@ class PgliteHost {
     if (error) return;
     this.applied = new Map(rows.map(([name, value]) => [name, value]));
     if (client) client.settings = new Map(this.applied);
+    this.appliedFor = client;
+    this.appliedSettings = client?.settings;
   }
 
   listen(client, channel) {
