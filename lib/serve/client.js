@@ -14,6 +14,8 @@ const MAX_BATCH = 256 * 1024 * 1024;
 /** A simple-query COPY that reads from the client. */
 const COPY_FROM_STDIN = /^\s*copy\b[\s\S]*\bfrom\s+stdin\b/i;
 const COPY_BINARY = /\bbinary\b/i;
+/** SERVE_TRACE=1 logs each request and answer by message types (read once: process.env is slow). */
+const TRACE = Boolean(process.env.SERVE_TRACE);
 const LISTEN = /^\s*listen\s+("(?:[^"]|"")+"|[^\s;]+)\s*;?\s*$/i;
 const UNLISTEN = /^\s*unlisten\s+(\*|"(?:[^"]|"")+"|[^\s;]+)\s*;?\s*$/i;
 
@@ -128,12 +130,9 @@ class ServeClient {
     await this.run(Buffer.concat(parts), (answer) => {
       // PGlite's CopyInResponse was already answered by the gateway.
       const ranges = [];
-      let at = 0;
-      while (at + 5 <= answer.length) {
-        const end = at + 1 + answer.readInt32BE(at + 1);
-        if (answer[at] === 0x47) ranges.push({ start: at, end });
-        at = end;
-      }
+      wire.forEachMessage(answer, (type, start, end) => {
+        if (type === 0x47) ranges.push({ start, end });
+      });
       return wire.splice(answer, ranges, () => null);
     });
   }
@@ -178,7 +177,7 @@ class ServeClient {
     if (this.closed) return;
     if (adjust) answer = adjust(answer);
     const scan = wire.scanResponse(answer);
-    if (process.env.SERVE_TRACE) this.log.debug(`client ${this.id}: ${types(request)} -> ${types(answer)}`);
+    if (TRACE) this.log.debug(`client ${this.id}: ${types(request)} -> ${types(answer)}`);
     answer = this.restoreNames(answer, scan);
     if (prelude) this.connection.sendData(prelude);
     this.connection.sendData(answer);
@@ -207,16 +206,14 @@ class ServeClient {
     const owner = this.host.turns.owner;
     if (owner === null || owner === this || owner.status !== 'transaction' || owner.midBatch || this.host.inFlight > 0) return false;
     if (!sameSettings(this.host.applied, this.settings)) return false;
-    let at = 0;
     let last = 0;
-    while (at + 5 <= request.length) {
-      const type = request[at];
+    let statementsOnly = true;
+    wire.forEachMessage(request, (type, start) => {
       last = type;
-      const statementLevel = type === 0x50 || ((type === 0x44 || type === 0x43) && request[at + 5] === 0x53);
-      if (!statementLevel && type !== 0x53) return false;
-      at += 1 + request.readInt32BE(at + 1);
-    }
-    return last === 0x53;
+      const statementLevel = type === 0x50 || ((type === 0x44 || type === 0x43) && request[start + 5] === 0x53);
+      if (!statementLevel && type !== 0x53) statementsOnly = false;
+    });
+    return statementsOnly && last === 0x53;
   }
 
   /**
@@ -238,17 +235,14 @@ class ServeClient {
     if (this.closed) return;
     // The client's part: from after the SAVEPOINT's ReadyForQuery to its own Sync's.
     const ends = [];
-    let at = 0;
-    while (at + 5 <= answer.length) {
-      const end = at + 1 + answer.readInt32BE(at + 1);
-      if (answer[at] === 0x5a) ends.push(end);
-      at = end;
-    }
+    wire.forEachMessage(answer, (type, start, end) => {
+      if (type === 0x5a) ends.push(end);
+    });
     if (ends.length < 2) return this.pgliteFailed(new Error('unexpected answer to a statement batch'));
     const mine = Buffer.from(answer.subarray(ends[0], ends[1]));
     mine[mine.length - 1] = 0x49; // this client is idle: it holds no transaction
     const scan = wire.scanResponse(mine);
-    if (process.env.SERVE_TRACE) this.log.debug(`client ${this.id}: ${types(request)} -> ${types(mine)} (interlude)`);
+    if (TRACE) this.log.debug(`client ${this.id}: ${types(request)} -> ${types(mine)} (interlude)`);
     this.connection.sendData(this.restoreNames(mine, scan));
   }
 
@@ -263,9 +257,10 @@ class ServeClient {
     }
     if (scan.notifications) {
       for (const n of scan.notifications) {
-        const raw = answer.subarray(n.start, n.end);
+        // One copy for every listener: the answer itself is spliced below.
+        const raw = Buffer.from(answer.subarray(n.start, n.end));
         for (const client of this.host.listeners.get(n.channel) ?? []) {
-          if (client !== this) client.notify(Buffer.from(raw));
+          if (client !== this) client.notify(raw);
         }
         // The notifying client sees its own only if it listens, as from PostgreSQL.
         if (!this.listening.has(n.channel)) ranges.push({ start: n.start, end: n.end, kind: 'drop' });
@@ -293,7 +288,8 @@ class ServeClient {
   refuse(fields, request) {
     if (this.closed) return;
     // A Flush expects no ReadyForQuery; everything else ends with one.
-    const last = request[lastMessageStart(request)];
+    let last = 0;
+    wire.forEachMessage(request, (type) => { last = type; });
     const out = [wire.errorMessage(fields)];
     if (last !== 0x48) out.push(wire.message(0x5a, Buffer.from('I')));
     this.connection.sendData(Buffer.concat(out));
@@ -369,23 +365,8 @@ function sameSettings(a, b) {
 
 function types(data) {
   let out = '';
-  let at = 0;
-  while (at + 5 <= data.length) {
-    out += String.fromCharCode(data[at]);
-    at += 1 + data.readInt32BE(at + 1);
-  }
+  wire.forEachMessage(data, (type) => { out += String.fromCharCode(type); });
   return out;
-}
-
-/** Where the last message of a run of messages starts. */
-function lastMessageStart(data) {
-  let at = 0;
-  let last = 0;
-  while (at + 5 <= data.length) {
-    last = at;
-    at += 1 + data.readInt32BE(at + 1);
-  }
-  return last;
 }
 
 module.exports = { ServeClient };

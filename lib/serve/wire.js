@@ -150,6 +150,20 @@ function scanResponse(data) {
   return result;
 }
 
+/**
+ * Calls `visit(type, start, end)` for each whole message of a run of backend or frontend
+ * messages (`end` is where the next one starts); stops at a partial one.
+ */
+function forEachMessage(data, visit) {
+  let at = 0;
+  while (at + 5 <= data.length) {
+    const end = at + 1 + data.readInt32BE(at + 1);
+    if (end <= at + 4 || end > data.length) return;
+    visit(data[at], at, end);
+    at = end;
+  }
+}
+
 /** `data` without the byte ranges given (sorted, not overlapping), with `replace` for each. */
 function splice(data, ranges, replace) {
   if (ranges.length === 0) return data;
@@ -198,6 +212,7 @@ function textRows(data) {
 
 module.exports = {
   SYNC,
+  forEachMessage,
   message,
   query,
   closeStatement,
