@@ -5,12 +5,12 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import postgres from 'postgres';
-import { root, run, psql, sleep } from './helpers.mjs';
+import { root, run, psql, sleep, rawClient, frontend, message, parseMessages, errorFields } from './helpers.mjs';
 
 const BIN = path.join(root, 'bin', 'pg-gateway-native.js');
 const PASSWORD = 'postgres';
@@ -271,4 +271,69 @@ test('--data-dir survives SIGTERM during writes, and a second server cannot open
   const [count, max] = check.stdout.trim().split('|').map(Number);
   assert.ok(count >= acknowledged && count === max, `${count} rows (max ${max}), ${acknowledged} acknowledged`);
   assert.equal(await again.stop(), 0);
+});
+
+test('answers do not pile up in the server: 256 MB of rows through it, its memory stays flat', { timeout: 120000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+  const client = await connected(server.client());
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))[1]) * 1024;
+  const big = { text: "select repeat('x', 1048576) from generate_series(1, 32)", rowMode: 'array' };
+  // The first two answers grow PGlite's and Node's buffers to their working size.
+  for (let i = 0; i < 2; i++) assert.equal((await client.query(big)).rows.length, 32);
+  const before = rss();
+  for (let i = 0; i < 8; i++) assert.equal((await client.query(big)).rows.length, 32);
+  const grown = rss() - before;
+  await client.end();
+  assert.ok(grown < 96 * 1024 * 1024, `the server grew by ${Math.round(grown / 1048576)} MiB over 256 MiB of answers`);
+});
+
+/** Waits until the server's log matches `pattern` (bounded). */
+async function logged(server, pattern, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!pattern.test(server.output)) {
+    if (Date.now() > deadline) throw new Error(`not logged: ${pattern}\n${server.output}`);
+    await sleep(20);
+  }
+}
+
+test('a cancel drops a statement waiting for its turn with 57014; the client goes on', { timeout: 60000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+  const sql = postgres({ host: '127.0.0.1', port: server.port, user: 'postgres', pass: PASSWORD, database: 'postgres', max: 1, onnotice: () => {} });
+  t.after(() => sql.end({ timeout: 1 }));
+  await sql`select 0`; // connected, and its type query done
+  const owner = await connected(server.client());
+  await owner.query('begin');
+  const queued = sql`select 1 as x`.execute();
+  await logged(server, /client \d+: waits for client \d+/);
+  queued.cancel();
+  await assert.rejects(queued, (err) => err.code === '57014');
+  await owner.query('commit');
+  assert.deepEqual([...(await sql`select 2 as x`)], [{ x: 2 }]);
+  await owner.end();
+});
+
+test('a client that stops in the middle of a batch loses its turn at the idle timeout; stray COPY messages are ignored', { timeout: 60000 }, async (t) => {
+  const server = await startServe(['--auth', 'none', '--idle-in-transaction-timeout', '500']);
+  t.after(() => server.stop());
+  const raw = await rawClient(server.port);
+  t.after(() => raw.close());
+  raw.send(frontend.startup({ user: 'postgres', database: 'postgres' }));
+  await raw.waitFor((b) => parseMessages(b, { leadingByte: false }).some((m) => m.type === 'Z'));
+  // CopyData and CopyDone outside a COPY: ignored, as by PostgreSQL; the session goes on.
+  raw.send(Buffer.concat([message('d', Buffer.from('stray')), message('c'), frontend.query('select 41 + 1')]));
+  await raw.waitFor((b) => parseMessages(b).filter((m) => m.type === 'Z').length === 2);
+  assert.ok(parseMessages(raw.received).some((m) => m.type === 'D' && m.body.includes(Buffer.from('42'))));
+  // Parse, then Flush, then nothing: the batch holds PGlite until the idle timeout.
+  raw.send(Buffer.concat([frontend.parse('select 1'), message('H')]));
+  await raw.waitFor((b) => parseMessages(b).some((m) => m.type === '1'));
+  const other = await connected(server.client());
+  const started = Date.now();
+  assert.deepEqual((await other.query('select 3 as x')).rows, [{ x: 3 }]);
+  assert.ok(Date.now() - started < 5000);
+  await raw.waitClosed(5000);
+  const fatal = parseMessages(raw.received).find((m) => m.type === 'E');
+  assert.equal(errorFields(fatal.body).C, '25P03');
+  await other.end();
 });

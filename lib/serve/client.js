@@ -59,6 +59,9 @@ class ServeClient {
     if (type === 0x58) return false;
     this.clearIdleTimer();
     if (this.copyIn !== null) return this.copyMessage(data);
+    // CopyData, CopyDone and CopyFail outside a COPY are ignored, as PostgreSQL ignores them
+    // (PGlite would answer nothing, which reads as a batch that goes on and keeps the turn).
+    if (type === 0x64 || type === 0x63 || type === 0x66) return true;
     if (BATCHED.has(type)) {
       const { data: renamed, parsed, closed } = wire.renameStatement(data, this.rename);
       if (parsed) this.statements.add(parsed);
@@ -158,6 +161,8 @@ class ServeClient {
     if (this.canInterlude(request)) return this.interlude(request);
     let prelude = null;
     try {
+      const owner = host.turns.owner;
+      if (owner !== null && owner !== this) this.log.debug(`client ${this.id}: waits for client ${owner.id}`);
       await host.turns.acquire(this);
       prelude = await host.enter(this);
     } catch (err) {
@@ -183,7 +188,12 @@ class ServeClient {
     this.connection.sendData(answer);
     if (scan.status !== null) this.status = scan.status;
     this.midBatch = scan.status === null;
-    if (scan.status === null) return; // a Flush: the batch goes on, the turn too
+    if (scan.status === null) {
+      // A Flush: the batch goes on, and the turn with it; a client that stops here blocks the
+      // others as one idle in a transaction does, and meets the same timeout.
+      this.startIdleTimer();
+      return;
+    }
     if (this.touchedSettings && this.status === 'idle') {
       this.touchedSettings = false;
       await host.readSettings(this).catch(() => {});
