@@ -337,3 +337,27 @@ test('a client that stops in the middle of a batch loses its turn at the idle ti
   assert.equal(errorFields(fatal.body).C, '25P03');
   await other.end();
 });
+
+test('ParameterStatus follows SET as on PostgreSQL, and only to the client that made the change', { timeout: 60000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+  const sql = postgres({ host: '127.0.0.1', port: server.port, user: 'postgres', pass: PASSWORD, database: 'postgres', max: 1, connection: { application_name: 'app1' } });
+  t.after(() => sql.end({ timeout: 1 }));
+  const other = await connected(server.client({ application_name: 'app2' }));
+  const seen = [];
+  other.connection.on('parameterStatus', (m) => seen.push(`${m.parameterName}=${m.parameterValue}`));
+  await sql`select 1`;
+  assert.equal(sql.parameters.application_name, 'app1');
+  // psql lexes backslashes in literals by this report.
+  await sql`set standard_conforming_strings = off`;
+  assert.equal(sql.parameters.standard_conforming_strings, 'off');
+  await sql`set timezone = 'Asia/Tokyo'`;
+  assert.equal(sql.parameters.TimeZone, 'Asia/Tokyo');
+  await other.query('select 1');
+  await sql`reset standard_conforming_strings`;
+  assert.equal(sql.parameters.standard_conforming_strings, 'on');
+  await other.query('select 2');
+  // The other client was told only of its own application_name.
+  assert.deepEqual(seen, ['application_name=app2']);
+  await other.end();
+});

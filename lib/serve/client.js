@@ -25,7 +25,7 @@ function channelName(token) {
 }
 
 class ServeClient {
-  constructor(host, connection, id, { idleInTransactionTimeout, log }) {
+  constructor(host, connection, id, { idleInTransactionTimeout, log, reported }) {
     this.host = host;
     this.connection = connection;
     this.id = id;
@@ -34,6 +34,8 @@ class ServeClient {
     this.log = log;
     this.idleInTransactionTimeout = idleInTransactionTimeout;
     this.settings = null;
+    /** The ParameterStatus values this client was last told, by name. */
+    this.reported = new Map(Object.entries(reported ?? {}));
     this.statements = new Set();
     this.pending = [];
     this.pendingBytes = 0;
@@ -184,7 +186,15 @@ class ServeClient {
     const scan = wire.scanResponse(answer);
     if (TRACE) this.log.debug(`client ${this.id}: ${types(request)} -> ${types(answer)}`);
     answer = this.restoreNames(answer, scan);
-    if (prelude) this.connection.sendData(prelude);
+    if (prelude) {
+      // Bringing PGlite to this client's settings reports those of them that differ from the
+      // previous client's; the client hears of those it has not been told yet (its startup
+      // parameters, at its first turn).
+      const news = prelude.filter(([name, value]) => this.reported.get(name) !== value);
+      for (const [name, value] of news) this.reported.set(name, value);
+      if (news.length > 0) this.connection.sendData(Buffer.concat(news.map(([name, value]) => wire.parameterStatus(name, value))));
+    }
+    if (scan.parameters) for (const [name, value] of scan.parameters) this.reported.set(name, value);
     this.connection.sendData(answer);
     if (scan.status !== null) this.status = scan.status;
     this.midBatch = scan.status === null;

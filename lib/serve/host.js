@@ -24,8 +24,13 @@ class PgliteHost {
     this.inFlight = 0;
   }
 
-  /** Starts: reads PGlite's own session settings, the baseline of every client's. */
+  /**
+   * Starts: a StartupMessage first, without which PGlite never reports a setting's change
+   * (ParameterStatus; its startup parameters it ignores), then its own session settings, the
+   * baseline of every client's (that answer also takes the reports PGlite holds back once).
+   */
   async start() {
+    await this.raw(wire.startup({ user: 'postgres', database: 'postgres' }));
     const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
     if (error) throw new Error(`PGlite: ${error.M}`);
     this.applied = new Map(rows.map(([name, value]) => [name, value]));
@@ -53,9 +58,9 @@ class PgliteHost {
   }
 
   /**
-   * Before `client`'s turn: PGlite's session gets its settings. Returns the backend messages
-   * that the change produced and the client should see (ParameterStatus), or null; throws the
-   * ErrorResponse fields when a setting is refused (an unknown startup parameter).
+   * Before `client`'s turn: PGlite's session gets its settings. Returns the settings PGlite
+   * reported changed ([name, value] pairs), or null; throws the ErrorResponse fields when a
+   * setting is refused (an unknown startup parameter).
    */
   async enter(client) {
     // Nothing changed since this client's own last turn.
@@ -73,7 +78,7 @@ class PgliteHost {
       throw error;
     }
     this.applied = new Map(client.settings);
-    return scan.parameters ? answer : null;
+    return scan.parameters;
   }
 
   /** After a turn that may have changed settings: `client`'s settings are what PGlite has. */

@@ -123,7 +123,7 @@ async function serve(options, log) {
       if (live >= options.maxConnections) return refuse('53300', 'sorry, too many clients already');
       if ((wanted ?? user) !== database) return refuse('3D000', `database "${wanted ?? user}" does not exist`);
       live += 1;
-      const client = new ServeClient(host, connection, nextId++, { idleInTransactionTimeout: options.idleInTransactionTimeout, log });
+      const client = new ServeClient(host, connection, nextId++, { idleInTransactionTimeout: options.idleInTransactionTimeout, log, reported: serverParameters });
       clients.set(connection, client);
       connection.socket.on('close', () => {
         live -= 1;

@@ -24,6 +24,24 @@ function query(sql) {
   return message(0x51, cstring(sql));
 }
 
+/** A StartupMessage (protocol 3.0) with `parameters`. */
+function startup(parameters) {
+  const body = Buffer.concat([
+    Buffer.from([0, 3, 0, 0]),
+    ...Object.entries(parameters).map(([name, value]) => Buffer.from(`${name}\0${value}\0`)),
+    Buffer.from([0]),
+  ]);
+  const out = Buffer.allocUnsafe(4 + body.length);
+  out.writeInt32BE(out.length, 0);
+  body.copy(out, 4);
+  return out;
+}
+
+/** A ParameterStatus message. */
+function parameterStatus(name, value) {
+  return message(0x53, Buffer.concat([cstring(name), cstring(value)]));
+}
+
 /** Close of a prepared statement (`S`). */
 function closeStatement(name) {
   return message(0x43, Buffer.concat([Buffer.from('S'), cstring(name)]));
@@ -221,6 +239,8 @@ module.exports = {
   errorFields,
   errorMessage,
   scanResponse,
+  startup,
+  parameterStatus,
   splice,
   textRows,
 };
