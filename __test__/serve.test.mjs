@@ -6,12 +6,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import postgres from 'postgres';
 import { root, run, psql, sleep, rawClient, frontend, message, parseMessages, errorFields } from './helpers.mjs';
 
+const require = createRequire(import.meta.url);
 const BIN = path.join(root, 'bin', 'pg-gateway-native.js');
 const PASSWORD = 'postgres';
 
@@ -360,4 +362,85 @@ test('ParameterStatus follows SET as on PostgreSQL, and only to the client that 
   // The other client was told only of its own application_name.
   assert.deepEqual(seen, ['application_name=app2']);
   await other.end();
+});
+
+test('migrations by knex, node-pg-migrate and drizzle-kit, at once, while another client writes', { timeout: 180000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+  const connection = { host: '127.0.0.1', port: server.port, user: 'postgres', password: PASSWORD, database: 'postgres' };
+  const url = `postgresql://postgres:${PASSWORD}@127.0.0.1:${server.port}/postgres`;
+  const migrations = path.join(root, '__test__', 'migrations');
+
+  // The bystander: short transactions of its own the whole time, every other one rolled back
+  // (on a shared session without turns, its ROLLBACK would undo the migrations' statements).
+  const bystander = await connected(server.client());
+  await bystander.query('create table bystander (n int)');
+  let stop = false;
+  let written = 0;
+  const writing = (async () => {
+    for (let i = 0; !stop; i++) {
+      await bystander.query('begin');
+      await bystander.query('insert into bystander values ($1)', [i]);
+      await bystander.query('select pg_sleep(0.002)');
+      if (i % 2 === 0) {
+        await bystander.query('commit');
+        written += 1;
+      } else {
+        await bystander.query('rollback');
+      }
+    }
+  })();
+
+  const knex = require('knex')({ client: 'pg', connection, pool: { min: 0, max: 4 } });
+  t.after(() => knex.destroy());
+  const byKnex = (async () => {
+    const [batch, applied] = await knex.migrate.latest({ directory: path.join(migrations, 'knex') });
+    assert.equal(batch, 1);
+    assert.equal(applied.length, 2);
+    await knex.migrate.rollback({ directory: path.join(migrations, 'knex') });
+    await knex.migrate.latest({ directory: path.join(migrations, 'knex') });
+    await knex('books').insert({ author_id: 1, title: 'The Dispossessed', year: 1974 });
+    const rows = await knex('books').join('authors', 'authors.id', 'books.author_id').select('name', 'title');
+    assert.deepEqual(rows, [{ name: 'Le Guin', title: 'The Dispossessed' }]);
+  })();
+
+  const { runner } = await import('node-pg-migrate');
+  const byNodePgMigrate = (async () => {
+    const options = { databaseUrl: connection, dir: path.join(migrations, 'node-pg-migrate'), migrationsTable: 'pgmigrations', log: () => {} };
+    const up = await runner({ ...options, direction: 'up' });
+    assert.deepEqual(up.map((m) => m.name), ['1767225600000_orders']);
+    assert.deepEqual(await runner({ ...options, direction: 'up' }), []); // nothing left to run
+  })();
+
+  const drizzle = (args) => run(path.join(root, 'node_modules', '.bin', 'drizzle-kit'), args, { env: { DATABASE_URL: url }, timeout: 120000 });
+  const byDrizzle = (async () => {
+    const config = ['--config', path.join(migrations, 'drizzle', 'drizzle.config.ts')];
+    const first = await drizzle(['push', ...config, '--force']);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    assert.match(first.stdout + first.stderr, /Changes applied/);
+    // A second push reads the catalog back and finds what it made: the introspection is right.
+    const second = await drizzle(['push', ...config, '--force']);
+    assert.match(second.stdout + second.stderr, /No changes detected/);
+  })();
+
+  try {
+    await Promise.all([byKnex, byNodePgMigrate, byDrizzle]);
+  } finally {
+    stop = true;
+    await writing;
+  }
+  const check = await connected(server.client());
+  await check.query("insert into orders (total) values (9.5)");
+  const before = (await check.query('select updated_at from orders')).rows[0].updated_at;
+  await check.query("update orders set state = 'paid'");
+  const after = (await check.query('select state, updated_at from orders')).rows[0];
+  assert.equal(after.state, 'paid');
+  assert.ok(after.updated_at >= before);
+  await check.query('insert into app.teams (name) values ($1)', ['core']);
+  await check.query('insert into app.members (team_id, email) values (1, $1)', ['a@example.com']);
+  assert.equal((await check.query('select role from app.members')).rows[0].role, 'member');
+  assert.equal(Number((await check.query('select count(*) from bystander')).rows[0].count), written);
+  assert.ok(written > 0);
+  await check.end();
+  await bystander.end();
 });
