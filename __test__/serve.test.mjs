@@ -444,3 +444,38 @@ test('migrations by knex, node-pg-migrate and drizzle-kit, at once, while anothe
   await check.end();
   await bystander.end();
 });
+
+test('current_user is the user who logged in, with its privileges; a user that is no role is refused (28000)', { timeout: 60000 }, async (t) => {
+  const server = await startServe(['--auth', 'none']);
+  t.after(() => server.stop());
+  const admin = await connected(server.client());
+  await admin.query('create role alice login');
+  await admin.query('create table secrets (s text)');
+  await admin.query('begin');
+  const alice = await connected(server.client({ user: 'alice' }));
+  const whoAlice = alice.query('select current_user, session_user'); // waits for admin's turn
+  assert.deepEqual((await admin.query('select current_user as u')).rows, [{ u: 'postgres' }]);
+  await admin.query('commit');
+  assert.deepEqual((await whoAlice).rows, [{ current_user: 'alice', session_user: 'alice' }]);
+  await assert.rejects(alice.query('select * from secrets'), (err) => err.code === '42501');
+  await assert.rejects(alice.query('set role postgres'), (err) => err.code === '42501');
+  assert.deepEqual((await admin.query('select count(*)::int as n from secrets')).rows, [{ n: 0 }]);
+  // postgres becomes alice for a while: that is its own session's business.
+  await admin.query('set role alice');
+  assert.deepEqual((await alice.query('select current_user as u')).rows, [{ u: 'alice' }]);
+  assert.deepEqual((await admin.query('select current_user as u, session_user as s')).rows, [{ u: 'alice', s: 'postgres' }]);
+  await admin.query('reset role');
+  assert.deepEqual((await admin.query('select current_user as u')).rows, [{ u: 'postgres' }]);
+  const nobody = await connected(server.client({ user: 'nobody' }));
+  nobody.on('error', () => {});
+  await assert.rejects(nobody.query('select 1'), (err) => err.code === '28000' && /role "nobody" does not exist/.test(err.message));
+  await alice.end();
+  await admin.end();
+
+  // A configured user is made a role at start.
+  const other = await startServe(['--user', 'carol', '--password', 'secret']);
+  t.after(() => other.stop());
+  const carol = await connected(other.client({ user: 'carol', password: 'secret' }));
+  assert.deepEqual((await carol.query('select current_user as u')).rows, [{ u: 'carol' }]);
+  await carol.end();
+});

@@ -170,8 +170,10 @@ class ServeClient {
     } catch (err) {
       if (err instanceof WaitError) return this.refuse(err.fields, request);
       if (host.broken) return this.pgliteFailed(err);
-      // A setting PGlite refused: a startup parameter it does not know, as PostgreSQL at startup.
-      return this.fatal({ ...err, S: 'FATAL', V: 'FATAL' });
+      // A setting PGlite refused: a startup parameter it does not know, or a user that is no
+      // role, as PostgreSQL at startup (which says 28000 for the latter).
+      const noRole = /^role ".*" does not exist$/.test(err.M ?? '');
+      return this.fatal({ ...err, S: 'FATAL', V: 'FATAL', ...(noRole ? { C: '28000' } : {}) });
     }
     // The client left while it waited: end() rolls back and gives the turn up.
     if (this.closed) return;

@@ -94,6 +94,15 @@ async function serve(options, log) {
   }
   const host = new PgliteHost(db, { log, queueTimeout: options.queueTimeout, maxWaiting: options.maxConnections });
   await host.start();
+  // Each configured user is a role, so that it can be the client's session user: a superuser,
+  // as postgres is (PGlite is one user's database; roles made with SQL are the finer tool).
+  for (const user of options.users.keys()) {
+    const { rows } = await db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [user]);
+    if (rows.length === 0) {
+      await db.exec(`CREATE ROLE "${user.replace(/"/g, '""')}" LOGIN SUPERUSER`);
+      log.info(`created role ${user}`);
+    }
+  }
   const reported = await db.query(`SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)`, [REPORTED]);
   const serverParameters = Object.fromEntries(reported.rows.map((r) => [r.name, r.name === 'server_version' ? `${r.setting} (PGlite)` : r.setting]));
   const database = (await db.query('SELECT current_database() AS name')).rows[0].name;

@@ -10,12 +10,17 @@ const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
 /** Statements that may change a setting: read the settings back after the turn. */
 const MAY_SET = /(^|;)\s*(set|reset|discard)\b|\bset_config\s*\(/i;
 
-/** What a client's settings start as: PGlite's own session settings, then its startup parameters. */
+/**
+ * What a client's settings start as: PGlite's own session settings, then its startup parameters,
+ * and the user it logged in as (`current_user` and `session_user` are the client's, as on
+ * PostgreSQL; PGlite's one session is started as postgres, a superuser, who may become anyone).
+ */
 function initialSettings(baseline, parameters) {
   const settings = new Map(baseline);
   for (const [name, value] of Object.entries(parameters ?? {})) {
     if (!NOT_SETTINGS.has(name) && typeof value === 'string') settings.set(name, value);
   }
+  if (typeof parameters?.user === 'string') settings.set('session_authorization', parameters.user);
   return settings;
 }
 
@@ -39,7 +44,16 @@ function transition(current, wanted) {
   return statements.length > 0 ? statements.join('; ') : null;
 }
 
-/** The query that reads the session's own settings back. */
-const READ_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ORDER BY name";
+/**
+ * The query that reads the session's own settings back. Who the session is comes first, as
+ * pg_settings hides it and as the settings are applied in this order: becoming another session
+ * user resets the role.
+ */
+const READ_SETTINGS = `SELECT name, setting FROM (
+  SELECT 0 AS k, 'session_authorization' AS name, session_user::text AS setting
+  UNION ALL SELECT 1, 'role', pg_catalog.current_setting('role')
+  UNION ALL SELECT 2, name, setting FROM pg_catalog.pg_settings
+    WHERE source = 'session' AND name NOT IN ('session_authorization', 'role')
+) s ORDER BY k, name`;
 
 module.exports = { initialSettings, transition, READ_SETTINGS, MAY_SET };
