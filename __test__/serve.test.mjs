@@ -5,8 +5,9 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -41,7 +42,7 @@ async function startServe(args = []) {
     get output() { return output; },
     client: (extra = {}) => new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: PASSWORD, database: 'postgres', ...extra }),
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? child.signalCode;
       child.kill(signal);
       const [code] = await once(child, 'exit');
       return code;
@@ -478,4 +479,31 @@ test('current_user is the user who logged in, with its privileges; a user that i
   const carol = await connected(other.client({ user: 'carol', password: 'secret' }));
   assert.deepEqual((await carol.query('select current_user as u')).rows, [{ u: 'carol' }]);
   await carol.end();
+});
+
+test('--socket-dir: psql over the Unix socket; a socket file left by a killed server is taken over', { timeout: 120000 }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pggn-sock-'));
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address();
+      probe.close(() => resolve(free));
+    });
+  });
+  const overSocket = () => run('psql', ['-X', '-h', dir, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-Atc', 'select current_user'], {
+    env: { PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: '10' },
+  });
+  const first = await startServe(['--port', String(port), '--socket-dir', dir]);
+  t.after(() => first.stop());
+  await logged(first, new RegExp(`listening on Unix socket ${dir}/\\.s\\.PGSQL\\.${port}`));
+  const answer = await overSocket();
+  assert.equal(answer.code, 0, answer.stderr);
+  assert.equal(answer.stdout.trim(), 'postgres');
+  await first.stop('SIGKILL');
+  assert.ok(existsSync(path.join(dir, `.s.PGSQL.${port}`)), 'the killed server left its socket file');
+  const second = await startServe(['--port', String(port), '--socket-dir', dir]);
+  t.after(() => second.stop());
+  await logged(second, /listening on Unix socket/);
+  assert.equal((await overSocket()).stdout.trim(), 'postgres');
+  assert.equal(await second.stop(), 0);
+  assert.ok(!existsSync(path.join(dir, `.s.PGSQL.${port}`)), 'a clean stop removes the socket file');
 });

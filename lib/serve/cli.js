@@ -18,6 +18,8 @@ Options:
   --data-dir <dir>          keep the database in <dir> (default: in memory, gone on exit)
   --host <address>          address to listen on (default 127.0.0.1)
   --port <n>                TCP port (default 5432; 0 picks a free one)
+  --socket-dir <dir>        also listen on the Unix socket <dir>/.s.PGSQL.<port>, where psql
+                            looks without -h (Debian: /var/run/postgresql; psql -h <dir>)
   --auth <mode>             scram (default), md5, password (cleartext) or none
   --user <name>             the user clients log in as (default postgres)
   --password <password>     that user's password (default postgres)
@@ -91,6 +93,7 @@ function parseServeArgs(argv) {
         user: { type: 'string' },
         password: { type: 'string' },
         'users-file': { type: 'string' },
+        'socket-dir': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'max-connections': { type: 'string', default: '100' },
@@ -128,6 +131,7 @@ function parseServeArgs(argv) {
   return {
     dataDir: values['data-dir'],
     host: values.host,
+    socketDir: values['socket-dir'],
     port: integer('port', values.port, { max: 65535 }),
     auth,
     users,

@@ -166,13 +166,14 @@ async function serve(options, log) {
   };
   let address;
   try {
-    address = await server.listen({ port: options.port, host: options.host });
+    address = await server.listen({ port: options.port, host: options.host, socketDir: options.socketDir });
   } catch (err) {
     await db.close().catch(() => {});
     unlock();
     throw err;
   }
   log.info(`listening on ${address.address}:${address.port}`);
+  if (address.socket) log.info(`listening on Unix socket ${address.socket}`);
 
   let closing = null;
   function close({ gracePeriod = options.shutdownTimeout } = {}) {
@@ -204,27 +205,45 @@ async function serve(options, log) {
  */
 function jsServer(gatewayOptions) {
   const connections = new Set();
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
-    socket.setNoDelay(true);
+  const accept = (socket) => {
+    if (socket.setNoDelay) socket.setNoDelay(true);
     socket.on('error', () => {});
     const connection = new PostgresConnection(socket, gatewayOptions);
     connections.add(connection);
     socket.on('close', () => connections.delete(connection));
+  };
+  const server = net.createServer({ pauseOnConnect: true }, accept);
+  /** The Unix-domain socket (`--socket-dir`), named as PostgreSQL names it. */
+  let unix = null;
+  const listenOn = (target, ...args) => new Promise((resolve, reject) => {
+    target.once('error', reject);
+    target.listen(...args, () => {
+      target.off('error', reject);
+      resolve(target.address());
+    });
   });
   return {
-    listen({ port, host }) {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const { address, family, port: bound } = server.address();
-          resolve({ address, family, port: bound });
-        });
-      });
+    async listen({ port, host, socketDir }) {
+      const { address, family, port: bound } = await listenOn(server, port, host);
+      if (!socketDir) return { address, family, port: bound };
+      const socket = path.join(path.resolve(socketDir), `.s.PGSQL.${bound}`);
+      await removeStaleSocket(socket);
+      unix = net.createServer({ pauseOnConnect: true }, accept);
+      try {
+        await listenOn(unix, socket);
+        // Anyone on the machine may connect, as PostgreSQL's default unix_socket_permissions
+        // (0777) allows: authentication decides, not the file mode.
+        require('node:fs').chmodSync(socket, 0o777);
+      } catch (err) {
+        server.close();
+        throw err;
+      }
+      return { address, family, port: bound, socket };
     },
     /** Stops accepting; idle clients get FATAL 57P01 now, the others at `gracePeriod`. */
     async close({ gracePeriod }) {
       server.close();
+      unix?.close();
       const bye = (connection) => {
         connection.sendError({ severity: 'FATAL', code: '57P01', message: 'terminating connection due to administrator command' });
         connection.socket.end();
@@ -245,6 +264,24 @@ function jsServer(gatewayOptions) {
       }
     },
   };
+}
+
+/**
+ * A socket file left by a server that died is removed; one that answers belongs to a live
+ * server, and listening fails with EADDRINUSE as for a TCP port.
+ */
+async function removeStaleSocket(file) {
+  const fs = require('node:fs');
+  if (!fs.existsSync(file)) return;
+  const live = await new Promise((resolve) => {
+    const probe = net.connect(file, () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.on('error', () => resolve(false));
+  });
+  if (live) throw Object.assign(new Error(`${file} is in use by another server`), { code: 'EADDRINUSE' });
+  fs.unlinkSync(file);
 }
 
 module.exports = { serve, loadPglite };
