@@ -507,3 +507,26 @@ test('--socket-dir: psql over the Unix socket; a socket file left by a killed se
   assert.equal(await second.stop(), 0);
   assert.ok(!existsSync(path.join(dir, `.s.PGSQL.${port}`)), 'a clean stop removes the socket file');
 });
+
+test("one client's DEALLOCATE ALL, DISCARD ALL or UNLISTEN * (a pool's reset) leaves the others' statements and listens alone", { timeout: 60000 }, async (t) => {
+  const server = await startServe();
+  t.after(() => server.stop());
+  const a = await connected(server.client());
+  const b = await connected(server.client());
+  const named = { name: 'mine', text: 'select $1::int + 1 as n', values: [1] };
+  assert.deepEqual((await a.query(named)).rows, [{ n: 2 }]);
+  await a.query('listen jobs');
+  const heard = [];
+  a.on('notification', (n) => heard.push(n.payload));
+  // asyncpg's pool resets a connection with a multi-statement query like this one.
+  await b.query('select pg_advisory_unlock_all(); close all; unlisten *; reset all; deallocate all');
+  assert.deepEqual((await a.query({ ...named, values: [41] })).rows, [{ n: 42 }]); // pg does not parse 'mine' again
+  await b.query("notify jobs, 'one'");
+  await b.query('discard all');
+  assert.deepEqual((await a.query({ ...named, values: [2] })).rows, [{ n: 3 }]);
+  await b.query("select pg_notify('jobs', 'two')");
+  await a.query('select 1'); // a notification comes with an answer at the latest
+  assert.deepEqual(heard, ['one', 'two']);
+  await a.end();
+  await b.end();
+});

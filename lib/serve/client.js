@@ -16,8 +16,13 @@ const COPY_FROM_STDIN = /^\s*copy\b[\s\S]*\bfrom\s+stdin\b/i;
 const COPY_BINARY = /\bbinary\b/i;
 /** SERVE_TRACE=1 logs each request and answer by message types (read once: process.env is slow). */
 const TRACE = Boolean(process.env.SERVE_TRACE);
-const LISTEN = /^\s*listen\s+("(?:[^"]|"")+"|[^\s;]+)\s*;?\s*$/i;
+/** LISTEN statements, wherever they are in a Query (`unlisten` has no word break before `listen`). */
+const LISTEN = /\blisten\s+("(?:[^"]|"")+"|[^\s;]+)/gi;
 const UNLISTEN = /^\s*unlisten\s+(\*|"(?:[^"]|"")+"|[^\s;]+)\s*;?\s*$/i;
+/** Statements that act on the whole PGlite session where PostgreSQL's act on one client's. */
+const DROPS_STATEMENTS = /\b(deallocate\s+(prepare\s+)?all|discard\s+all)\b/i;
+const DROPS_LISTENS = /\b(unlisten|discard\s+all)\b/i;
+const UNLISTEN_ANYWHERE = /\bunlisten\s+(\*|"(?:[^"]|"")+"|[^\s;]+)/gi;
 
 function channelName(token) {
   if (token.startsWith('"')) return token.slice(1, -1).replace(/""/g, '"');
@@ -27,6 +32,7 @@ function channelName(token) {
 class ServeClient {
   constructor(host, connection, id, { idleInTransactionTimeout, log, reported }) {
     this.host = host;
+    host.clients.add(this);
     this.connection = connection;
     this.id = id;
     this.prefix = `pgn${id}_`;
@@ -36,7 +42,10 @@ class ServeClient {
     this.settings = null;
     /** The ParameterStatus values this client was last told, by name. */
     this.reported = new Map(Object.entries(reported ?? {}));
-    this.statements = new Set();
+    /** This client's prepared statements: its name -> the (renamed) Parse that made it. */
+    this.statements = new Map();
+    /** This turn ran something that dropped other clients' statements or listens in PGlite. */
+    this.dropped = null;
     this.pending = [];
     this.pendingBytes = 0;
     /** What PGlite's last ReadyForQuery said for this client. */
@@ -66,9 +75,9 @@ class ServeClient {
     if (type === 0x64 || type === 0x63 || type === 0x66) return true;
     if (BATCHED.has(type)) {
       const { data: renamed, parsed, closed } = wire.renameStatement(data, this.rename);
-      if (parsed) this.statements.add(parsed);
+      if (parsed) this.statements.set(parsed, renamed);
       if (closed) this.statements.delete(closed);
-      if (type === 0x50 && MAY_SET.test(wire.sqlOf(data))) this.touchedSettings = true;
+      if (type === 0x50) this.readStatement(wire.sqlOf(data));
       this.pending.push(renamed);
       this.pendingBytes += renamed.length;
       if (this.pendingBytes > MAX_BATCH) {
@@ -78,11 +87,10 @@ class ServeClient {
     }
     if (type === 0x51) {
       const sql = wire.sqlOf(data);
-      if (MAY_SET.test(sql)) this.touchedSettings = true;
       if (this.answerUnlisten(sql)) return true;
+      this.readStatement(sql);
       if (this.pending.length === 0 && COPY_FROM_STDIN.test(sql)) return this.startCopyIn(data, sql);
-      const listen = LISTEN.exec(sql);
-      if (listen) {
+      for (const listen of sql.matchAll(LISTEN)) {
         this.host.listen(this, channelName(listen[1]));
         this.listening.add(channelName(listen[1]));
       }
@@ -91,6 +99,24 @@ class ServeClient {
     this.pendingBytes = 0;
     await this.run(request);
     return true;
+  }
+
+  /** Notes what a statement about to run may change beyond its own results. */
+  readStatement(sql) {
+    if (MAY_SET.test(sql)) this.touchedSettings = true;
+    const statements = DROPS_STATEMENTS.test(sql);
+    const listens = DROPS_LISTENS.test(sql);
+    if (!statements && !listens) return;
+    this.dropped = { statements: statements || this.dropped?.statements, listens: listens || this.dropped?.listens };
+    if (statements) this.statements.clear();
+    if (/\bdiscard\s+all\b/i.test(sql)) this.stopListening(null);
+    for (const match of sql.matchAll(UNLISTEN_ANYWHERE)) this.stopListening(match[1] === '*' ? null : channelName(match[1]));
+  }
+
+  stopListening(channel) {
+    this.host.unlisten(this, channel);
+    if (channel === null) this.listening.clear();
+    else this.listening.delete(channel);
   }
 
   /**
@@ -146,10 +172,7 @@ class ServeClient {
   answerUnlisten(sql) {
     const match = UNLISTEN.exec(sql);
     if (!match) return false;
-    const channel = match[1] === '*' ? null : channelName(match[1]);
-    this.host.unlisten(this, channel);
-    if (channel === null) this.listening.clear();
-    else this.listening.delete(channel);
+    this.stopListening(match[1] === '*' ? null : channelName(match[1]));
     this.connection.sendData(Buffer.concat([
       wire.message(0x43, Buffer.from('UNLISTEN\0')),
       wire.message(0x5a, Buffer.from(this.status === 'idle' ? 'I' : this.status === 'transaction' ? 'T' : 'E')),
@@ -205,6 +228,13 @@ class ServeClient {
       // others as one idle in a transaction does, and meets the same timeout.
       this.startIdleTimer();
       return;
+    }
+    if (this.dropped && this.status === 'idle') {
+      // DEALLOCATE ALL, DISCARD ALL or UNLISTEN: PGlite's one session lost every client's
+      // statements or listens. The others' are made again before anyone else runs.
+      const dropped = this.dropped;
+      this.dropped = null;
+      await host.restore(this, dropped).catch((err) => this.log.error(`restoring after client ${this.id}: ${err?.message ?? err}`));
     }
     if (this.touchedSettings && this.status === 'idle') {
       this.touchedSettings = false;
@@ -359,6 +389,7 @@ class ServeClient {
     this.clearIdleTimer();
     const host = this.host;
     host.unlisten(this, null);
+    host.clients.delete(this);
     host.turns.abandon(this, { S: 'FATAL', V: 'FATAL', C: '08006', M: 'client left' });
     const owner = host.turns.owner === this;
     if (!owner && this.statements.size === 0) return;
@@ -366,7 +397,7 @@ class ServeClient {
       if (!owner) await host.turns.acquire(this);
       if (!host.broken) {
         const cleanup = [wire.SYNC];
-        for (const name of this.statements) cleanup.push(wire.closeStatement(this.rename(name)));
+        for (const name of this.statements.keys()) cleanup.push(wire.closeStatement(this.rename(name)));
         if (this.statements.size > 0) cleanup.push(wire.SYNC);
         const scan = wire.scanResponse(await host.raw(Buffer.concat(cleanup)));
         if (scan.status !== 'idle') await host.raw(wire.query('ROLLBACK'));

@@ -22,6 +22,8 @@ class PgliteHost {
     this.broken = null;
     /** Raw calls sent and not yet answered. */
     this.inFlight = 0;
+    /** Every connected client. */
+    this.clients = new Set();
   }
 
   /**
@@ -89,6 +91,26 @@ class PgliteHost {
     if (client) client.settings = new Map(this.applied);
     this.appliedFor = client;
     this.appliedSettings = client?.settings;
+  }
+
+  /**
+   * After `client` dropped what PGlite's one session holds for everyone: every other client's
+   * prepared statements are parsed again, and PGlite listens again on every channel that
+   * someone still listens on.
+   */
+  async restore(client, { statements, listens }) {
+    const parts = [];
+    if (statements) {
+      for (const other of this.clients) {
+        if (other !== client) for (const parse of other.statements.values()) parts.push(parse);
+      }
+      if (parts.length > 0) parts.push(wire.SYNC);
+    }
+    if (listens && this.listeners.size > 0) {
+      const channels = [...this.listeners.keys()].map((name) => `LISTEN "${name.replace(/"/g, '""')}"`);
+      parts.push(wire.query(channels.join('; ')));
+    }
+    if (parts.length > 0) await this.raw(Buffer.concat(parts));
   }
 
   listen(client, channel) {
