@@ -380,7 +380,11 @@ export declare class PostgresServer extends EventEmitter {
   constructor(options?: PostgresConnectionOptions);
   readonly options: PostgresConnectionOptions;
   readonly connectionCount: number;
-  listen(options?: ListenOptions): Promise<AddressInfo>;
+  /** Binds and accepts; rejects with Node's error codes (`EADDRINUSE`, `EACCES`, ...). */
+  listen(options?: ListenOptions, callback?: () => void): Promise<AddressInfo>;
+  /** `net.Server#listen`'s form: `listen(5432)`, `listen(5432, '0.0.0.0', () => ...)`. */
+  listen(port: number, host?: string, callback?: () => void): Promise<AddressInfo>;
+  listen(port: number, callback: () => void): Promise<AddressInfo>;
   address(): AddressInfo | null;
   /**
    * Stops accepting and ends open connections with FATAL 57P01 (see `CloseOptions`); resolves

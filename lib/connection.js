@@ -211,7 +211,7 @@ class PostgresConnection {
 
   /** ErrorResponse with `S` and `V` plus every optional field given. */
   sendError(error) {
-    const err = normalizeError(error);
+    const err = normalizeError(error, 'ERROR', { sent: true });
     return this._driver ? this._driver.write(binding.encodeErrorResponse(err)) : this._nativeSent(this._native.sendError(err));
   }
 

@@ -38,13 +38,35 @@ class PostgresServer extends EventEmitter {
     return connection;
   }
 
-  /** Binds and starts accepting. `host` defaults to 127.0.0.1, `port` to 5432 (0 = any free). */
-  async listen({ port = 5432, host = '127.0.0.1' } = {}) {
-    const address = await this._native.listen(host === 'localhost' ? '127.0.0.1' : host, port);
+  /**
+   * Binds and starts accepting: `listen({ port, host })`, or as `net.Server#listen`,
+   * `listen(port, host?, callback?)`. `host` defaults to 127.0.0.1, `port` to 5432 (0 = any
+   * free). Fails with Node's error codes (`EADDRINUSE`, `EACCES`, ...).
+   */
+  async listen(...args) {
+    const callback = typeof args[args.length - 1] === 'function' ? args.pop() : null;
+    const [first, second] = args;
+    const given = first !== null && typeof first === 'object' ? first : { port: first, host: second };
+    let port = given.port ?? 5432;
+    const host = given.host ?? '127.0.0.1';
+    if (typeof port === 'string' && /^\d+$/.test(port)) port = Number(port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw Object.assign(new RangeError(`listen: port must be an integer from 0 to 65535, got ${JSON.stringify(port)}`), { code: 'ERR_SOCKET_BAD_PORT' });
+    }
+    if (typeof host !== 'string') throw new TypeError(`listen: host must be an IP address string, got ${typeof host}`);
+    let address;
+    try {
+      address = await this._native.listen(host === 'localhost' ? '127.0.0.1' : host, port);
+    } catch (err) {
+      const code = /^listen (E[A-Z]+): /.exec(err.message)?.[1];
+      if (code) Object.assign(err, { code, syscall: 'listen', address: host, port });
+      throw err;
+    }
     this._address = address;
     // Pending while listening: keeps Node alive, as a listening net.Server does.
     this._serving = this._native.serving();
     this.emit('listening', address);
+    if (callback) callback();
     return address;
   }
 

@@ -7,6 +7,11 @@ const HOOK_NAMES = [
   'onMessage', 'onStartup', 'validateCredentials', 'getScramSecret', 'onAuthenticated', 'onTlsUpgrade', 'onCancel',
   'onQuery', 'onDescribe',
 ];
+/** Every option key PostgresConnection and createServer read; others are warned about. */
+const OPTION_NAMES = [
+  ...HOOK_NAMES, 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
+  'writeTimeout',
+];
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
 const DRIVERS = ['js', 'native'];
 const ERROR_FIELDS = [
@@ -19,6 +24,7 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   if (options === null || typeof options !== 'object') {
     throw new TypeError('PostgresConnection options must be an object');
   }
+  warnUnknownOptions(options);
   const authMode = options.authMode ?? 'md5Password';
   if (!AUTH_MODES.includes(authMode)) {
     throw new TypeError(`unknown authMode '${authMode}': expected one of ${AUTH_MODES.map((m) => `'${m}'`).join(', ')}`);
@@ -30,6 +36,17 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   }
   if (options.serverVersion !== undefined && typeof options.serverVersion !== 'string') {
     throw new TypeError('option serverVersion must be a string');
+  }
+  const parameters = options.serverParameters;
+  if (parameters !== undefined && parameters !== null) {
+    if (typeof parameters !== 'object' || Array.isArray(parameters)) {
+      throw new TypeError(`option serverParameters must be an object of { name: 'value' } strings, got ${describe(parameters)}`);
+    }
+    for (const [name, value] of Object.entries(parameters)) {
+      if (typeof value !== 'string') {
+        throw new TypeError(`option serverParameters.${name} must be a string, got ${describe(value)}`);
+      }
+    }
   }
   if (options.driver !== undefined && !DRIVERS.includes(options.driver)) {
     throw new TypeError(`unknown driver '${options.driver}': expected 'js' or 'native'`);
@@ -61,6 +78,39 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
     tls,
     tlsCallback,
   };
+}
+
+/**
+ * A key that is no option is ignored, as by pg-gateway 0.2.4, but said once: a typo such as
+ * `authmode` would otherwise change the authentication mode without a word.
+ */
+function warnUnknownOptions(options) {
+  for (const key of Object.keys(options)) {
+    if (OPTION_NAMES.includes(key)) continue;
+    const near = OPTION_NAMES.find((name) => name.toLowerCase() === key.toLowerCase() || editDistance(name, key) <= 2);
+    warnOnce(`unknown option '${key}' is ignored${near ? ` (did you mean '${near}'?)` : ''}`, 'PG_GATEWAY_UNKNOWN_OPTION');
+  }
+}
+
+function editDistance(a, b) {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length];
+}
+
+/** A value's kind, for error messages: 'a number (5)', 'an array', 'null'. */
+function describe(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `a string ('${value.length > 40 ? `${value.slice(0, 40)}...` : value}')`;
+  if (typeof value === 'object') return 'an object';
+  return `${/^[aeiou]/.test(typeof value) ? 'an' : 'a'} ${typeof value}${typeof value === 'number' || typeof value === 'boolean' ? ` (${value})` : ''}`;
 }
 
 /** The longest delay a Node timer can wait (and so the longest timeout option). */
@@ -100,30 +150,63 @@ function tlsOptions(value, where) {
     }
     if (typeof pem === 'string') out[field] = Buffer.from(pem);
     else if (ArrayBuffer.isView(pem)) out[field] = Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength);
-    else throw new TypeError(`${where}.${field} must be a Buffer or string in PEM format`);
+    else throw new TypeError(`${where}.${field} must be a Buffer or string in PEM format, got ${describe(pem)}`);
+    if (!out[field].includes('-----BEGIN ')) {
+      // The usual slip: the file's name where its contents belong.
+      const text = out[field].toString('utf8', 0, 200);
+      const path = !text.includes('\n') && /^[\w./~:\\ -]+$/.test(text);
+      throw new TypeError(`${where}.${field} is not PEM (no '-----BEGIN' line)${path ? `; it looks like a file name: pass fs.readFileSync('${text}')` : ''}`);
+    }
   }
   if (value.passphrase !== undefined) out.passphrase = String(value.passphrase);
   return out;
 }
 
-/** pg-gateway's BackendError with every field a string, from whatever a user passed or threw. */
-function normalizeError(err, defaultSeverity = 'ERROR') {
+/** Severities of PostgreSQL's ErrorResponse and NoticeResponse. */
+const SEVERITIES = ['ERROR', 'FATAL', 'PANIC', 'WARNING', 'NOTICE', 'DEBUG', 'INFO', 'LOG'];
+/** What a throw may carry: it ends the statement (ERROR) or the session (FATAL, PANIC). */
+const THROWN_SEVERITIES = ['ERROR', 'FATAL', 'PANIC'];
+
+/**
+ * pg-gateway's BackendError with every field a string, from whatever a user passed to
+ * `sendError` (`sent`) or threw. What cannot be sent as given is sent as the nearest thing that
+ * can (a 0.2.4 program must not crash on it) and said once as a warning.
+ */
+function normalizeError(err, defaultSeverity = 'ERROR', { sent = false } = {}) {
   // Whatever was thrown is read with care: a getter or toString that throws must still end in
   // an ErrorResponse, not in an exception out of a socket callback.
   try {
-    return readError(err, defaultSeverity);
+    return readError(err, defaultSeverity, sent ? 'sendError' : 'a hook threw an error that');
   } catch {
     return { severity: defaultSeverity, code: 'XX000', message: 'a hook failed with an error that cannot be read' };
   }
 }
 
-function readError(err, defaultSeverity) {
+function readError(err, defaultSeverity, where) {
   const source = err !== null && typeof err === 'object' ? err : { message: String(err) };
-  const out = {
-    severity: typeof source.severity === 'string' ? source.severity : defaultSeverity,
-    code: typeof source.code === 'string' && /^[0-9A-Z]{5}$/.test(source.code) ? source.code : 'XX000',
-    message: source.message === undefined ? String(err) : String(source.message),
-  };
+  const thrown = where !== 'sendError';
+  let severity = source.severity === undefined ? defaultSeverity : String(source.severity);
+  if (!SEVERITIES.includes(severity)) {
+    warnOnce(`${where}: severity '${severity}' is not one of ${SEVERITIES.join(', ')}; sent as ${defaultSeverity}`, 'PG_GATEWAY_BAD_ERROR');
+    severity = defaultSeverity;
+  } else if (thrown && !THROWN_SEVERITIES.includes(severity)) {
+    warnOnce(`${where} has severity '${severity}': a throw ends the statement, so the client gets ERROR (send a ${severity} with connection.sendError and go on)`, 'PG_GATEWAY_BAD_ERROR');
+    severity = 'ERROR';
+  }
+  let code = 'XX000';
+  if (typeof source.code === 'string' && /^[0-9A-Z]{5}$/.test(source.code)) code = source.code;
+  else if (source.code !== undefined && !(thrown && err instanceof Error)) {
+    // (Node's own errors carry codes such as 'ECONNRESET': XX000 is right for those, silently.)
+    warnOnce(`${where}: code ${JSON.stringify(source.code)} is not a SQLSTATE (five digits or capital letters, such as '22012'); sent as XX000`, 'PG_GATEWAY_BAD_ERROR');
+  }
+  let message;
+  if (source.message !== undefined && source.message !== null) message = String(source.message);
+  else if (err === null || typeof err !== 'object') message = String(err);
+  else {
+    warnOnce(`${where} has no message; sent as 'unknown error'`, 'PG_GATEWAY_BAD_ERROR');
+    message = 'unknown error';
+  }
+  const out = { severity, code, message };
   for (const field of ERROR_FIELDS) {
     if (source[field] !== undefined && source[field] !== null) out[field] = String(source[field]);
   }

@@ -44,6 +44,12 @@ createServer({ onStartup: () => 'yes' });
 
 const server = createServer({ authMode: 'none', serverParameters: { TimeZone: 'UTC' }, authTimeout: 5000 });
 server.listen({ port: 0, host: '127.0.0.1' }).then(({ port }) => port.toFixed());
+server.listen(0, '127.0.0.1', () => {});
+server.listen(5432, () => {});
+// @ts-expect-error: the host comes after the port
+server.listen('127.0.0.1', 5432);
+// @ts-expect-error: serverParameters values are strings
+createServer({ serverParameters: { TimeZone: 5 } });
 createServer({ writeTimeout: 0 });
 server.close({ gracePeriod: 1000 });
 server.close();

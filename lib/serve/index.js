@@ -111,12 +111,12 @@ async function serve(options, log) {
   let nextId = 1;
   let live = 0;
   const clients = new Map(); // connection -> ServeClient
+  // For close(): a client holding PGlite (in a transaction or batch) or waiting for it.
+  const isBusy = (connection) => {
+    const client = clients.get(connection);
+    return client !== undefined && (host.turns.owner === client || host.turns.isWaiting(client));
+  };
   const gatewayOptions = {
-    // For close(): a client holding PGlite (in a transaction or batch) or waiting for it.
-    isBusy: (connection) => {
-      const client = clients.get(connection);
-      return client !== undefined && (host.turns.owner === client || host.turns.isWaiting(client));
-    },
     ...authOptions(options.auth, options.users),
     serverVersion: serverParameters.server_version,
     serverParameters,
@@ -157,7 +157,7 @@ async function serve(options, log) {
       clients.get(connection)?.cancel();
     },
   };
-  const server = process.env.PGGN_SERVE_DRIVER === 'native' ? createServer(gatewayOptions) : jsServer(gatewayOptions);
+  const server = process.env.PGGN_SERVE_DRIVER === 'native' ? createServer(gatewayOptions) : jsServer(gatewayOptions, isBusy);
   host.onBroken = (err) => {
     // PGlite cannot go on: say so and stop, rather than answer nothing forever.
     log.error(`PGlite cannot go on after: ${err?.message ?? err}; shutting down`);
@@ -203,7 +203,7 @@ async function serve(options, log) {
  * thread anyway, so every message would cross from Rust's threads to it and back on the native
  * listener; on this driver it does not, which halves a one-client round trip.
  */
-function jsServer(gatewayOptions) {
+function jsServer(gatewayOptions, isBusy) {
   const connections = new Set();
   const accept = (socket) => {
     if (socket.setNoDelay) socket.setNoDelay(true);
@@ -249,12 +249,12 @@ function jsServer(gatewayOptions) {
         connection.socket.end();
       };
       for (const connection of connections) {
-        if (!gatewayOptions.isBusy(connection)) bye(connection);
+        if (!isBusy(connection)) bye(connection);
       }
       const deadline = Date.now() + gracePeriod;
       while (connections.size > 0 && Date.now() < deadline) {
         for (const connection of connections) {
-          if (!gatewayOptions.isBusy(connection) && !connection.socket.writableEnded) bye(connection);
+          if (!isBusy(connection) && !connection.socket.writableEnded) bye(connection);
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -54,7 +54,7 @@ impl NativeServer {
             }
             let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks)
                 .await
-                .map_err(|err| Error::new(Status::GenericFailure, format!("listen {host}:{port}: {err}")))?;
+                .map_err(|err| Error::new(Status::GenericFailure, listen_error(&err, &host, port)))?;
             let addr = listener.local_addr;
             *lock(&slot) = Some(Arc::new(listener));
             Ok(AddressInfo {
@@ -118,4 +118,20 @@ impl NativeServer {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bind failure worded as Node words it (`listen EADDRINUSE: address already in use
+/// 127.0.0.1:5432`), so that the JS side can give the error Node's `code`.
+fn listen_error(err: &std::io::Error, host: &str, port: u16) -> String {
+    use std::io::ErrorKind;
+    let code = match err.kind() {
+        ErrorKind::AddrInUse => Some(("EADDRINUSE", "address already in use")),
+        ErrorKind::PermissionDenied => Some(("EACCES", "permission denied")),
+        ErrorKind::AddrNotAvailable => Some(("EADDRNOTAVAIL", "address not available")),
+        _ => None,
+    };
+    match code {
+        Some((code, text)) => format!("listen {code}: {text} {host}:{port}"),
+        None => format!("listen {host}:{port}: {err}"),
+    }
 }

@@ -1,0 +1,111 @@
+// Ordinary mistakes are caught early and said in our words: listen() in net.Server's forms and
+// with Node's error codes, option typos and wrong types, a file name where PEM belongs.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import pg from 'pg';
+import { gateway, startServer } from './helpers.mjs';
+
+const { createServer, PostgresConnection } = gateway;
+
+test("listen(port), listen(port, host, callback) and listen('0') as net.Server takes them", async (t) => {
+  const a = createServer({ authMode: 'none' });
+  t.after(() => a.close());
+  const first = await a.listen(0);
+  assert.notEqual(first.port, 5432);
+  assert.notEqual(first.port, 0);
+  const b = createServer({ authMode: 'none' });
+  t.after(() => b.close());
+  let called = false;
+  const second = await b.listen(0, '127.0.0.1', () => { called = true; });
+  assert.equal(called, true);
+  assert.equal(second.address, '127.0.0.1');
+  const c = createServer({ authMode: 'none' });
+  t.after(() => c.close());
+  assert.notEqual((await c.listen('0')).port, 0);
+  await assert.rejects(createServer({ authMode: 'none' }).listen(70000), (err) => err.code === 'ERR_SOCKET_BAD_PORT' && /0 to 65535/.test(err.message));
+});
+
+test('a busy port fails with EADDRINUSE, as net.Server does', async (t) => {
+  const holder = net.createServer().listen(0, '127.0.0.1');
+  await once(holder, 'listening');
+  t.after(() => holder.close());
+  const { port } = holder.address();
+  const server = createServer({ authMode: 'none' });
+  await assert.rejects(server.listen(port), (err) => {
+    assert.equal(err.code, 'EADDRINUSE');
+    assert.equal(err.syscall, 'listen');
+    assert.equal(err.port, port);
+    assert.match(err.message, new RegExp(`address already in use 127\\.0\\.0\\.1:${port}`));
+    return true;
+  });
+});
+
+test('an unknown option is warned about once, with the option it was probably meant to be', async (t) => {
+  const warnings = [];
+  const onWarning = (w) => { if (w.code === 'PG_GATEWAY_UNKNOWN_OPTION') warnings.push(w.message); };
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  createServer({ authmode: 'none', onMesage() {} });
+  createServer({ authmode: 'none' });
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  assert.deepEqual(warnings.sort(), [
+    "unknown option 'authmode' is ignored (did you mean 'authMode'?)",
+    "unknown option 'onMesage' is ignored (did you mean 'onMessage'?)",
+  ]);
+});
+
+test('wrong option types name the option and what it takes', () => {
+  assert.throws(() => createServer({ serverParameters: 'x' }), /option serverParameters must be an object of \{ name: 'value' \} strings, got a string \('x'\)/);
+  assert.throws(() => createServer({ serverParameters: { TimeZone: 5 } }), /option serverParameters\.TimeZone must be a string, got a number \(5\)/);
+  assert.throws(() => createServer({ authTimeout: '5s' }), /option authTimeout must be an integer/);
+  const socket = new net.Socket();
+  assert.throws(() => new PostgresConnection(socket, { serverParameters: ['a'] }), /serverParameters must be an object .* got an array/);
+  socket.destroy();
+});
+
+test('a PEM file name passed where its contents belong says to read the file', () => {
+  assert.throws(
+    () => createServer({ tls: { key: './server-key.pem', cert: Buffer.from('-----BEGIN CERTIFICATE-----\n') } }),
+    /tls\.key is not PEM \(no '-----BEGIN' line\); it looks like a file name: pass fs\.readFileSync\('\.\/server-key\.pem'\)/,
+  );
+  assert.throws(() => createServer({ tls: { key: Buffer.from([0x30, 0x82, 1, 2]), cert: 'x' } }), /tls\.key is not PEM/);
+});
+
+test('sendError and thrown errors: what cannot be sent as given is sent readably and warned about once', async (t) => {
+  const warnings = [];
+  const onWarning = (w) => { if (w.code === 'PG_GATEWAY_BAD_ERROR') warnings.push(w.message); };
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const server = await startServer('js', () => ({
+    authMode: 'none',
+    onMessage(data, { isAuthenticated }, connection) {
+      if (!isAuthenticated || data[0] !== 0x51) return false;
+      const sql = data.toString('utf8', 5, data.length - 1);
+      if (sql === 'throw warning') throw { severity: 'WARNING', code: '01000', message: 'careful' };
+      if (sql === 'empty') connection.sendError({});
+      if (sql === 'bad code') connection.sendError({ code: 'oops', message: 'with a bad code' });
+      if (sql === 'bad severity') connection.sendError({ severity: 'SEVERE', code: '22012', message: 'division by zero' });
+      connection.sendReadyForQuery('idle');
+      return true;
+    },
+  }));
+  t.after(() => server.close());
+  const client = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'u' });
+  await client.connect();
+  t.after(() => client.end());
+  await assert.rejects(client.query('empty'), (err) => err.message === 'unknown error' && err.code === 'XX000');
+  await assert.rejects(client.query('bad code'), (err) => err.message === 'with a bad code' && err.code === 'XX000');
+  await assert.rejects(client.query('bad severity'), (err) => err.severity === 'ERROR' && err.code === '22012');
+  // A throw ends the statement: ERROR, whatever severity it carried.
+  await assert.rejects(client.query('throw warning'), (err) => err.severity === 'ERROR' && err.code === '01000' && err.message === 'careful');
+  assert.deepEqual((await client.query('select 1')).rows, []); // the session goes on
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(warnings, [
+    "sendError has no message; sent as 'unknown error'",
+    `sendError: code "oops" is not a SQLSTATE (five digits or capital letters, such as '22012'); sent as XX000`,
+    "sendError: severity 'SEVERE' is not one of ERROR, FATAL, PANIC, WARNING, NOTICE, DEBUG, INFO, LOG; sent as ERROR",
+    "a hook threw an error that has severity 'WARNING': a throw ends the statement, so the client gets ERROR (send a WARNING with connection.sendError and go on)",
+  ]);
+});
