@@ -256,6 +256,12 @@ export type PostgresConnectionOptions = {
   driver?: 'js' | 'native';
   /** ParameterStatus values sent after authentication, replacing or adding to the defaults. */
   serverParameters?: Record<string, string>;
+  /**
+   * `createServer` only: clients at once (1 to 1000000; default no limit). One more gets
+   * `FATAL 53300 sorry, too many clients already` at its StartupMessage, as from PostgreSQL;
+   * its CancelRequests still go through. (With your own `net.Server`, use its `maxConnections`.)
+   */
+  maxConnections?: number;
   /** Largest Query/Parse/Bind/CopyData/FunctionCall message, in bytes. Default 1 GiB - 2 (PostgreSQL's). */
   maxMessageSize?: number;
   /**

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
-import { gateway, startServer } from './helpers.mjs';
+import { gateway, startServer, run, sleep } from './helpers.mjs';
 
 const { createServer, PostgresConnection } = gateway;
 
@@ -108,4 +108,35 @@ test('sendError and thrown errors: what cannot be sent as given is sent readably
     "sendError: severity 'SEVERE' is not one of ERROR, FATAL, PANIC, WARNING, NOTICE, DEBUG, INFO, LOG; sent as ERROR",
     "a hook threw an error that has severity 'WARNING': a throw ends the statement, so the client gets ERROR (send a WARNING with connection.sendError and go on)",
   ]);
+});
+
+test('createServer maxConnections: one client more gets FATAL 53300 as from PostgreSQL, and a place that frees up is taken again', async (t) => {
+  const server = createServer({ authMode: 'none', maxConnections: 2 });
+  const { port } = await server.listen(0);
+  t.after(() => server.close({ gracePeriod: 0 }));
+  const client = () => new pg.Client({ host: '127.0.0.1', port, user: 'u' });
+  const a = client();
+  const b = client();
+  await a.connect();
+  await b.connect();
+  const c = client();
+  await assert.rejects(c.connect(), (err) => err.code === '53300' && err.message === 'sorry, too many clients already' && err.severity === 'FATAL');
+  // psql asks for TLS first (sslmode=prefer): answered as usual, then the refusal.
+  const psql = await run('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'u', '-c', 'select 1'], { env: { PGSSLMODE: 'prefer', PGCONNECT_TIMEOUT: '10' } });
+  assert.match(psql.stderr, /FATAL:\s+sorry, too many clients already/);
+  await a.end();
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const d = client();
+    try {
+      await d.connect();
+      await d.end();
+      break;
+    } catch (err) {
+      if (err.code !== '53300' || Date.now() > deadline) throw err;
+      await sleep(20); // a's place frees up when its socket has closed on the server's side
+    }
+  }
+  await b.end();
+  assert.throws(() => createServer({ maxConnections: 0 }), /option maxConnections must be an integer from 1 to 1000000/);
 });

@@ -10,7 +10,7 @@ const HOOK_NAMES = [
 /** Every option key PostgresConnection and createServer read; others are warned about. */
 const OPTION_NAMES = [
   ...HOOK_NAMES, 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
-  'writeTimeout',
+  'writeTimeout', 'maxConnections',
 ];
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
 const DRIVERS = ['js', 'native'];
@@ -67,6 +67,7 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   // Milliseconds; Node's timers cannot wait longer than 2^31 - 1 ms.
   integerOption(options, 'authTimeout', 1, MAX_TIMEOUT_MS);
   integerOption(options, 'writeTimeout', 0, MAX_TIMEOUT_MS);
+  integerOption(options, 'maxConnections', 1, 1_000_000);
   return {
     authMode,
     serverVersion: options.serverVersion,
@@ -75,6 +76,7 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
     maxMessageSize: options.maxMessageSize,
     authTimeout: options.authTimeout,
     writeTimeout: options.writeTimeout,
+    maxConnections: options.maxConnections,
     tls,
     tlsCallback,
   };

@@ -32,6 +32,8 @@ pub struct NativeOptions {
     pub tls: Option<TlsOptionsInput>,
     /// True when `tls` is a callback that chooses options per server name.
     pub tls_callback: Option<bool>,
+    /// `createServer` only: clients at once; beyond, `FATAL 53300`.
+    pub max_connections: Option<u32>,
 }
 
 /// A key for SCRAM's mock salts, from the OS's CSPRNG (the connection secrets' fallback if
@@ -101,5 +103,6 @@ pub fn settings(options: NativeOptions) -> Result<Arc<SessionConfig>> {
         write_timeout,
         scram: crate::auth::ScramServer::process(random_key),
         live_cancel_key: Some(crate::cancel::is_live),
+        refusal: None,
     }))
 }

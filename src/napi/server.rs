@@ -15,6 +15,7 @@ use crate::session::SessionConfig;
 #[napi]
 pub struct NativeServer {
     config: Arc<SessionConfig>,
+    max_connections: Option<usize>,
     hooks: Arc<dyn Hooks>,
     listener: Arc<Mutex<Option<Arc<Listener>>>>,
 }
@@ -31,7 +32,9 @@ impl NativeServer {
     #[napi(constructor, catch_unwind)]
     pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Unknown<'static>>) -> Result<Self> {
         let request_client_certificate = options.auth_mode == "certificate";
+        let max_connections = options.max_connections.map(|max| max as usize);
         Ok(Self {
+            max_connections,
             config: settings(options)?,
             hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?),
             listener: Arc::default(),
@@ -48,11 +51,12 @@ impl NativeServer {
         let config = self.config.clone();
         let hooks = self.hooks.clone();
         let slot = self.listener.clone();
+        let max_connections = self.max_connections;
         AsyncBlockBuilder::new(async move {
             if lock(&slot).is_some() {
                 return Err(Error::new(Status::GenericFailure, "server is already listening"));
             }
-            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks)
+            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks, max_connections)
                 .await
                 .map_err(|err| Error::new(Status::GenericFailure, listen_error(&err, &host, port)))?;
             let addr = listener.local_addr;

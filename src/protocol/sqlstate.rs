@@ -19,6 +19,8 @@ impl SqlState {
     pub const INVALID_AUTHORIZATION_SPECIFICATION: Self = Self("28000");
     /// `28P01`: wrong password. libpq keys `.pgpass` retry logic on this code.
     pub const INVALID_PASSWORD: Self = Self("28P01");
+    /// `53300`: more clients than `maxConnections` ("sorry, too many clients already").
+    pub const TOO_MANY_CONNECTIONS: Self = Self("53300");
     /// `57P01`: the server is shutting down (`server.close()`).
     pub const ADMIN_SHUTDOWN: Self = Self("57P01");
     /// `22023`: a format code other than 0 and 1.

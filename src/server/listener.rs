@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::conn::ConnShared;
 use super::driver::spawn_connection;
 use super::hooks::Hooks;
+use crate::protocol::{PgError, SqlState};
 use crate::session::SessionConfig;
 
 /// After the shutdown deadline, how long connections get to send their 57P01 and close
@@ -39,8 +40,14 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds and starts accepting on the current tokio runtime.
-    pub async fn bind(addr: SocketAddr, config: Arc<SessionConfig>, hooks: Arc<dyn Hooks>) -> std::io::Result<Self> {
+    /// Binds and starts accepting on the current tokio runtime. Beyond `max_connections`
+    /// clients at once, a new one is answered `FATAL 53300` at its StartupMessage.
+    pub async fn bind(
+        addr: SocketAddr,
+        config: Arc<SessionConfig>,
+        hooks: Arc<dyn Hooks>,
+        max_connections: Option<usize>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let connections: Registry = Arc::default();
@@ -49,6 +56,13 @@ impl Listener {
         let (stop, mut stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
         let registry = connections.clone();
+        // Connections let in and not yet gone (the refused ones are in the registry too, for
+        // the short time it takes to tell them).
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let full_config = Arc::new(SessionConfig {
+            refusal: Some(PgError::fatal(SqlState::TOO_MANY_CONNECTIONS, "sorry, too many clients already")),
+            ..(*config).clone()
+        });
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -57,17 +71,25 @@ impl Listener {
                             let id = next_connection_id();
                             let unregister = registry.clone();
                             let departures = departures.clone();
+                            let full = max_connections.is_some_and(|max| admitted.load(Ordering::Relaxed) >= max);
+                            if !full {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let leaving = (!full).then(|| admitted.clone());
                             spawn_connection(
                                 id,
                                 stream,
                                 &[],
-                                config.clone(),
+                                if full { full_config.clone() } else { config.clone() },
                                 hooks.clone(),
                                 |conn| {
                                     lock(&registry).insert(id, conn.clone());
                                 },
                                 move || {
                                     lock(&unregister).remove(&id);
+                                    if let Some(admitted) = leaving {
+                                        admitted.fetch_sub(1, Ordering::Relaxed);
+                                    }
                                     departures.notify_waiters();
                                 },
                             );

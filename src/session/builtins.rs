@@ -91,6 +91,9 @@ impl Session {
             }
             StartupPacket::UnsupportedVersion { major, minor } => self.fail(unsupported_version(major, minor)),
             StartupPacket::Startup(message) => {
+                if let Some(refusal) = &self.config.refusal {
+                    return self.fail(refusal.clone());
+                }
                 if self.config.tls.is_some() && self.tls_is_plain() {
                     // pg-gateway's README promises this; 0.2.4 did not do it.
                     return self.fail(

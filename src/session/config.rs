@@ -52,6 +52,10 @@ pub struct SessionConfig {
     /// Whether a cancel key belongs to a live connection of the process (drivers pass the
     /// registry's `crate::cancel::is_live`); such CancelRequests bypass `onMessage`.
     pub live_cancel_key: Option<fn(i32, &[u8]) -> bool>,
+    /// The server is full: sessions of this config answer the StartupMessage with this error
+    /// (`FATAL 53300`) and close, as PostgreSQL does when it has no room for the client.
+    /// Encryption requests before it are answered as usual; a CancelRequest still goes through.
+    pub refusal: Option<crate::protocol::PgError>,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +72,7 @@ impl Default for SessionConfig {
             // Drivers give each server a random key; a fixed one keeps tests deterministic.
             scram: std::sync::Arc::new(crate::auth::ScramServer::new([0; 32])),
             live_cancel_key: None,
+            refusal: None,
         }
     }
 }

@@ -191,6 +191,19 @@ fn wrong_password_is_fatal_28p01_with_postgres_wording() {
 }
 
 #[test]
+fn a_full_server_answers_the_startup_message_with_53300_after_the_ssl_answer() {
+    let refusal = PgError::fatal(SqlState::TOO_MANY_CONNECTIONS, "sorry, too many clients already");
+    let config = SessionConfig { refusal: Some(refusal), ..(*config(AuthMode::None, HookSet::default())).clone() };
+    let mut h = Harness::new(Arc::new(config), no_hooks);
+    let (out, closed) = h.send(b"\x00\x00\x00\x08\x04\xd2\x16\x2f");
+    assert_eq!((out, closed), (b"N".to_vec(), false));
+    let (out, closed) = h.send(&startup(&[("user", "a")]));
+    assert!(closed);
+    assert_eq!(error_code(&out), "53300");
+    assert!(String::from_utf8_lossy(&out).contains("sorry, too many clients already"));
+}
+
+#[test]
 fn without_validate_credentials_nobody_gets_in() {
     let mut h = Harness::new(config(AuthMode::Md5Password, HookSet::default()), no_hooks);
     h.send(&startup(&[("user", "bob")]));
