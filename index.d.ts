@@ -257,6 +257,13 @@ export type PostgresConnectionOptions = {
   /** ParameterStatus values sent after authentication, replacing or adding to the defaults. */
   serverParameters?: Record<string, string>;
   /**
+   * Failures the client cannot report to you: a hook that threw or rejected with something the
+   * client saw as `XX000` (a thrown SQLSTATE is your answer, not a failure), a TLS handshake
+   * that failed, a client certificate refused. Without it, the first of each kind is printed
+   * to stderr (a process warning, code `PG_GATEWAY_ERROR`). What it throws is printed once.
+   */
+  onError?(error: GatewayError, state: State | undefined, connection: PostgresConnection | undefined): void | Promise<void>;
+  /**
    * `createServer` only: clients at once (1 to 1000000; default no limit). One more gets
    * `FATAL 53300 sorry, too many clients already` at its StartupMessage, as from PostgreSQL;
    * its CancelRequests still go through. (With your own `net.Server`, use its `maxConnections`.)
@@ -371,6 +378,14 @@ export type CloseOptions = {
    */
   gracePeriod?: number;
 };
+
+/** What `onError` receives. */
+export interface GatewayError extends Error {
+  /** `hook`: a hook failed (`hook` names it, `cause` is what it threw); `tls`: a handshake failed; `certificate`: a client certificate was refused. */
+  kind: 'hook' | 'tls' | 'certificate';
+  hook?: string;
+  cause?: unknown;
+}
 
 export type AddressInfo = { address: string; family: string; port: number };
 

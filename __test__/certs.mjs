@@ -14,8 +14,11 @@ function ca(dir, name) {
     '-keyout', `${name}-key.pem`, '-out', `${name}-cert.pem`], dir);
 }
 
-/** A certificate for `cn` (with `dnsNames` as subjectAltName) signed by `caName`. */
-function leaf(dir, caName, file, cn, dnsNames = []) {
+/**
+ * A certificate for `cn` (with `dnsNames` as subjectAltName) signed by `caName`; `v1`: without
+ * extensions, which OpenSSL 3.0 makes X.509 v1.
+ */
+function leaf(dir, caName, file, cn, dnsNames = [], { v1 = false } = {}) {
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${file}-key.pem`, '-out', `${file}.csr`], dir);
   const args = ['x509', '-req', '-in', `${file}.csr`, '-CA', `${caName}-cert.pem`, '-CAkey', `${caName}-key.pem`,
     '-CAcreateserial', '-days', '2', '-out', `${file}-cert.pem`];
@@ -24,7 +27,7 @@ function leaf(dir, caName, file, cn, dnsNames = []) {
     ? `subjectAltName=${dnsNames.map((n) => `DNS:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`
     : 'extendedKeyUsage=clientAuth\n';
   writeFileSync(path.join(dir, `${file}.ext`), `basicConstraints=CA:FALSE\n${extensions}`);
-  args.push('-extfile', `${file}.ext`);
+  if (!v1) args.push('-extfile', `${file}.ext`);
   openssl(args, dir);
   chmodSync(path.join(dir, `${file}-key.pem`), 0o600);
 }
@@ -39,6 +42,7 @@ export function makeCertificates() {
   leaf(dir, 'ca', 'wildcard', '*.db.example.com', ['*.db.example.com']);
   leaf(dir, 'ca', 'alice', 'alice');
   leaf(dir, 'rogue-ca', 'rogue-alice', 'alice');
+  leaf(dir, 'ca', 'alice-v1', 'alice', [], { v1: true });
   openssl(['pkey', '-in', 'localhost-key.pem', '-aes256', '-passout', 'pass:open sesame', '-out', 'localhost-key-encrypted.pem'], dir);
   const read = (name) => readFileSync(path.join(dir, name));
   const pair = (name) => ({ key: read(`${name}-key.pem`), cert: read(`${name}-cert.pem`) });

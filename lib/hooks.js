@@ -7,19 +7,23 @@
 const {
   normalizeError, tlsOptions, credentials, settle, scramSecretReply, warnOnce,
 } = require('./values.js');
+const { reportHookFailure } = require('./report.js');
 const { callOnDescribe, describeReply } = require('./query.js');
 
 /** `call(options, event, state, connection)` runs the user's hook; `answer(value)` is the reply. */
 const HOOKS = {
   startup: {
+    name: 'onStartup',
     call: (options, event, state, connection) => options.onStartup(state, connection),
     answer: (value) => ({ value: value ? 1 : 0 }),
   },
   validate: {
+    name: 'validateCredentials',
     call: (options, event, state, connection) => options.validateCredentials(credentials(event), state, connection),
     answer: (value) => ({ value: value ? 1 : 0 }),
   },
   scramSecret: {
+    name: 'getScramSecret',
     call: (options, event, state, connection) => options.getScramSecret({ user: event.user }, state, connection),
     answer: scramSecretReply,
     // Not sent to the client: an error from a secret lookup (often thrown for unknown users
@@ -31,18 +35,22 @@ const HOOKS = {
     },
   },
   authenticated: {
+    name: 'onAuthenticated',
     call: (options, event, state, connection) => options.onAuthenticated(state, connection),
     answer: () => ({ value: 0 }),
   },
   tlsUpgrade: {
+    name: 'onTlsUpgrade',
     call: (options, event, state, connection) => options.onTlsUpgrade(state, connection),
     answer: () => ({ value: 0 }),
   },
   describe: {
+    name: 'onDescribe',
     call: (options, event, state, connection) => callOnDescribe(connection, event, state),
     answer: describeReply,
   },
   tls: {
+    name: 'the tls callback',
     // pg-gateway's TlsOptionsCallback, called once with the server name known.
     call: (options, event) => options.tls({ sniServerName: event.sniServerName ?? undefined }),
     answer: (value) => ({ value: 0, tls: tlsOptions(value, 'the tls callback result') }),
@@ -60,13 +68,18 @@ function callHook(connection, event, state, done) {
     done({ value: 0 });
     return undefined;
   }
-  return settle(() => hook.call(connection.options, event, state, connection), (value, error) => {
-    if (error) return done(hook.failed ? hook.failed(error) : { value: 0, error });
+  return settle(() => hook.call(connection.options, event, state, connection), (value, error, thrown) => {
+    if (error) {
+      if (hook.failed) return done(hook.failed(error));
+      reportHookFailure(connection, hook.name ?? event.kind, error, thrown);
+      return done({ value: 0, error });
+    }
     let reply;
     try {
       reply = hook.answer(value);
     } catch (err) {
       reply = { value: 0, error: normalizeError(err) };
+      reportHookFailure(connection, hook.name ?? event.kind, reply.error, err);
     }
     return done(reply);
   });

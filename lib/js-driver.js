@@ -9,6 +9,7 @@
 // to keep reading and whether its deadline moved.
 
 const binding = require('./binding.js');
+const { reportError, connectionProblem } = require('./report.js');
 const { Duplex } = require('node:stream');
 const { offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
@@ -279,8 +280,11 @@ class JsDriver {
       }
       if (step & TIMER_CHANGED) this.armTimer();
       if (kind === STEP_WAIT) return this.setReading((step & WANTS_INPUT) !== 0);
-      if (kind === STEP_CLOSE) return this.close();
-      if (kind === STEP_ABORT) return this.abort();
+      if (kind === STEP_CLOSE || kind === STEP_ABORT) {
+        const problem = binding.sessionTakeProblem(this.handle);
+        if (problem) reportError(this.connection, connectionProblem(problem));
+        return kind === STEP_CLOSE ? this.close() : this.abort();
+      }
       let pending;
       if (kind === STEP_SIMPLE_QUERY) {
         // Only from sessionFeed(): the Query is the bytes fed.

@@ -5,6 +5,7 @@
 
 const { EventEmitter } = require('node:events');
 const binding = require('./binding.js');
+const { reportError, connectionProblem } = require('./report.js');
 const { Duplex } = require('node:stream');
 const { normalizeError, toBytes, offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
@@ -42,6 +43,10 @@ function createDispatcher(lookup) {
 }
 
 function handle(connection, event, reply) {
+  if (event.kind === 'problem') {
+    if (connection) reportError(connection, connectionProblem(event.reason));
+    return reply({ value: 0 });
+  }
   if (!connection) return reply({ value: 0 });
   if (event.kind === 'released') {
     connection._released();

@@ -10,7 +10,7 @@
 // result, and an Execute with a row limit suspends it.
 
 const binding = require('./binding.js');
-const { normalizeError } = require('./values.js');
+const { normalizeError, failedHook } = require('./values.js');
 
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
 const EMPTY_QUERY_RESPONSE = Buffer.from([0x49, 0, 0, 0, 4]);
@@ -649,7 +649,7 @@ function runQuery(connection, event, state, run, value) {
     // The statement is over: its source is let go (an iterator's finally runs).
     run.cursor?.close();
     if (event.cursor) cursors.delete(event.cursor);
-    const error = run.aborted ? normalizeError(canceled()) : normalizeError(err);
+    const error = run.aborted ? normalizeError(canceled()) : failedHook(connection, 'onQuery', err);
     return { value: 0, tags, error };
   };
   const finish = (reply) => {
@@ -790,7 +790,7 @@ function answerQuery(connection, event, state, answer, answerRows) {
       small = thenOf(value) === undefined ? smallResult(value, event) : undefined;
     } catch (err) {
       if (connection._run === run) connection._run = undefined;
-      return answer(0, false, null, normalizeError(run.aborted ? canceled() : err));
+      return answer(0, false, null, run.aborted ? normalizeError(canceled()) : failedHook(connection, 'onQuery', err));
     }
     if (small !== undefined) {
       if (connection._run === run) connection._run = undefined;

@@ -2,6 +2,7 @@
 // Conversions between what users pass (pg-gateway's shapes) and what the binding takes.
 
 const binding = require('./binding.js');
+const { reportHookFailure } = require('./report.js');
 
 const HOOK_NAMES = [
   'onMessage', 'onStartup', 'validateCredentials', 'getScramSecret', 'onAuthenticated', 'onTlsUpgrade', 'onCancel',
@@ -9,7 +10,7 @@ const HOOK_NAMES = [
 ];
 /** Every option key PostgresConnection and createServer read; others are warned about. */
 const OPTION_NAMES = [
-  ...HOOK_NAMES, 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
+  ...HOOK_NAMES, 'onError', 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
   'writeTimeout', 'maxConnections',
 ];
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
@@ -29,7 +30,7 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   if (!AUTH_MODES.includes(authMode)) {
     throw new TypeError(`unknown authMode '${authMode}': expected one of ${AUTH_MODES.map((m) => `'${m}'`).join(', ')}`);
   }
-  for (const name of HOOK_NAMES) {
+  for (const name of [...HOOK_NAMES, 'onError']) {
     if (options[name] !== undefined && typeof options[name] !== 'function') {
       throw new TypeError(`option ${name} must be a function`);
     }
@@ -330,14 +331,21 @@ function settle(fn, done) {
     result = fn();
     then = thenOf(result);
   } catch (err) {
-    done(undefined, normalizeError(err));
+    done(undefined, normalizeError(err), err);
     return undefined;
   }
   if (then === undefined) {
     done(result, undefined);
     return undefined;
   }
-  return adopt(result, then).then((value) => done(value, undefined), (err) => done(undefined, normalizeError(err)));
+  return adopt(result, then).then((value) => done(value, undefined), (err) => done(undefined, normalizeError(err), err));
+}
+
+/** What a hook threw, as the client will see it; reported if the client sees XX000. */
+function failedHook(connection, hook, err) {
+  const error = normalizeError(err);
+  reportHookFailure(connection, hook, error, err);
+  return error;
 }
 
 /**
@@ -366,7 +374,7 @@ function offerMessages(onMessage, data, start, handled, state, connection, sink)
       result = onMessage(start === 0 && end === data.length ? data : data.subarray(start, end), state, connection);
       then = thenOf(result);
     } catch (err) {
-      sink.messagesDone(handled, normalizeError(err));
+      sink.messagesDone(handled, failedHook(connection, 'onMessage', err));
       return undefined;
     }
     if (then !== undefined) {
@@ -378,7 +386,7 @@ function offerMessages(onMessage, data, start, handled, state, connection, sink)
           }
           return offerMessages(onMessage, data, end, handled + 1, state, connection, sink);
         },
-        (err) => sink.messagesDone(handled, normalizeError(err)),
+        (err) => sink.messagesDone(handled, failedHook(connection, 'onMessage', err)),
       );
     }
     if (!result) break;
@@ -399,6 +407,6 @@ function copyAddresses(target, source) {
 
 module.exports = {
   scramSecretReply, warnOnce,
-  nativeOptions, normalizeError, tlsOptions, toBytes, toState, credentials, settle, offerMessages, copyAddresses,
+  nativeOptions, normalizeError, failedHook, tlsOptions, toBytes, toState, credentials, settle, offerMessages, copyAddresses,
   HOOK_NAMES, MisconfiguredCertificateAuth,
 };

@@ -41,7 +41,7 @@ pub struct HookEvent {
     /// The password (cleartext) or the client's md5 hash.
     pub secret: Option<String>,
     pub salt: Option<Buffer>,
-    /// For `close`.
+    /// For `close`: how; for `problem`: what went wrong.
     pub reason: Option<String>,
     /// For `tls`: the server name the client asked for (SNI).
     pub sni_server_name: Option<String>,
@@ -327,6 +327,12 @@ impl Hooks for JsHooks {
         let mut e = HookEvent::new(conn.id, "close", conn.state_version());
         e.reason = Some(reason.as_str().to_string());
         // Fire and forget: nothing waits for JS to acknowledge a close.
+        let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn problem(&self, conn: &Arc<ConnShared>, message: String) {
+        let mut e = HookEvent::new(conn.id, "problem", conn.state_version());
+        e.reason = Some(message);
         let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
     }
 

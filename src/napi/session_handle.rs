@@ -583,6 +583,12 @@ pub fn session_authenticated_by_hook(handle: &mut External<SessionHandle>) {
     handle.session.authenticated_by_hook();
 }
 
+/// Why the connection failed where its client could not be told (a TLS handshake), once.
+#[napi(catch_unwind)]
+pub fn session_take_problem(handle: &mut External<SessionHandle>) -> Option<String> {
+    handle.session.take_problem()
+}
+
 /// Whether the connection is encrypted (TLS is up or being negotiated).
 #[napi(catch_unwind)]
 pub fn session_is_tls(handle: &External<SessionHandle>) -> bool {

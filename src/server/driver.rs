@@ -99,6 +99,9 @@ pub fn spawn_connection(
             finish_writes(&driver_shared, write_timeout).await;
         }
         driver_shared.set_finished(reason);
+        if let Some(problem) = session.take_problem() {
+            hooks.problem(&driver_shared, problem);
+        }
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.closed(&driver_shared, reason);
         }

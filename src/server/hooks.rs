@@ -20,6 +20,10 @@ pub trait Hooks: Send + Sync + 'static {
     /// ran at least one hook (others were never seen by JS).
     fn closed(&self, conn: &Arc<ConnShared>, reason: super::CloseReason);
 
+    /// The connection failed in a way its client could not be told (a TLS handshake), for any
+    /// connection, seen by JS or not. Fire and forget.
+    fn problem(&self, _conn: &Arc<ConnShared>, _message: String) {}
+
     /// A CancelRequest with this connection's key arrived (`onCancel`). Fire and forget.
     fn cancelled(&self, conn: &Arc<ConnShared>);
 

@@ -140,7 +140,14 @@ impl Session {
             AuthMode::None => AuthStep::Ok,
             AuthMode::CleartextPassword => self.start_password(PasswordExchange::cleartext(self.user())),
             AuthMode::Md5Password => self.start_password(PasswordExchange::md5(self.user(), self.secrets.md5_salt)),
-            AuthMode::Certificate => certificate::authenticate(self.user(), self.client_certificate()),
+            AuthMode::Certificate => {
+                let certificate = self.client_certificate();
+                if let certificate::ClientCertificate::Invalid(reason) = &certificate {
+                    // The client hears "client certificate is invalid"; the operator, why.
+                    self.problem = Some(format!("client certificate of user \"{}\" refused: {reason}", self.user()));
+                }
+                certificate::authenticate(self.user(), certificate)
+            }
             AuthMode::ScramSha256 => {
                 let (exchange, step) =
                     ScramExchange::start(self.user(), self.channel_binding(), &self.secrets.scram_nonce);

@@ -71,8 +71,9 @@ impl Session {
             Ok(connection) => {
                 self.tls = TlsState::Active { connection: Box::new(connection), server, direct, handshake_done: false };
             }
-            Err((_, mut alert)) => {
+            Err((err, mut alert)) => {
                 let _ = alert.write_all(&mut (&mut self.wire_out).writer());
+                self.problem = Some(tls_problem(&err));
                 self.close_tls_failed();
             }
         }
@@ -114,6 +115,10 @@ impl Session {
                         if direct && !offers_postgresql {
                             // PostgreSQL: "received direct SSL connection request without ALPN
                             // protocol negotiation extension"; nothing can be sent in the clear.
+                            self.problem = Some(
+                                "TLS handshake refused: direct TLS (sslnegotiation=direct) without the ALPN protocol 'postgresql'"
+                                    .into(),
+                            );
                             self.close_tls_failed();
                             return Some(Step::Close);
                         }
@@ -128,8 +133,9 @@ impl Session {
                         }
                         None
                     }
-                    Err((_, mut alert)) => {
+                    Err((err, mut alert)) => {
                         let _ = alert.write_all(&mut (&mut self.wire_out).writer());
+                        self.problem = Some(tls_problem(&err));
                         self.close_tls_failed();
                         Some(Step::Close)
                     }
@@ -151,9 +157,10 @@ impl Session {
                             self.raw_in.advance(n);
                             progressed = n > 0;
                         }
-                        if connection.process_new_packets().is_err() {
+                        if let Err(err) = connection.process_new_packets() {
                             // rustls queued an alert; send it and give up on this connection.
                             let _ = connection.write_tls(&mut (&mut self.wire_out).writer());
+                            self.problem = Some(tls_problem(&err));
                             self.close_tls_failed();
                             return Some(Step::Close);
                         }
@@ -304,4 +311,9 @@ impl Session {
     pub fn is_tls(&self) -> bool {
         !self.tls_is_plain()
     }
+}
+
+/// A TLS failure in words an operator can act on.
+fn tls_problem(err: &rustls::Error) -> String {
+    format!("TLS handshake failed: {}", crate::tls::certificate_error(err))
 }

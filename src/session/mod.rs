@@ -157,6 +157,9 @@ pub struct Session {
     cancel_request: Option<CancelRequest>,
     /// With `onQuery`: prepared statements and portals (made on the first query message).
     queries: Option<Box<query::QueryState>>,
+    /// Why the connection failed where the client cannot be told (a TLS handshake), for the
+    /// operator (`onError`).
+    problem: Option<String>,
 }
 
 /// A CancelRequest as received: the process id and secret key of the connection to cancel.
@@ -193,7 +196,13 @@ impl Session {
             backlog: Backlog::default(),
             cancel_request: None,
             queries: None,
+            problem: None,
         }
+    }
+
+    /// Why the connection failed, if the client could not be told (see `problem`); once.
+    pub fn take_problem(&mut self) -> Option<String> {
+        self.problem.take()
     }
 
     // ---- inputs ----

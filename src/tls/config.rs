@@ -91,7 +91,7 @@ impl TlsServer {
         verifier
             .verify_client_cert(end_entity, intermediates, UnixTime::now())
             .map(|_| ())
-            .map_err(|err| err.to_string())
+            .map_err(|err| certificate_error(&err))
     }
 }
 
@@ -198,4 +198,16 @@ impl ClientCertVerifier for RecordingVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// A certificate verification failure in words an operator can act on. The usual puzzle gets
+/// its own: OpenSSL 3.0's `openssl x509 -req` makes X.509 v1 certificates unless given
+/// extensions, and webpki accepts only v3.
+pub fn certificate_error(err: &rustls::Error) -> String {
+    if format!("{err:?}").contains("UnsupportedCertVersion") {
+        return "the certificate is X.509 v1, and only v3 is accepted: sign it with an extension, e.g. \
+                openssl x509 -req ... -extfile <(printf 'basicConstraints=CA:FALSE')"
+            .into();
+    }
+    err.to_string()
 }

@@ -6,4 +6,4 @@ mod cert;
 mod config;
 
 pub use cert::subject_common_name;
-pub use config::{TlsError, TlsMaterial, TlsServer, POSTGRESQL_ALPN};
+pub use config::{certificate_error, TlsError, TlsMaterial, TlsServer, POSTGRESQL_ALPN};
