@@ -140,3 +140,41 @@ test('createServer maxConnections: one client more gets FATAL 53300 as from Post
   await b.end();
   assert.throws(() => createServer({ maxConnections: 0 }), /option maxConnections must be an integer from 1 to 1000000/);
 });
+
+test("createServer connections: socket.setTimeout fires 'timeout' after idleness, not while bytes move; bytesRead/bytesWritten count; setKeepAlive says it cannot", async (t) => {
+  const timeouts = [];
+  let socketOf = null;
+  const server = createServer({
+    authMode: 'none',
+    onAuthenticated(state, connection) {
+      socketOf = connection.socket;
+      connection.socket.setTimeout(300, () => {
+        timeouts.push(Date.now());
+        connection.socket.end();
+      });
+    },
+  });
+  const { port } = await server.listen(0);
+  t.after(() => server.close({ gracePeriod: 0 }));
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'u' });
+  client.on('error', () => {});
+  await client.connect();
+  const started = Date.now();
+  let lastQuery = 0;
+  // Busy for 600 ms (a query every 100 ms): no timeout while bytes move.
+  while (Date.now() - started < 600) {
+    await client.query('select 1').catch(() => {});
+    lastQuery = Date.now();
+    await sleep(100);
+  }
+  assert.deepEqual(timeouts, []);
+  assert.ok(socketOf.bytesRead > 0 && socketOf.bytesWritten > 0);
+  assert.throws(() => socketOf.setKeepAlive(true, 1000), (err) => err.code === 'ERR_PG_GATEWAY_UNSUPPORTED');
+  assert.equal(socketOf.setKeepAlive(false), socketOf);
+  // Then idle: 'timeout' once, and the listener's end() closes the connection.
+  const ended = new Promise((resolve) => client.once('end', resolve));
+  await Promise.race([ended, sleep(5000)]);
+  assert.equal(timeouts.length, 1);
+  const idle = timeouts[0] - lastQuery;
+  assert.ok(idle >= 280 && idle < 2000, `fired after ${idle} ms idle`);
+});

@@ -157,7 +157,10 @@ class PostgresConnection {
     adopted.delete(this._native.id);
     // No stand-in yet means nobody listens to it: one made later starts out destroyed.
     const socket = this._socket;
-    if (socket) socket.destroyed = true;
+    if (socket) {
+      socket.destroyed = true;
+      clearTimeout(socket._idleTimer);
+    }
     if (reason === 'end') {
       socket?.emit('end');
       if (this._originalSocket) this._originalSocket.emit('end');

@@ -145,8 +145,62 @@ class ConnectionSocket extends EventEmitter {
   }
 
   setNoDelay() { return this; } // Nagle is always off: the driver sets TCP_NODELAY.
-  setKeepAlive() { return this; }
-  setTimeout() { return this; }
+
+  /** Rust owns the socket and sets no TCP keepalive; asking for it is an error, not a no-op. */
+  setKeepAlive(enable) {
+    if (!enable) return this;
+    throw Object.assign(new Error(
+      "setKeepAlive is not available on createServer and driver 'native' connections (the socket is Rust's); "
+      + "use the 'js' driver with your own net.Server for TCP keepalive, or setTimeout for idle connections",
+    ), { code: 'ERR_PG_GATEWAY_UNSUPPORTED' });
+  }
+
+  /**
+   * As `net.Socket#setTimeout`: 'timeout' once no byte has moved either way for `ms` (then
+   * again after the next activity and `ms` more of idleness); 0 turns it off. The socket stays
+   * open: end it in the listener, as with Node.
+   */
+  setTimeout(ms, callback) {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`setTimeout: ms must be a non-negative number, got ${ms}`);
+    clearTimeout(this._idleTimer);
+    this._idleTimer = null;
+    if (callback) {
+      if (ms === 0) this.off('timeout', callback);
+      else this.once('timeout', callback);
+    }
+    this._idleMs = ms;
+    // As with Node, the clock starts now, whatever happened before.
+    this._armedAt = Date.now();
+    this._firedAt = -Infinity;
+    if (ms > 0 && !this.destroyed) this._checkIdle(ms);
+    return this;
+  }
+
+  /** Checks in `delay` ms whether `_idleMs` have passed since the last byte moved. */
+  _checkIdle(delay) {
+    this._idleTimer = setTimeout(() => {
+      if (this.destroyed || this._idleMs === 0) return;
+      const now = Date.now();
+      const lastActivity = Math.max(now - this._native.idleMs, this._armedAt);
+      const idle = now - lastActivity;
+      if (idle < this._idleMs) return this._checkIdle(this._idleMs - idle);
+      // Once per stretch of idleness: the next 'timeout' needs activity first.
+      if (lastActivity > this._firedAt) {
+        this._firedAt = now;
+        this.emit('timeout');
+      }
+      return this._checkIdle(this._idleMs);
+    }, delay);
+    this._idleTimer.unref?.();
+  }
+
+  get bytesRead() {
+    return this._native.bytesRead;
+  }
+
+  get bytesWritten() {
+    return this._native.bytesWritten;
+  }
   ref() { return this; }
   unref() { return this; }
   address() {

@@ -154,6 +154,24 @@ impl NativeConnection {
         self.shared.local.map(|a| u32::from(a.port()))
     }
 
+    /// Bytes read from the client so far (`socket.bytesRead`).
+    #[napi(getter, catch_unwind)]
+    pub fn bytes_read(&self) -> f64 {
+        self.shared.out.received_total() as f64
+    }
+
+    /// Bytes written to the client so far (`socket.bytesWritten`).
+    #[napi(getter, catch_unwind)]
+    pub fn bytes_written(&self) -> f64 {
+        self.shared.out.sent() as f64
+    }
+
+    /// Milliseconds since bytes last moved either way (`socket.setTimeout`).
+    #[napi(getter, catch_unwind)]
+    pub fn idle_ms(&self) -> f64 {
+        self.shared.out.idle_ms() as f64
+    }
+
     #[napi(getter, catch_unwind)]
     pub fn buffered_amount(&self) -> u32 {
         self.shared.unsent().min(u32::MAX as usize) as u32

@@ -68,6 +68,7 @@ pub fn spawn_connection(
 ) -> Arc<ConnShared> {
     let _ = stream.set_nodelay(true);
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
+    shared.out.started();
     register(&shared);
     let write_timeout = config.write_timeout;
     let mut secrets = secrets();
@@ -340,7 +341,7 @@ async fn drive(
                 session.hook_done(result);
             }
             Event::Read(Ok(0)) => session.receive_eof(std::time::Instant::now()),
-            Event::Read(Ok(_)) => {}
+            Event::Read(Ok(n)) => shared.out.received(n),
             Event::Read(Err(_)) => {
                 shared.out.abort();
                 return CloseReason::Error;

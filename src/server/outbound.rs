@@ -3,7 +3,9 @@
 //! accumulated while a hook ran leaves in as few syscalls as possible. It counts what is still
 //! unsent and what was sent, which is how the session learns about backpressure.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -50,6 +52,20 @@ pub struct Outbound {
     progress_for_driver: Notify,
     /// Where the writer task sends the write half on [`Self::hand_over`].
     hand_over_to: Mutex<Option<oneshot::Sender<WriteHalf>>>,
+    /// Bytes read from the socket (the driver counts them here, next to those sent).
+    received: AtomicU64,
+    /// When bytes last moved either way, in ms since [`epoch`] (`socket.setTimeout`).
+    last_io_ms: AtomicU64,
+}
+
+/// The clock of `last_io_ms`: the first time anyone asked.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
 }
 
 impl Outbound {
@@ -102,6 +118,30 @@ impl Outbound {
     /// Bytes written to the socket so far.
     pub fn sent(&self) -> u64 {
         self.lock().sent
+    }
+
+    /// `n` bytes arrived from the client.
+    pub fn received(&self, n: usize) {
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    pub fn received_total(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self) {
+        self.last_io_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since bytes last moved either way (since the connection began, if never).
+    pub fn idle_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.last_io_ms.load(Ordering::Relaxed))
+    }
+
+    /// Starts the idle clock: a connection is active when it begins.
+    pub fn started(&self) {
+        self.touch();
     }
 
     pub fn over_high_water(&self) -> bool {
@@ -252,6 +292,7 @@ impl Outbound {
                         inner.in_flight = chunk.len();
                         inner.sent += n as u64;
                         drop(inner);
+                        self.touch();
                         self.progressed();
                     }
                 }
