@@ -387,6 +387,22 @@ export interface GatewayError extends Error {
   cause?: unknown;
 }
 
+/** `server.stats()`. */
+export type ServerStats = {
+  connectionsOpen: number;
+  connectionsTotal: number;
+  /** Answered `FATAL 53300` (`maxConnections`). */
+  connectionsRefused: number;
+  bytesReceived: number;
+  bytesSent: number;
+  /** Hook calls made from Rust (all but those of connections served on the JS thread) and their total time. */
+  hookCalls: number;
+  hookTimeMs: number;
+  authFailures: number;
+  tlsHandshakes: number;
+  tlsFailures: number;
+};
+
 export type AddressInfo = { address: string; family: string; port: number };
 
 export type ListenOptions = {
@@ -407,6 +423,8 @@ export declare class PostgresServer extends EventEmitter {
   listen(port: number, host?: string, callback?: () => void): Promise<AddressInfo>;
   listen(port: number, callback: () => void): Promise<AddressInfo>;
   address(): AddressInfo | null;
+  /** Counters since the server was made (see `ServerStats`). */
+  stats(): ServerStats;
   /**
    * Stops accepting and ends open connections with FATAL 57P01 (see `CloseOptions`); resolves
    * when all are closed: at most `gracePeriod` plus 2 s, after which connections that still

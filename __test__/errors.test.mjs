@@ -100,6 +100,10 @@ for (const mode of MODES) {
     await until(() => seen.length === 2);
     assert.equal(seen[1].kind, 'tls');
     assert.match(seen[1].message, /^TLS handshake failed: the certificate is X\.509 v1, and only v3 is accepted: sign it with an extension/);
+    if (mode === 'native') {
+      await until(() => server.server.stats().tlsFailures === 2);
+      assert.equal(server.server.stats().tlsHandshakes, 0);
+    }
   });
 }
 

@@ -178,3 +178,38 @@ test("createServer connections: socket.setTimeout fires 'timeout' after idleness
   const idle = timeouts[0] - lastQuery;
   assert.ok(idle >= 280 && idle < 2000, `fired after ${idle} ms idle`);
 });
+
+test('createServer stats(): connections open, total and refused, bytes both ways, hook calls and time, auth failures', async (t) => {
+  const server = createServer({
+    authMode: 'cleartextPassword',
+    maxConnections: 2,
+    validateCredentials: ({ password }) => password === 'right',
+    onMessage(data, { isAuthenticated }) {
+      return false;
+    },
+  });
+  assert.deepEqual(server.stats().connectionsTotal, 0);
+  const { port } = await server.listen(0);
+  const client = (password) => new pg.Client({ host: '127.0.0.1', port, user: 'u', password });
+  await assert.rejects(client('wrong').connect(), (err) => err.code === '28P01');
+  const a = client('right');
+  const b = client('right');
+  await a.connect();
+  await b.connect();
+  await assert.rejects(client('right').connect(), (err) => err.code === '53300');
+  await assert.rejects(a.query('select 1'), (err) => err.code === '0A000');
+  const live = server.stats();
+  assert.equal(live.connectionsOpen, 2);
+  assert.ok(live.bytesReceived > 100 && live.bytesSent > 100, JSON.stringify(live));
+  assert.ok(live.hookCalls >= 4 && live.hookTimeMs >= 0, JSON.stringify(live));
+  await a.end();
+  await b.end();
+  await server.close();
+  const after = server.stats();
+  assert.equal(after.connectionsOpen, 0);
+  assert.equal(after.connectionsTotal, 4);
+  assert.equal(after.connectionsRefused, 1);
+  assert.equal(after.authFailures, 1);
+  assert.ok(after.bytesReceived >= live.bytesReceived && after.bytesSent >= live.bytesSent);
+  assert.equal(after.tlsHandshakes, 0);
+});

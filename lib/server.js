@@ -77,6 +77,15 @@ class PostgresServer extends EventEmitter {
     return this._address;
   }
 
+  /**
+   * Counters since the server was made: connections open, total and refused (53300), bytes
+   * received and sent, hook calls and their time, authentication failures, TLS handshakes done
+   * and failed. Cheap enough to leave on (relaxed atomic adds in Rust).
+   */
+  stats() {
+    return this._native.stats();
+  }
+
   get connectionCount() {
     return this._native.connectionCount;
   }

@@ -9,15 +9,32 @@ use napi_derive::napi;
 use super::connection::NativeConnection;
 use super::hooks::{HookEvent, JsHooks};
 use super::options::{settings, NativeOptions};
-use crate::server::{Hooks, Listener};
+use crate::server::{Hooks, Listener, ServerStats};
 use crate::session::SessionConfig;
 
 #[napi]
 pub struct NativeServer {
     config: Arc<SessionConfig>,
+    /// Kept across listen() and close(), so the counters outlive a listener.
+    stats: Arc<ServerStats>,
     max_connections: Option<usize>,
     hooks: Arc<dyn Hooks>,
     listener: Arc<Mutex<Option<Arc<Listener>>>>,
+}
+
+/// `server.stats()`.
+#[napi(object)]
+pub struct ServerStatsObject {
+    pub connections_open: u32,
+    pub connections_total: f64,
+    pub connections_refused: f64,
+    pub bytes_received: f64,
+    pub bytes_sent: f64,
+    pub hook_calls: f64,
+    pub hook_time_ms: f64,
+    pub auth_failures: f64,
+    pub tls_handshakes: f64,
+    pub tls_failures: f64,
 }
 
 #[napi(object)]
@@ -34,6 +51,7 @@ impl NativeServer {
         let request_client_certificate = options.auth_mode == "certificate";
         let max_connections = options.max_connections.map(|max| max as usize);
         Ok(Self {
+            stats: Arc::default(),
             max_connections,
             config: settings(options)?,
             hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?),
@@ -52,11 +70,12 @@ impl NativeServer {
         let hooks = self.hooks.clone();
         let slot = self.listener.clone();
         let max_connections = self.max_connections;
+        let stats = self.stats.clone();
         AsyncBlockBuilder::new(async move {
             if lock(&slot).is_some() {
                 return Err(Error::new(Status::GenericFailure, "server is already listening"));
             }
-            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks, max_connections)
+            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks, max_connections, stats)
                 .await
                 .map_err(|err| Error::new(Status::GenericFailure, listen_error(&err, &host, port)))?;
             let addr = listener.local_addr;
@@ -89,6 +108,28 @@ impl NativeServer {
     pub fn connection(&self, id: u32) -> Option<NativeConnection> {
         let listener = lock(&self.listener).clone()?;
         listener.connection(id).map(NativeConnection::new)
+    }
+
+    /// The counters (`server.stats()`), with the live connections' bytes so far.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> ServerStatsObject {
+        let snapshot = match lock(&self.listener).as_ref() {
+            Some(listener) => listener.stats(),
+            None => self.stats.snapshot(std::iter::empty()),
+        };
+        let open = lock(&self.listener).as_ref().map_or(0, |l| l.connection_count() as u32);
+        ServerStatsObject {
+            connections_open: open,
+            connections_total: snapshot.connections_total as f64,
+            connections_refused: snapshot.connections_refused as f64,
+            bytes_received: snapshot.bytes_received as f64,
+            bytes_sent: snapshot.bytes_sent as f64,
+            hook_calls: snapshot.hook_calls as f64,
+            hook_time_ms: snapshot.hook_time_us as f64 / 1000.0,
+            auth_failures: snapshot.auth_failures as f64,
+            tls_handshakes: snapshot.tls_handshakes as f64,
+            tls_failures: snapshot.tls_failures as f64,
+        }
     }
 
     #[napi(getter, catch_unwind)]

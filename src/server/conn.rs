@@ -75,6 +75,8 @@ pub struct ConnShared {
     ending: AtomicBool,
     /// When a server shutdown ends whatever still runs ([`Self::shutdown`]).
     shutdown_deadline: Mutex<Option<Instant>>,
+    /// The counters of the server that accepted it (none for adopted sockets).
+    pub stats: std::sync::OnceLock<Arc<super::ServerStats>>,
 }
 
 /// The read side of a detached connection.
@@ -104,6 +106,7 @@ impl ConnShared {
             proxy_target: Mutex::new(None),
             ending: AtomicBool::new(false),
             shutdown_deadline: Mutex::new(None),
+            stats: std::sync::OnceLock::new(),
         })
     }
 

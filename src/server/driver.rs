@@ -100,7 +100,13 @@ pub fn spawn_connection(
             finish_writes(&driver_shared, write_timeout).await;
         }
         driver_shared.set_finished(reason);
-        if let Some(problem) = session.take_problem() {
+        let problem = session.take_problem();
+        let ending = super::stats::Ending {
+            tls_handshake: session.tls_established(),
+            tls_failed: problem.as_deref().is_some_and(|p| p.starts_with("TLS")),
+            auth_failed: session.auth_failed(),
+        };
+        if let Some(problem) = problem {
             hooks.problem(&driver_shared, problem);
         }
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
@@ -115,6 +121,9 @@ pub fn spawn_connection(
         drop(registration);
         if reason == CloseReason::Detached && driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.released(&driver_shared);
+        }
+        if let Some(stats) = driver_shared.stats.get() {
+            stats.ended(&driver_shared, &ending);
         }
         unregister();
     });

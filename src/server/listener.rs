@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::conn::ConnShared;
 use super::driver::spawn_connection;
 use super::hooks::Hooks;
+use super::{ServerStats, StatsSnapshot};
 use crate::protocol::{PgError, SqlState};
 use crate::session::SessionConfig;
 
@@ -32,6 +33,7 @@ type Registry = Arc<Mutex<HashMap<u32, Arc<ConnShared>>>>;
 
 pub struct Listener {
     pub local_addr: SocketAddr,
+    stats: Arc<ServerStats>,
     connections: Registry,
     /// Woken whenever a connection leaves the registry.
     departed: Arc<tokio::sync::Notify>,
@@ -47,6 +49,7 @@ impl Listener {
         config: Arc<SessionConfig>,
         hooks: Arc<dyn Hooks>,
         max_connections: Option<usize>,
+        stats: Arc<ServerStats>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
@@ -59,6 +62,7 @@ impl Listener {
         // Connections let in and not yet gone (the refused ones are in the registry too, for
         // the short time it takes to tell them).
         let admitted = Arc::new(AtomicUsize::new(0));
+        let counters = stats.clone();
         let full_config = Arc::new(SessionConfig {
             refusal: Some(PgError::fatal(SqlState::TOO_MANY_CONNECTIONS, "sorry, too many clients already")),
             ..(*config).clone()
@@ -75,6 +79,8 @@ impl Listener {
                             if !full {
                                 admitted.fetch_add(1, Ordering::Relaxed);
                             }
+                            counters.accepted(full);
+                            let counters = counters.clone();
                             let leaving = (!full).then(|| admitted.clone());
                             spawn_connection(
                                 id,
@@ -83,6 +89,7 @@ impl Listener {
                                 if full { full_config.clone() } else { config.clone() },
                                 hooks.clone(),
                                 |conn| {
+                                    let _ = conn.stats.set(counters);
                                     lock(&registry).insert(id, conn.clone());
                                 },
                                 move || {
@@ -104,7 +111,7 @@ impl Listener {
             drop(listener);
             let _ = stopped_tx.send(true);
         });
-        Ok(Self { local_addr, connections, departed, stop, stopped })
+        Ok(Self { local_addr, stats, connections, departed, stop, stopped })
     }
 
     /// Resolves once the listener has stopped accepting.
@@ -119,6 +126,12 @@ impl Listener {
 
     pub fn connection(&self, id: u32) -> Option<Arc<ConnShared>> {
         lock(&self.connections).get(&id).cloned()
+    }
+
+    /// The server's counters, with the live connections' bytes so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        let registry = lock(&self.connections);
+        self.stats.snapshot(registry.values().map(|conn| conn.as_ref()))
     }
 
     pub fn connection_count(&self) -> usize {

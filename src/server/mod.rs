@@ -10,6 +10,7 @@ mod listener;
 mod outbound;
 mod proxy;
 mod signal;
+mod stats;
 mod unwind;
 
 pub use crate::session::CloseReason;
@@ -18,3 +19,4 @@ pub use driver::{adopt, deliver_cancel, forward_cancel, secrets, spawn_connectio
 pub use hooks::{HookFuture, Hooks};
 pub use listener::{next_connection_id, Listener};
 pub use outbound::Outbound;
+pub use stats::{ServerStats, StatsSnapshot};

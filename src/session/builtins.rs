@@ -194,7 +194,10 @@ impl Session {
             // pg-gateway 0.2.4: without validateCredentials, nobody gets in.
             AuthStep::Validate(_) => self.credentials_verdict(false),
             AuthStep::Ok => self.complete_auth(),
-            AuthStep::Fail(err) => self.fail(fatal(err)),
+            AuthStep::Fail(err) => {
+                self.auth_failed = true;
+                self.fail(fatal(err))
+            }
         }
     }
 

@@ -160,6 +160,8 @@ pub struct Session {
     /// Why the connection failed where the client cannot be told (a TLS handshake), for the
     /// operator (`onError`).
     problem: Option<String>,
+    /// Authentication failed (the counters of `server.stats()`).
+    auth_failed: bool,
 }
 
 /// A CancelRequest as received: the process id and secret key of the connection to cancel.
@@ -197,7 +199,18 @@ impl Session {
             cancel_request: None,
             queries: None,
             problem: None,
+            auth_failed: false,
         }
+    }
+
+    /// Whether authentication failed (wrong password, refused certificate, unknown user).
+    pub fn auth_failed(&self) -> bool {
+        self.auth_failed
+    }
+
+    /// Whether a TLS handshake completed.
+    pub fn tls_established(&self) -> bool {
+        self.state.tls_info.is_some()
     }
 
     /// Why the connection failed, if the client could not be told (see `problem`); once.
