@@ -158,7 +158,8 @@ class ConnectionSocket extends EventEmitter {
   /**
    * As `net.Socket#setTimeout`: 'timeout' once no byte has moved either way for `ms` (then
    * again after the next activity and `ms` more of idleness); 0 turns it off. The socket stays
-   * open: end it in the listener, as with Node.
+   * open: end it in the listener, as with Node. Activity is sampled (Rust counts bytes; no
+   * clock is read per read or write), so it fires up to a quarter of `ms` late.
    */
   setTimeout(ms, callback) {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`setTimeout: ms must be a non-negative number, got ${ms}`);
@@ -169,28 +170,32 @@ class ConnectionSocket extends EventEmitter {
       else this.once('timeout', callback);
     }
     this._idleMs = ms;
+    if (ms === 0 || this.destroyed) return this;
     // As with Node, the clock starts now, whatever happened before.
-    this._armedAt = Date.now();
-    this._firedAt = -Infinity;
-    if (ms > 0 && !this.destroyed) this._checkIdle(ms);
+    this._quietSince = Date.now();
+    this._seenBytes = this._native.bytesRead + this._native.bytesWritten;
+    this._fired = false;
+    this._checkIdle(Math.max(10, Math.floor(ms / 4)));
     return this;
   }
 
-  /** Checks in `delay` ms whether `_idleMs` have passed since the last byte moved. */
-  _checkIdle(delay) {
+  /** Every `step` ms: bytes moved since the last look, or `_idleMs` of quiet ('timeout'). */
+  _checkIdle(step) {
     this._idleTimer = setTimeout(() => {
       if (this.destroyed || this._idleMs === 0) return;
       const now = Date.now();
-      const lastActivity = Math.max(now - this._native.idleMs, this._armedAt);
-      const idle = now - lastActivity;
-      if (idle < this._idleMs) return this._checkIdle(this._idleMs - idle);
-      // Once per stretch of idleness: the next 'timeout' needs activity first.
-      if (lastActivity > this._firedAt) {
-        this._firedAt = now;
+      const bytes = this._native.bytesRead + this._native.bytesWritten;
+      if (bytes !== this._seenBytes) {
+        this._seenBytes = bytes;
+        this._quietSince = now;
+        this._fired = false;
+      } else if (!this._fired && now - this._quietSince >= this._idleMs) {
+        // Once per stretch of quiet: the next 'timeout' needs activity first.
+        this._fired = true;
         this.emit('timeout');
       }
-      return this._checkIdle(this._idleMs);
-    }, delay);
+      if (!this.destroyed && this._idleMs !== 0) this._checkIdle(step);
+    }, step);
     this._idleTimer.unref?.();
   }
 

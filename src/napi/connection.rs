@@ -166,12 +166,6 @@ impl NativeConnection {
         self.shared.out.sent() as f64
     }
 
-    /// Milliseconds since bytes last moved either way (`socket.setTimeout`).
-    #[napi(getter, catch_unwind)]
-    pub fn idle_ms(&self) -> f64 {
-        self.shared.out.idle_ms() as f64
-    }
-
     #[napi(getter, catch_unwind)]
     pub fn buffered_amount(&self) -> u32 {
         self.shared.unsent().min(u32::MAX as usize) as u32

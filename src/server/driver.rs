@@ -68,7 +68,6 @@ pub fn spawn_connection(
 ) -> Arc<ConnShared> {
     let _ = stream.set_nodelay(true);
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
-    shared.out.started();
     register(&shared);
     let write_timeout = config.write_timeout;
     let mut secrets = secrets();

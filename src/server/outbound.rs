@@ -4,8 +4,7 @@
 //! unsent and what was sent, which is how the session learns about backpressure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::Mutex;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -52,20 +51,9 @@ pub struct Outbound {
     progress_for_driver: Notify,
     /// Where the writer task sends the write half on [`Self::hand_over`].
     hand_over_to: Mutex<Option<oneshot::Sender<WriteHalf>>>,
-    /// Bytes read from the socket (the driver counts them here, next to those sent).
+    /// Bytes read from the socket (the driver counts them here, next to those sent). With
+    /// `sent`, how JS sees activity (`socket.setTimeout`) without a clock read per I/O.
     received: AtomicU64,
-    /// When bytes last moved either way, in ms since [`epoch`] (`socket.setTimeout`).
-    last_io_ms: AtomicU64,
-}
-
-/// The clock of `last_io_ms`: the first time anyone asked.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
 }
 
 impl Outbound {
@@ -123,25 +111,10 @@ impl Outbound {
     /// `n` bytes arrived from the client.
     pub fn received(&self, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
-        self.touch();
     }
 
     pub fn received_total(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
-    }
-
-    fn touch(&self) {
-        self.last_io_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// Milliseconds since bytes last moved either way (since the connection began, if never).
-    pub fn idle_ms(&self) -> u64 {
-        now_ms().saturating_sub(self.last_io_ms.load(Ordering::Relaxed))
-    }
-
-    /// Starts the idle clock: a connection is active when it begins.
-    pub fn started(&self) {
-        self.touch();
     }
 
     pub fn over_high_water(&self) -> bool {
@@ -292,7 +265,6 @@ impl Outbound {
                         inner.in_flight = chunk.len();
                         inner.sent += n as u64;
                         drop(inner);
-                        self.touch();
                         self.progressed();
                     }
                 }
