@@ -148,7 +148,7 @@ test("createServer connections: socket.setTimeout fires 'timeout' after idleness
     authMode: 'none',
     onAuthenticated(state, connection) {
       socketOf = connection.socket;
-      connection.socket.setTimeout(300, () => {
+      connection.socket.setTimeout(500, () => {
         timeouts.push(Date.now());
         connection.socket.end();
       });
@@ -161,11 +161,11 @@ test("createServer connections: socket.setTimeout fires 'timeout' after idleness
   await client.connect();
   const started = Date.now();
   let lastQuery = 0;
-  // Busy for 600 ms (a query every 100 ms): no timeout while bytes move.
-  while (Date.now() - started < 600) {
+  // Busy for 1000 ms (a query every 50 ms): no timeout while bytes move.
+  while (Date.now() - started < 1000) {
     await client.query('select 1').catch(() => {});
     lastQuery = Date.now();
-    await sleep(100);
+    await sleep(50);
   }
   assert.deepEqual(timeouts, []);
   assert.ok(socketOf.bytesRead > 0 && socketOf.bytesWritten > 0);
@@ -176,7 +176,7 @@ test("createServer connections: socket.setTimeout fires 'timeout' after idleness
   await Promise.race([ended, sleep(5000)]);
   assert.equal(timeouts.length, 1);
   const idle = timeouts[0] - lastQuery;
-  assert.ok(idle >= 280 && idle < 2000, `fired after ${idle} ms idle`);
+  assert.ok(idle >= 480 && idle < 3000, `fired after ${idle} ms idle`);
 });
 
 test('createServer stats(): connections open, total and refused, bytes both ways, hook calls and time, auth failures', async (t) => {
@@ -198,6 +198,8 @@ test('createServer stats(): connections open, total and refused, bytes both ways
   await b.connect();
   await assert.rejects(client('right').connect(), (err) => err.code === '53300');
   await assert.rejects(a.query('select 1'), (err) => err.code === '0A000');
+  // The refused connection is counted open until its socket has closed.
+  for (const deadline = Date.now() + 5000; server.stats().connectionsOpen !== 2 && Date.now() < deadline;) await sleep(10);
   const live = server.stats();
   assert.equal(live.connectionsOpen, 2);
   assert.ok(live.bytesReceived > 100 && live.bytesSent > 100, JSON.stringify(live));

@@ -360,8 +360,9 @@ test('ParameterStatus follows SET as on PostgreSQL, and only to the client that 
   await sql`reset standard_conforming_strings`;
   assert.equal(sql.parameters.standard_conforming_strings, 'on');
   await other.query('select 2');
-  // The other client was told only of its own application_name.
-  assert.deepEqual(seen, ['application_name=app2']);
+  // The other client was told nothing: its own values it heard at startup, the first client's
+  // changes are not its business.
+  assert.deepEqual(seen, []);
   await other.end();
 });
 
@@ -529,4 +530,43 @@ test("one client's DEALLOCATE ALL, DISCARD ALL or UNLISTEN * (a pool's reset) le
   assert.deepEqual(heard, ['one', 'two']);
   await a.end();
   await b.end();
+});
+
+test('hostile neighbours: comment-hidden SET, backslashes under standard_conforming_strings=off, DISCARD ALL as another user, a failing statement and a LISTEN in a literal before a reset', { timeout: 120000 }, async (t) => {
+  const server = await startServe(['--auth', 'none']);
+  t.after(() => server.stop());
+  const admin = await connected(server.client());
+  await admin.query('create role alice login');
+  // A SET behind a comment still follows its client only.
+  const sneaky = await connected(server.client());
+  await sneaky.query('/* tidy */ SET search_path = nowhere');
+  assert.deepEqual((await admin.query('show search_path')).rows, [{ search_path: 'public' }]); // PGlite's default
+  // Under the previous client's standard_conforming_strings=off, a value ending in a backslash
+  // still reaches the next client intact.
+  await sneaky.query('set standard_conforming_strings = off');
+  const windows = await connected(server.client({ application_name: 'C:\\tools\\' }));
+  assert.deepEqual((await windows.query('show application_name')).rows, [{ application_name: 'C:\\tools\\' }]);
+  // alice stays alice after resetting her session; she is told she is no superuser.
+  const alice = postgres({ host: '127.0.0.1', port: server.port, user: 'alice', database: 'postgres', max: 1 });
+  t.after(() => alice.end({ timeout: 1 }));
+  assert.equal((await alice`select current_user as u`)[0].u, 'alice');
+  assert.equal(alice.parameters.is_superuser, 'off');
+  await alice`discard all`;
+  assert.equal((await alice`select current_user as u`)[0].u, 'alice');
+  await alice`set session authorization default`;
+  assert.equal((await alice`select session_user as u`)[0].u, 'alice');
+  // A statement that failed to parse and a LISTEN in a string literal do not spoil another
+  // client's reset for the rest.
+  await assert.rejects(admin.query({ name: 'bad', text: 'selec 1' }));
+  assert.deepEqual((await admin.query({ name: 'good', text: 'select 7 as n' })).rows, [{ n: 7 }]);
+  await admin.query('listen jobs');
+  const heard = [];
+  admin.on('notification', (n) => heard.push(n.payload));
+  await windows.query(`select 'listen "' as x`);
+  await sneaky.query('discard all');
+  assert.deepEqual((await admin.query({ name: 'good', text: 'select 7 as n' })).rows, [{ n: 7 }]);
+  await windows.query("notify jobs, 'after'");
+  await admin.query('select 1');
+  assert.deepEqual(heard, ['after']);
+  for (const c of [admin, sneaky, windows]) await c.end();
 });

@@ -181,8 +181,9 @@ class ConnectionSocket extends EventEmitter {
 
   /** Every `step` ms: bytes moved since the last look, or `_idleMs` of quiet ('timeout'). */
   _checkIdle(step) {
-    this._idleTimer = setTimeout(() => {
-      if (this.destroyed || this._idleMs === 0) return;
+    const timer = setTimeout(() => {
+      // A setTimeout() call since (a 'timeout' listener's, say) started a chain of its own.
+      if (this._idleTimer !== timer || this.destroyed || this._idleMs === 0) return;
       const now = Date.now();
       const bytes = this._native.bytesRead + this._native.bytesWritten;
       if (bytes !== this._seenBytes) {
@@ -194,9 +195,10 @@ class ConnectionSocket extends EventEmitter {
         this._fired = true;
         this.emit('timeout');
       }
-      if (!this.destroyed && this._idleMs !== 0) this._checkIdle(step);
+      if (this._idleTimer === timer && !this.destroyed && this._idleMs !== 0) this._checkIdle(step);
     }, step);
-    this._idleTimer.unref?.();
+    timer.unref?.();
+    this._idleTimer = timer;
   }
 
   get bytesRead() {

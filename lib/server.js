@@ -62,6 +62,12 @@ class PostgresServer extends EventEmitter {
     } catch (err) {
       const code = /^listen (E[A-Z]+): /.exec(err.message)?.[1];
       if (code) Object.assign(err, { code, syscall: 'listen', address: host, port });
+      // With a callback, as net.Server: the error is emitted (thrown without a listener),
+      // and the promise nobody awaits does not reject on top of it.
+      if (callback) {
+        process.nextTick(() => this.emit('error', err));
+        return undefined;
+      }
       throw err;
     }
     this._address = address;

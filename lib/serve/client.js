@@ -5,7 +5,7 @@
 
 const wire = require('./wire.js');
 const { WaitError } = require('./turns.js');
-const { initialSettings, MAY_SET } = require('./settings.js');
+const { initialSettings, maySet, READ_REPORTED } = require('./settings.js');
 
 /** Extended-protocol messages, held until the Sync or Flush that ends their batch. */
 const BATCHED = new Set([0x50, 0x42, 0x44, 0x45, 0x43]);
@@ -44,6 +44,8 @@ class ServeClient {
     this.reported = new Map(Object.entries(reported ?? {}));
     /** This client's prepared statements: its name -> the (renamed) Parse that made it. */
     this.statements = new Map();
+    /** Statements parsed in the batch being sent, not yet run. */
+    this.parsing = new Map();
     /** This turn ran something that dropped other clients' statements or listens in PGlite. */
     this.dropped = null;
     this.pending = [];
@@ -61,7 +63,12 @@ class ServeClient {
 
   /** After authentication: the client's settings start from PGlite's and its startup parameters. */
   start(state) {
-    this.settings = initialSettings(this.host.applied, state.clientInfo?.parameters);
+    const parameters = state.clientInfo?.parameters ?? {};
+    this.user = parameters.user;
+    this.settings = initialSettings(this.host.applied, parameters);
+    // What the gateway reported at startup besides serverParameters: these are the client's.
+    this.reported.set('session_authorization', this.user ?? '');
+    this.reported.set('application_name', parameters.application_name ?? '');
   }
 
   /** `onMessage` after authentication: true when handled (all but Terminate). */
@@ -75,8 +82,12 @@ class ServeClient {
     if (type === 0x64 || type === 0x63 || type === 0x66) return true;
     if (BATCHED.has(type)) {
       const { data: renamed, parsed, closed } = wire.renameStatement(data, this.rename);
-      if (parsed) this.statements.set(parsed, renamed);
-      if (closed) this.statements.delete(closed);
+      // Known once its batch has run: until then another client's reset must not make it.
+      if (parsed) this.parsing.set(parsed, renamed);
+      if (closed) {
+        this.statements.delete(closed);
+        this.parsing.delete(closed);
+      }
       if (type === 0x50) this.readStatement(wire.sqlOf(data));
       this.pending.push(renamed);
       this.pendingBytes += renamed.length;
@@ -91,19 +102,23 @@ class ServeClient {
       this.readStatement(sql);
       if (this.pending.length === 0 && COPY_FROM_STDIN.test(sql)) return this.startCopyIn(data, sql);
       for (const listen of sql.matchAll(LISTEN)) {
-        this.host.listen(this, channelName(listen[1]));
-        this.listening.add(channelName(listen[1]));
+        const channel = channelName(listen[1]);
+        if (channel === '') continue;
+        this.host.listen(this, channel);
+        this.listening.add(channel);
       }
     }
     const request = this.pending.length > 0 ? Buffer.concat([...this.pending.splice(0), data]) : data;
     this.pendingBytes = 0;
     await this.run(request);
+    for (const [name, parse] of this.parsing) this.statements.set(name, parse);
+    this.parsing.clear();
     return true;
   }
 
   /** Notes what a statement about to run may change beyond its own results. */
   readStatement(sql) {
-    if (MAY_SET.test(sql)) this.touchedSettings = true;
+    if (maySet(sql)) this.touchedSettings = true;
     const statements = DROPS_STATEMENTS.test(sql);
     const listens = DROPS_LISTENS.test(sql);
     if (!statements && !listens) return;
@@ -190,6 +205,13 @@ class ServeClient {
       if (owner !== null && owner !== this) this.log.debug(`client ${this.id}: waits for client ${owner.id}`);
       await host.turns.acquire(this);
       prelude = await host.enter(this);
+      if (!this.greeted) {
+        // The first turn: PostgreSQL would have reported this client's own values at startup
+        // (its application_name, is_superuser, ...); the gateway reported PGlite's.
+        this.greeted = true;
+        const { rows } = wire.textRows(await host.raw(wire.query(READ_REPORTED)));
+        prelude = [...(prelude ?? []), ...rows];
+      }
     } catch (err) {
       if (err instanceof WaitError) return this.refuse(err.fields, request);
       if (host.broken) return this.pgliteFailed(err);
@@ -215,7 +237,7 @@ class ServeClient {
       // Bringing PGlite to this client's settings reports those of them that differ from the
       // previous client's; the client hears of those it has not been told yet (its startup
       // parameters, at its first turn).
-      const news = prelude.filter(([name, value]) => this.reported.get(name) !== value);
+      const news = [...new Map(prelude)].filter(([name, value]) => this.reported.get(name) !== value);
       for (const [name, value] of news) this.reported.set(name, value);
       if (news.length > 0) this.connection.sendData(Buffer.concat(news.map(([name, value]) => wire.parameterStatus(name, value))));
     }
@@ -304,7 +326,7 @@ class ServeClient {
    */
   restoreNames(answer, scan) {
     const ranges = [];
-    if (scan.errors && this.statements.size > 0) {
+    if (scan.errors && (this.statements.size > 0 || this.parsing.size > 0)) {
       for (const range of scan.errors) ranges.push({ ...range, kind: 'error' });
     }
     if (scan.notifications) {

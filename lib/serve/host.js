@@ -88,9 +88,21 @@ class PgliteHost {
     const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
     if (error) return;
     this.applied = new Map(rows.map(([name, value]) => [name, value]));
-    if (client) client.settings = new Map(this.applied);
+    if (!client) {
+      this.appliedFor = null;
+      return;
+    }
+    client.settings = new Map(this.applied);
     this.appliedFor = client;
-    this.appliedSettings = client?.settings;
+    this.appliedSettings = client.settings;
+    // RESET ALL, DISCARD ALL and SET SESSION AUTHORIZATION DEFAULT bring PGlite's session back
+    // to the user it started as (postgres); on PostgreSQL they bring it back to the user who
+    // logged in. The client's session is brought back to it at its next turn.
+    if (client.user && client.user !== 'postgres' && this.applied.get('session_authorization') === 'postgres') {
+      client.settings.set('session_authorization', client.user);
+      client.settings.set('role', 'none');
+      this.appliedFor = null;
+    }
   }
 
   /**
@@ -101,14 +113,16 @@ class PgliteHost {
   async restore(client, { statements, listens }) {
     const parts = [];
     if (statements) {
+      // A Sync after each: one that fails (its table is gone) must not take the others along.
       for (const other of this.clients) {
-        if (other !== client) for (const parse of other.statements.values()) parts.push(parse);
+        if (other !== client) for (const parse of other.statements.values()) parts.push(parse, wire.SYNC);
       }
-      if (parts.length > 0) parts.push(wire.SYNC);
     }
-    if (listens && this.listeners.size > 0) {
-      const channels = [...this.listeners.keys()].map((name) => `LISTEN "${name.replace(/"/g, '""')}"`);
-      parts.push(wire.query(channels.join('; ')));
+    if (listens) {
+      // One Query each, for the same reason.
+      for (const name of this.listeners.keys()) {
+        if (name !== '') parts.push(wire.query(`LISTEN "${name.replace(/"/g, '""')}"`));
+      }
     }
     if (parts.length > 0) await this.raw(Buffer.concat(parts));
   }

@@ -236,6 +236,7 @@ function jsServer(gatewayOptions, isBusy) {
         require('node:fs').chmodSync(socket, 0o777);
       } catch (err) {
         server.close();
+        unix.close();
         throw err;
       }
       return { address, family, port: bound, socket };
@@ -278,7 +279,8 @@ async function removeStaleSocket(file) {
       probe.destroy();
       resolve(true);
     });
-    probe.on('error', () => resolve(false));
+    // Only a refused connection means nobody listens (a full backlog is someone).
+    probe.on('error', (err) => resolve(err.code !== 'ECONNREFUSED'));
   });
   if (live) throw Object.assign(new Error(`${file} is in use by another server`), { code: 'EADDRINUSE' });
   fs.unlinkSync(file);

@@ -7,8 +7,16 @@
 /** Startup parameters that are not settings. */
 const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
 
-/** Statements that may change a setting: read the settings back after the turn. */
-const MAY_SET = /(^|;)\s*(set|reset|discard)\b|\bset_config\s*\(/i;
+/**
+ * Statements that may change a setting: read the settings back after the turn. Comments are
+ * taken out first (`/* x *\/ SET ...`); a DO block may SET anything.
+ */
+const SETS = /(^|;)\s*(set|reset|discard|do)\b|\bset_config\b/i;
+const COMMENTS = /\/\*[\s\S]*?\*\/|--[^\n]*/g;
+
+function maySet(sql) {
+  return SETS.test(sql.includes('--') || sql.includes('/*') ? sql.replace(COMMENTS, ' ') : sql);
+}
 
 /**
  * What a client's settings start as: PGlite's own session settings, then its startup parameters,
@@ -24,7 +32,11 @@ function initialSettings(baseline, parameters) {
   return settings;
 }
 
-const literal = (value) => `'${String(value).replace(/'/g, "''")}'`;
+/**
+ * A string literal that reads the same whatever `standard_conforming_strings` the previous
+ * client left (an escape string: backslashes doubled, quotes doubled).
+ */
+const literal = (value) => `E'${String(value).replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 const identifier = (name) => `"${String(name).replace(/"/g, '""')}"`;
 
 /**
@@ -38,7 +50,8 @@ function transition(current, wanted) {
   }
   const changes = [];
   for (const [name, value] of wanted) {
-    if (current.get(name) !== value) changes.push(`set_config(${literal(name)}, ${literal(value)}, false)`);
+    // Qualified: the previous client's search_path may hold a set_config of its own.
+    if (current.get(name) !== value) changes.push(`pg_catalog.set_config(${literal(name)}, ${literal(value)}, false)`);
   }
   if (changes.length > 0) statements.push(`SELECT ${changes.join(', ')}`);
   return statements.length > 0 ? statements.join('; ') : null;
@@ -56,4 +69,9 @@ const READ_SETTINGS = `SELECT name, setting FROM (
     WHERE source = 'session' AND name NOT IN ('session_authorization', 'role')
 ) s ORDER BY k, name`;
 
-module.exports = { initialSettings, transition, READ_SETTINGS, MAY_SET };
+/** The settings PostgreSQL reports with ParameterStatus that a client's own settings decide. */
+const READ_REPORTED = `SELECT name, setting FROM pg_catalog.pg_settings WHERE name IN ('client_encoding', 'DateStyle',
+  'IntervalStyle', 'TimeZone', 'standard_conforming_strings', 'application_name', 'is_superuser', 'search_path',
+  'default_transaction_read_only') UNION ALL SELECT 'session_authorization', session_user::text`;
+
+module.exports = { initialSettings, transition, READ_SETTINGS, READ_REPORTED, maySet };
