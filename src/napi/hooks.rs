@@ -311,14 +311,8 @@ impl Hooks for JsHooks {
         }
         let request_client_certificate = self.request_client_certificate;
         let mut waiting = Waiting { call, reply };
-        let stats = conn.stats.get().cloned();
-        let started = std::time::Instant::now();
         Box::pin(async move {
-            let answer = (&mut waiting.reply).await;
-            if let Some(stats) = stats {
-                stats.hook_done(started.elapsed());
-            }
-            match answer {
+            match (&mut waiting.reply).await {
                 Ok(JsReply::Hook(reply)) => kind.result(reply.into_answer(request_client_certificate)),
                 Ok(JsReply::Query(answer)) => kind.result(answer),
                 // The call never reached JS (the environment is shutting down).

@@ -240,6 +240,8 @@ async fn drive(
     hooks: &dyn Hooks,
 ) -> CloseReason {
     let mut call: Option<HookFuture> = None;
+    // When the running hook was called, for `server.stats()` (only on a server that counts).
+    let mut hook_started: Option<Instant> = None;
     let mut handover: Option<Handover> = None;
     // `end()` of a detached stream made inside the hook that detached: it ends the stream,
     // not the session (whose ending would swallow the client's bytes meant for the stream).
@@ -316,6 +318,7 @@ async fn drive(
             Step::Hook(request) => {
                 shared.mark_seen_by_js();
                 call = Some(hooks.call(shared, request, session.offered()));
+                hook_started = shared.stats.get().map(|_| Instant::now());
             }
             Step::Wait => {}
         }
@@ -343,6 +346,9 @@ async fn drive(
         match event {
             Event::Hook(result) => {
                 call = None;
+                if let Some(started) = hook_started.take() {
+                    shared.hook_done(started.elapsed());
+                }
                 // What JS wrote before it answered comes before what the answer makes the
                 // session write (under TLS JS writes wait in `plain_out` to be sealed).
                 shared.flush_js_writes(session);

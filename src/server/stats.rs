@@ -2,7 +2,6 @@
 //! more work (an accept, a hook call, a connection's end), so they can stay on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use super::conn::ConnShared;
 
@@ -49,15 +48,12 @@ impl ServerStats {
         }
     }
 
-    pub fn hook_done(&self, took: Duration) {
-        self.hook_calls.fetch_add(1, Ordering::Relaxed);
-        self.hook_time_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
     /// `conn` has ended: its bytes move to the totals.
     pub fn ended(&self, conn: &ConnShared, ending: &Ending) {
         self.bytes_received_closed.fetch_add(conn.out.received_total(), Ordering::Relaxed);
         self.bytes_sent_closed.fetch_add(conn.out.sent(), Ordering::Relaxed);
+        self.hook_calls.fetch_add(conn.hook_calls.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.hook_time_us.fetch_add(conn.hook_time_us.load(Ordering::Relaxed), Ordering::Relaxed);
         let count = |counter: &AtomicU64, yes: bool| {
             if yes {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +81,8 @@ impl ServerStats {
         for conn in live {
             snapshot.bytes_received += conn.out.received_total();
             snapshot.bytes_sent += conn.out.sent();
+            snapshot.hook_calls += conn.hook_calls.load(Ordering::Relaxed);
+            snapshot.hook_time_us += conn.hook_time_us.load(Ordering::Relaxed);
         }
         snapshot
     }
