@@ -570,3 +570,19 @@ test('hostile neighbours: comment-hidden SET, backslashes under standard_conform
   assert.deepEqual(heard, ['after']);
   for (const c of [admin, sneaky, windows]) await c.end();
 });
+
+test('a DEALLOCATE ALL refused in the queue (55P03) takes nothing from its client: its statements are still made again after a reset', { timeout: 60000 }, async (t) => {
+  const server = await startServe(['--auth', 'none', '--queue-timeout', '300']);
+  t.after(() => server.stop());
+  const a = await connected(server.client());
+  const b = await connected(server.client());
+  const c = await connected(server.client());
+  const good = { name: 'good', text: 'select 5 as n' };
+  assert.deepEqual((await a.query(good)).rows, [{ n: 5 }]);
+  await b.query('begin');
+  await assert.rejects(a.query('deallocate all'), (err) => err.code === '55P03');
+  await b.query('commit');
+  await c.query('discard all'); // PGlite drops everyone's statements; serve makes a's again
+  assert.deepEqual((await a.query(good)).rows, [{ n: 5 }]); // pg sends Bind/Execute only
+  for (const client of [a, b, c]) await client.end();
+});

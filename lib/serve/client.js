@@ -48,6 +48,8 @@ class ServeClient {
     this.parsing = new Map();
     /** This turn ran something that dropped other clients' statements or listens in PGlite. */
     this.dropped = null;
+    /** What the statements about to run take from this client itself (see readStatement). */
+    this.losses = [];
     this.pending = [];
     this.pendingBytes = 0;
     /** What PGlite's last ReadyForQuery said for this client. */
@@ -123,9 +125,20 @@ class ServeClient {
     const listens = DROPS_LISTENS.test(sql);
     if (!statements && !listens) return;
     this.dropped = { statements: statements || this.dropped?.statements, listens: listens || this.dropped?.listens };
-    if (statements) this.statements.clear();
-    if (/\bdiscard\s+all\b/i.test(sql)) this.stopListening(null);
-    for (const match of sql.matchAll(UNLISTEN_ANYWHERE)) this.stopListening(match[1] === '*' ? null : channelName(match[1]));
+    // What this client loses, once PGlite has run it (a statement refused in the queue, 55P03
+    // or 57014, drops nothing).
+    const unlisten = [];
+    if (/\bdiscard\s+all\b/i.test(sql)) unlisten.push(null);
+    for (const match of sql.matchAll(UNLISTEN_ANYWHERE)) unlisten.push(match[1] === '*' ? null : channelName(match[1]));
+    this.losses.push({ statements, unlisten });
+  }
+
+  /** PGlite ran what `readStatement` noted: this client's statements and listens go. */
+  applyLosses() {
+    for (const { statements, unlisten } of this.losses.splice(0)) {
+      if (statements) this.statements.clear();
+      for (const channel of unlisten) this.stopListening(channel);
+    }
   }
 
   stopListening(channel) {
@@ -213,7 +226,11 @@ class ServeClient {
         prelude = [...(prelude ?? []), ...rows];
       }
     } catch (err) {
-      if (err instanceof WaitError) return this.refuse(err.fields, request);
+      if (err instanceof WaitError) {
+        this.losses.length = 0;
+        this.dropped = null;
+        return this.refuse(err.fields, request);
+      }
       if (host.broken) return this.pgliteFailed(err);
       // A setting PGlite refused: a startup parameter it does not know, or a user that is no
       // role, as PostgreSQL at startup (which says 28000 for the latter).
@@ -228,6 +245,7 @@ class ServeClient {
     } catch (err) {
       return this.pgliteFailed(err);
     }
+    this.applyLosses();
     if (this.closed) return;
     if (adjust) answer = adjust(answer);
     const scan = wire.scanResponse(answer);
@@ -296,6 +314,8 @@ class ServeClient {
    * transactional: they stay). One call, so nothing of the owner's runs in between.
    */
   async interlude(request) {
+    // Only statements are prepared, described or closed here: nothing runs that could drop.
+    this.losses.length = 0;
     let answer;
     try {
       answer = await this.host.raw(Buffer.concat([
