@@ -13,6 +13,7 @@ const OPTION_NAMES = [
   ...HOOK_NAMES, 'onError', 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
   'writeTimeout', 'maxConnections',
 ];
+const KNOWN_OPTIONS = new Set(OPTION_NAMES);
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
 const DRIVERS = ['js', 'native'];
 const ERROR_FIELDS = [
@@ -89,7 +90,7 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
  */
 function warnUnknownOptions(options) {
   for (const key of Object.keys(options)) {
-    if (OPTION_NAMES.includes(key)) continue;
+    if (KNOWN_OPTIONS.has(key)) continue;
     const near = OPTION_NAMES.find((name) => name.toLowerCase() === key.toLowerCase() || editDistance(name, key) <= 2);
     warnOnce(`unknown option '${key}' is ignored${near ? ` (did you mean '${near}'?)` : ''}`, 'PG_GATEWAY_UNKNOWN_OPTION');
   }

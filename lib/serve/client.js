@@ -23,6 +23,11 @@ const UNLISTEN = /^\s*unlisten\s+(\*|"(?:[^"]|"")+"|[^\s;]+)\s*;?\s*$/i;
 const DROPS_STATEMENTS = /\b(deallocate\s+(prepare\s+)?all|discard\s+all)\b/i;
 const DROPS_LISTENS = /\b(unlisten|discard\s+all)\b/i;
 const UNLISTEN_ANYWHERE = /\bunlisten\s+(\*|"(?:[^"]|"")+"|[^\s;]+)/gi;
+/**
+ * Every statement the patterns above look for has one of these words: most statements pass
+ * this one test and none of the others (they run for each Query and Parse).
+ */
+const MAY_DROP_OR_LISTEN = /listen|discard|deallocate/i;
 
 function channelName(token) {
   if (token.startsWith('"')) return token.slice(1, -1).replace(/""/g, '"');
@@ -90,7 +95,10 @@ class ServeClient {
         this.statements.delete(closed);
         this.parsing.delete(closed);
       }
-      if (type === 0x50) this.readStatement(wire.sqlOf(data));
+      if (type === 0x50) {
+        const sql = wire.sqlOf(data);
+        this.readStatement(sql, MAY_DROP_OR_LISTEN.test(sql));
+      }
       this.pending.push(renamed);
       this.pendingBytes += renamed.length;
       if (this.pendingBytes > MAX_BATCH) {
@@ -100,14 +108,17 @@ class ServeClient {
     }
     if (type === 0x51) {
       const sql = wire.sqlOf(data);
-      if (this.answerUnlisten(sql)) return true;
-      this.readStatement(sql);
+      const notable = MAY_DROP_OR_LISTEN.test(sql);
+      if (notable && this.answerUnlisten(sql)) return true;
+      this.readStatement(sql, notable);
       if (this.pending.length === 0 && COPY_FROM_STDIN.test(sql)) return this.startCopyIn(data, sql);
-      for (const listen of sql.matchAll(LISTEN)) {
-        const channel = channelName(listen[1]);
-        if (channel === '') continue;
-        this.host.listen(this, channel);
-        this.listening.add(channel);
+      if (notable) {
+        for (const listen of sql.matchAll(LISTEN)) {
+          const channel = channelName(listen[1]);
+          if (channel === '') continue;
+          this.host.listen(this, channel);
+          this.listening.add(channel);
+        }
       }
     }
     const request = this.pending.length > 0 ? Buffer.concat([...this.pending.splice(0), data]) : data;
@@ -118,9 +129,13 @@ class ServeClient {
     return true;
   }
 
-  /** Notes what a statement about to run may change beyond its own results. */
-  readStatement(sql) {
+  /**
+   * Notes what a statement about to run may change beyond its own results (`notable`: it has
+   * one of the words of MAY_DROP_OR_LISTEN).
+   */
+  readStatement(sql, notable) {
     if (maySet(sql)) this.touchedSettings = true;
+    if (!notable) return;
     const statements = DROPS_STATEMENTS.test(sql);
     const listens = DROPS_LISTENS.test(sql);
     if (!statements && !listens) return;

@@ -35,7 +35,7 @@ class PgliteHost {
     await this.raw(wire.startup({ user: 'postgres', database: 'postgres' }));
     const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
     if (error) throw new Error(`PGlite: ${error.M}`);
-    this.applied = new Map(rows.map(([name, value]) => [name, value]));
+    this.applied = new Map(rows);
     return this.applied;
   }
 
@@ -87,7 +87,7 @@ class PgliteHost {
   async readSettings(client) {
     const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
     if (error) return;
-    this.applied = new Map(rows.map(([name, value]) => [name, value]));
+    this.applied = new Map(rows);
     if (!client) {
       this.appliedFor = null;
       return;
@@ -121,7 +121,7 @@ class PgliteHost {
     if (listens) {
       // One Query each, for the same reason.
       for (const name of this.listeners.keys()) {
-        if (name !== '') parts.push(wire.query(`LISTEN "${name.replace(/"/g, '""')}"`));
+        if (name !== '') parts.push(wire.query(`LISTEN ${wire.identifier(name)}`));
       }
     }
     if (parts.length > 0) await this.raw(Buffer.concat(parts));

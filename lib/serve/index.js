@@ -99,7 +99,7 @@ async function serve(options, log) {
   for (const user of options.users.keys()) {
     const { rows } = await db.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [user]);
     if (rows.length === 0) {
-      await db.exec(`CREATE ROLE "${user.replace(/"/g, '""')}" LOGIN SUPERUSER`);
+      await db.exec(`CREATE ROLE ${wire.identifier(user)} LOGIN SUPERUSER`);
       log.info(`created role ${user}`);
     }
   }

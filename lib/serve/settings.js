@@ -4,6 +4,8 @@
 // brought from the settings of the previous client to this one's, and after a turn that may
 // have changed them they are read back.
 
+const { identifier } = require('./wire.js');
+
 /** Startup parameters that are not settings. */
 const NOT_SETTINGS = new Set(['user', 'database', 'options', 'replication']);
 
@@ -37,7 +39,6 @@ function initialSettings(baseline, parameters) {
  * client left (an escape string: backslashes doubled, quotes doubled).
  */
 const literal = (value) => `E'${String(value).replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-const identifier = (name) => `"${String(name).replace(/"/g, '""')}"`;
 
 /**
  * The SQL that brings PGlite's session from `current` to `wanted` (null when they agree): a

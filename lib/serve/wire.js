@@ -24,6 +24,11 @@ function query(sql) {
   return message(0x51, cstring(sql));
 }
 
+/** `name` as a quoted SQL identifier. */
+function identifier(name) {
+  return `"${String(name).replace(/"/g, '""')}"`;
+}
+
 /** A StartupMessage (protocol 3.0) with `parameters`. */
 function startup(parameters) {
   const body = Buffer.concat([
@@ -231,6 +236,7 @@ function textRows(data) {
 module.exports = {
   SYNC,
   forEachMessage,
+  identifier,
   message,
   query,
   closeStatement,
