@@ -144,6 +144,25 @@ test('examples/md5-auth.mjs lets in the users it knows, with md5', { timeout: 60
   assert.match(server.output, /authenticated: alice/);
 });
 
+test('examples/observe.mjs logs logins, failures and hook errors as JSON lines, and its counters at shutdown', { timeout: 60000 }, async (t) => {
+  const server = await startExample('observe.mjs');
+  t.after(() => server.stop());
+  const ok = await psql(server.port, ['-c', 'select 1'], { user: 'alice', password: 'secret' });
+  assert.match(ok.stderr, /Queries not yet implemented/);
+  const boom = await psql(server.port, ['-c', "select 'boom'"], { user: 'alice', password: 'secret' });
+  assert.match(boom.stderr, /ERROR: {2}boom/);
+  const wrong = await psql(server.port, ['-c', 'select 1'], { user: 'alice', password: 'nope' });
+  assert.match(wrong.stderr, /password authentication failed/);
+  assert.equal(await server.stop(), 0);
+  const lines = server.output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  const has = (predicate, what) => assert.ok(lines.some(predicate), `${what} in:\n${server.output}`);
+  has((l) => l.msg === 'connection authorized' && l.user === 'alice' && l.level === 'info', 'authorized');
+  has((l) => l.msg === 'connection failed' && l.code === '28P01' && l.level === 'warn', 'failed login');
+  has((l) => l.msg === 'onMessage failed: boom' && l.kind === 'hook' && /observe\.mjs/.test(l.stack), 'hook error');
+  has((l) => l.msg === 'disconnection' && l.reason === 'end' && l.bytesSent > 0, 'disconnection');
+  has((l) => l.msg === 'stats' && l.connectionsTotal === 3 && l.authFailures === 1 && l.hookCalls > 0, 'stats');
+});
+
 test('examples/js-table.mjs serves a JS array as a table, with the filter from a parameter', { timeout: 120000 }, async (t) => {
   const server = await startExample('js-table.mjs');
   t.after(() => server.stop());

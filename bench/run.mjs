@@ -27,7 +27,7 @@ const root = path.join(here, '..');
 const require = createRequire(import.meta.url);
 const OURS = path.join(root, 'index.js');
 const THEIRS = require.resolve('pg-gateway');
-const SCENARIOS = ['fixed', 'query', 'rows', 'setup', 'pglite', 'serve', 'proxy', 'tls-proxy', 'memory'];
+const SCENARIOS = ['fixed', 'stats', 'query', 'rows', 'setup', 'pglite', 'serve', 'proxy', 'tls-proxy', 'memory'];
 
 const HELP = `Benchmark pg-gateway-native against pg-gateway 0.2.4 (same run, interleaved, ratios).
 
@@ -318,6 +318,26 @@ if (only.has('fixed') || only.has('setup')) {
       'ours SCRAM (createServer)': { port: scramPorts.listener, pid: scramServers[1].pid, ...fixedBench },
     }, { clients: 8, connect: true }, 'ours md5 (js driver)');
     for (const server of scramServers) server.stop();
+  }
+  for (const server of servers) server.stop();
+}
+
+if (only.has('stats')) {
+  // What server.stats() costs: the same createServer with and without its per-connection
+  // counters (stats: false), 32 clients, more rounds than elsewhere (the difference is small).
+  const ports = { on: await freePort(), off: await freePort() };
+  const servers = [
+    await startServer('fixed.mjs', [OURS, ports.on, 'listener']),
+    await startServer('fixed.mjs', [OURS, ports.off, 'listener'], { STATS: 'off' }),
+  ];
+  const variants = {
+    'stats: false': { port: ports.off, pid: servers[1].pid, ...fixedBench },
+    'stats on (default)': { port: ports.on, pid: servers[0].pid, ...fixedBench },
+  };
+  for (const mode of ['simple', 'extended']) {
+    const row = await point('stats cost (createServer, fixed result)', `${mode}, c=32`, variants, { clients: 32, mode }, 'stats: false', ROUNDS * 2);
+    const [off, on] = [row.serverCpuUs['stats: false'], row.serverCpuUs['stats on (default)']];
+    if (off && on) log(`stats cost, ${mode} c=32: server CPU per transaction ${((on / off - 1) * 100).toFixed(1)}% (${off.toFixed(1)} -> ${on.toFixed(1)} us)`);
   }
   for (const server of servers) server.stop();
 }

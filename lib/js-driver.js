@@ -10,6 +10,7 @@
 
 const binding = require('./binding.js');
 const { reportError, connectionProblem } = require('./report.js');
+const { wants, write, writeNative } = require('./log.js');
 const { Duplex } = require('node:stream');
 const { offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
@@ -150,8 +151,13 @@ class JsDriver {
     this.processId = binding.sessionProcessId(this.handle);
     const options = connection.options;
     if (typeof options.onCancel === 'function' || typeof options.onQuery === 'function') cancelTargets.set(this.processId, this);
+    // The `logger` option: the same lines as from the native driver (see src/server/log.rs).
+    this.startedAt = performance.now();
+    this.logAuthorized = wants(options, 'info');
+    if (wants(options, 'debug')) write(options, 'debug', 'connection received', { pid: this.processId, ...this.remote() });
     this.onClose = () => {
       this.stopTimer();
+      if (wants(options, 'info')) this.logLine('disconnection', this.closing ? 'closed' : 'error');
       // Detached or not, the connection is gone: its cancel key is free again.
       cancelTargets.delete(this.processId);
       binding.sessionRelease(this.handle);
@@ -270,6 +276,7 @@ class JsDriver {
    */
   run(step, fed) {
     for (;;) {
+      if (this.logAuthorized && this.logLine('authorized')) this.logAuthorized = false;
       if (step & IS_TLS) this.tls = true;
       const kind = step & STEP_MASK;
       if (step & HAS_OUTPUT) {
@@ -283,6 +290,7 @@ class JsDriver {
       if (kind === STEP_CLOSE || kind === STEP_ABORT) {
         const problem = binding.sessionTakeProblem(this.handle);
         if (problem) reportError(this.connection, connectionProblem(problem));
+        if (!this.closing && wants(this.connection.options, 'warn')) this.logLine('fatal');
         return kind === STEP_CLOSE ? this.close() : this.abort();
       }
       let pending;
@@ -341,6 +349,33 @@ class JsDriver {
       clearTimeout(this.timer);
       this.timer = null;
     }
+  }
+
+  /** The socket's peer, for log lines. */
+  remote() {
+    return { remoteAddress: this.socket.remoteAddress, remotePort: this.socket.remotePort };
+  }
+
+  /**
+   * Logs the session's line `what` (see `sessionLogLine`) if it has one; true if it did.
+   * `fallback` is the reason of a disconnection the session did not decide (a socket error).
+   */
+  logLine(what, fallback) {
+    const line = binding.sessionLogLine(this.handle, what, fallback);
+    if (!line) return false;
+    const options = this.connection.options;
+    if (what !== 'disconnection') {
+      if (wants(options, line.level)) writeNative(options, { ...line, ...this.remote() });
+      return true;
+    }
+    writeNative(options, {
+      ...line,
+      ...this.remote(),
+      durationMs: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      bytesReceived: this.socket.bytesRead,
+      bytesSent: this.socket.bytesWritten,
+    });
+    return true;
   }
 
   /** The session ended: FIN once the output is out, then a short linger for the client's. */

@@ -6,6 +6,7 @@
 const { EventEmitter } = require('node:events');
 const binding = require('./binding.js');
 const { reportError, connectionProblem } = require('./report.js');
+const { writeNative } = require('./log.js');
 const { Duplex } = require('node:stream');
 const { normalizeError, toBytes, offerMessages, copyAddresses } = require('./values.js');
 const { callHook } = require('./hooks.js');
@@ -43,6 +44,10 @@ function createDispatcher(lookup) {
 }
 
 function handle(connection, event, reply) {
+  if (event.kind === 'log') {
+    if (connection) writeNative(connection.options, event.log);
+    return reply({ value: 0 });
+  }
   if (event.kind === 'problem') {
     if (connection) reportError(connection, connectionProblem(event.reason));
     return reply({ value: 0 });

@@ -1,7 +1,10 @@
 'use strict';
 // Server-side errors a client cannot report: a hook that failed (what the client saw as
-// XX000), a TLS handshake that failed. They go to the `onError` option, or, without one, to
-// stderr once per kind, so that a failure is never silent and never floods the log.
+// XX000), a TLS handshake that failed. They go to the `onError` option; without one, to the
+// `logger` (level 'error'); without either, to stderr once per kind, so that a failure is
+// never silent and never floods the log.
+
+const { write, wants } = require('./log.js');
 
 const printed = new Set();
 
@@ -21,6 +24,20 @@ function reportError(connection, error) {
     }
     return;
   }
+  const options = connection?.options;
+  if (wants(options, 'error')) {
+    const real = connection.isPlaceholder ? undefined : connection;
+    const socket = real?.socket;
+    write(options, 'error', error.message, {
+      kind: error.kind,
+      hook: error.hook,
+      remoteAddress: socket?.remoteAddress,
+      remotePort: socket?.remotePort,
+      err: error,
+    });
+    return;
+  }
+  if (options?.logger) return; // a logger at 'silent' asked for nothing
   printOnce(error.kind, error);
 }
 

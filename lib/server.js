@@ -22,7 +22,7 @@ class PostgresServer extends EventEmitter {
   _connectionFor(event) {
     let connection = this._connections.get(event.conn);
     // A connection that failed before any hook ran was never made a PostgresConnection.
-    if (event.kind === 'problem') return connection ?? { options: this.options, state: undefined, isPlaceholder: true };
+    if (event.kind === 'problem' || event.kind === 'log') return connection ?? { options: this.options, state: undefined, isPlaceholder: true };
     if (event.kind === 'released') {
       // A detached connection's stream closed: it is gone for good.
       this._connections.delete(event.conn);

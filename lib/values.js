@@ -3,6 +3,7 @@
 
 const binding = require('./binding.js');
 const { reportHookFailure } = require('./report.js');
+const { logLevelOption } = require('./log.js');
 
 const HOOK_NAMES = [
   'onMessage', 'onStartup', 'validateCredentials', 'getScramSecret', 'onAuthenticated', 'onTlsUpgrade', 'onCancel',
@@ -11,7 +12,7 @@ const HOOK_NAMES = [
 /** Every option key PostgresConnection and createServer read; others are warned about. */
 const OPTION_NAMES = [
   ...HOOK_NAMES, 'onError', 'authMode', 'serverVersion', 'serverParameters', 'driver', 'tls', 'maxMessageSize', 'authTimeout',
-  'writeTimeout', 'maxConnections',
+  'writeTimeout', 'maxConnections', 'stats', 'logger', 'logLevel',
 ];
 const KNOWN_OPTIONS = new Set(OPTION_NAMES);
 const AUTH_MODES = ['none', 'cleartextPassword', 'md5Password', 'scramSha256', 'certificate'];
@@ -70,6 +71,10 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
   integerOption(options, 'authTimeout', 1, MAX_TIMEOUT_MS);
   integerOption(options, 'writeTimeout', 0, MAX_TIMEOUT_MS);
   integerOption(options, 'maxConnections', 1, 1_000_000);
+  if (options.stats !== undefined && typeof options.stats !== 'boolean') {
+    throw new TypeError(`option stats must be a boolean, got ${describe(options.stats)}`);
+  }
+  const logLevel = logLevelOption(options);
   return {
     authMode,
     serverVersion: options.serverVersion,
@@ -79,6 +84,8 @@ function nativeOptions(options, { allowCertificateWithoutTls = false } = {}) {
     authTimeout: options.authTimeout,
     writeTimeout: options.writeTimeout,
     maxConnections: options.maxConnections,
+    stats: options.stats,
+    logLevel,
     tls,
     tlsCallback,
   };

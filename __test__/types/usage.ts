@@ -51,6 +51,12 @@ server.listen('127.0.0.1', 5432);
 // @ts-expect-error: serverParameters values are strings
 createServer({ serverParameters: { TimeZone: 5 } });
 createServer({ writeTimeout: 0 });
+createServer({ logger: console, logLevel: 'debug', stats: false });
+createServer({ logger: (entry) => entry.msg.length + (entry.durationMs ?? 0) + (entry.code?.length ?? 0) });
+// @ts-expect-error: not a log level
+createServer({ logger: console, logLevel: 'verbose' });
+// @ts-expect-error: a logger has debug, info, warn and error
+createServer({ logger: { info() {} } });
 server.close({ gracePeriod: 1000 });
 server.close();
 // @ts-expect-error: the grace period is in milliseconds, a number

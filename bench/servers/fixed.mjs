@@ -3,6 +3,7 @@
 //   node fixed.mjs <module> <port> [listener]   (listener: pg-gateway-native's createServer)
 //   CERT_DIR=dir: TLS with dir/server-key.pem and dir/server-cert.pem
 //   AUTH=scram: authMode 'scramSha256' with a verifier for password 'bench' (ours only)
+//   STATS=off: createServer({ stats: false }) (ours, listener only)
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -70,7 +71,8 @@ function options(getConnection) {
 }
 
 if (entry === 'listener') {
-  await gateway.createServer(options()).listen({ port: Number(port), host: '127.0.0.1' });
+  const stats = process.env.STATS === 'off' ? { stats: false } : {};
+  await gateway.createServer({ ...options(), ...stats }).listen({ port: Number(port), host: '127.0.0.1' });
   console.log('ready');
 } else {
   net.createServer((socket) => {

@@ -261,8 +261,9 @@ pub fn adopt_socket(
     dispatch: Function<HookEvent, Unknown<'static>>,
 ) -> Result<NativeConnection> {
     let request_client_certificate = options.auth_mode == "certificate";
+    let log_level = super::options::log_level(&options);
     let config = settings(options)?;
-    let hooks = Arc::new(JsHooks::new(&dispatch, request_client_certificate)?);
+    let hooks = Arc::new(JsHooks::new(&dispatch, request_client_certificate)?.with_log_level(log_level));
     let initial = initial.as_deref().unwrap_or_default().to_vec();
     let id = crate::server::next_connection_id();
     let shared =

@@ -19,7 +19,7 @@ use napi_derive::napi;
 use super::errors::BackendErrorInput;
 use crate::auth::AuthMode;
 use crate::protocol::{PgError, Severity, SqlState};
-use crate::server::{CloseReason, ConnShared, HookFuture, Hooks};
+use crate::server::{CloseReason, ConnShared, HookFuture, Hooks, LogEvent, LogLevel};
 use crate::session::query::QueryMode;
 use crate::session::{Credentials, HookAnswer, HookRequest, HookResult, ScramAnswer};
 
@@ -65,6 +65,29 @@ pub struct HookEvent {
     pub dropped: Option<Vec<u32>>,
     /// For `query` `execute`: the column types a Describe of the statement told the client.
     pub expected_types: Option<Vec<u32>>,
+    /// For `log`: the line (see `crate::server::LogEvent`).
+    pub log: Option<LogFields>,
+}
+
+/// A log line's fields as JS receives them (absent ones are left out of the entry).
+#[napi(object, object_from_js = false)]
+pub struct LogFields {
+    pub level: String,
+    pub msg: String,
+    pub pid: Option<i32>,
+    pub remote_address: Option<String>,
+    pub remote_port: Option<u32>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub application_name: Option<String>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub bytes_received: Option<f64>,
+    pub bytes_sent: Option<f64>,
 }
 
 /// What JS answers for a hook call (both drivers, every kind).
@@ -209,12 +232,42 @@ pub struct JsHooks {
     dispatch: Arc<DispatchFn>,
     /// `certificate` authentication: configurations from the `tls` callback request one.
     request_client_certificate: bool,
+    /// What the `logger` option takes (`Silent` without one).
+    log_level: LogLevel,
 }
 
 impl JsHooks {
     pub fn new(dispatch: &Function<HookEvent, Unknown<'static>>, request_client_certificate: bool) -> Result<Self> {
         let tsfn = dispatch.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
-        Ok(Self { dispatch: Arc::new(tsfn), request_client_certificate })
+        Ok(Self { dispatch: Arc::new(tsfn), request_client_certificate, log_level: LogLevel::Silent })
+    }
+
+    /// Sends log lines at `level` and above to JS.
+    pub fn with_log_level(self, level: LogLevel) -> Self {
+        Self { log_level: level, ..self }
+    }
+}
+
+impl LogFields {
+    pub fn new(event: LogEvent, peer: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            level: event.level.as_str().to_string(),
+            msg: event.msg.to_string(),
+            pid: event.pid,
+            remote_address: peer.map(|addr| addr.ip().to_string()),
+            remote_port: peer.map(|addr| u32::from(addr.port())),
+            user: event.user,
+            database: event.database,
+            application_name: event.application_name,
+            tls: event.tls,
+            sni: event.sni,
+            code: event.code,
+            message: event.message,
+            reason: event.reason.map(str::to_string),
+            duration_ms: event.duration_ms,
+            bytes_received: event.bytes_received.map(|n| n as f64),
+            bytes_sent: event.bytes_sent.map(|n| n as f64),
+        }
     }
 }
 
@@ -242,6 +295,7 @@ impl HookEvent {
             resume: None,
             dropped: None,
             expected_types: None,
+            log: None,
         }
     }
 
@@ -338,6 +392,16 @@ impl Hooks for JsHooks {
 
     fn cancelled(&self, conn: &Arc<ConnShared>) {
         let e = HookEvent::new(conn.id, "cancel", conn.state_version());
+        let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn log_level(&self) -> LogLevel {
+        self.log_level
+    }
+
+    fn log(&self, conn: &Arc<ConnShared>, event: LogEvent) {
+        let mut e = HookEvent::new(conn.id, "log", conn.state_version());
+        e.log = Some(LogFields::new(event, conn.peer));
         let _ = self.dispatch.call(e, ThreadsafeFunctionCallMode::NonBlocking);
     }
 

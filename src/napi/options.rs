@@ -34,6 +34,16 @@ pub struct NativeOptions {
     pub tls_callback: Option<bool>,
     /// `createServer` only: clients at once; beyond, `FATAL 53300`.
     pub max_connections: Option<u32>,
+    /// `createServer` only: false stops the per-connection counters of `server.stats()`.
+    pub stats: Option<bool>,
+    /// The least severe level sent to the `logger` option (`debug`, `info`, `warn`, `error`,
+    /// `silent`); absent without a logger.
+    pub log_level: Option<String>,
+}
+
+/// The `logLevel` option (already checked in JS; `silent` for anything else).
+pub fn log_level(options: &NativeOptions) -> crate::server::LogLevel {
+    options.log_level.as_deref().and_then(crate::server::LogLevel::parse).unwrap_or_default()
 }
 
 /// A key for SCRAM's mock salts, from the OS's CSPRNG (the connection secrets' fallback if

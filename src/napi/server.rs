@@ -17,6 +17,8 @@ pub struct NativeServer {
     config: Arc<SessionConfig>,
     /// Kept across listen() and close(), so the counters outlive a listener.
     stats: Arc<ServerStats>,
+    /// The `stats` option: connections add their bytes and hook calls to `stats`.
+    count_connections: bool,
     max_connections: Option<usize>,
     hooks: Arc<dyn Hooks>,
     listener: Arc<Mutex<Option<Arc<Listener>>>>,
@@ -50,11 +52,14 @@ impl NativeServer {
     pub fn new(options: NativeOptions, dispatch: Function<HookEvent, Unknown<'static>>) -> Result<Self> {
         let request_client_certificate = options.auth_mode == "certificate";
         let max_connections = options.max_connections.map(|max| max as usize);
+        let log_level = super::options::log_level(&options);
+        let count_connections = options.stats.unwrap_or(true);
         Ok(Self {
             stats: Arc::default(),
+            count_connections,
             max_connections,
             config: settings(options)?,
-            hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?),
+            hooks: Arc::new(JsHooks::new(&dispatch, request_client_certificate)?.with_log_level(log_level)),
             listener: Arc::default(),
         })
     }
@@ -70,14 +75,16 @@ impl NativeServer {
         let hooks = self.hooks.clone();
         let slot = self.listener.clone();
         let max_connections = self.max_connections;
-        let stats = self.stats.clone();
+        let stats = self.count_connections.then(|| self.stats.clone());
+        let accepted = self.stats.clone();
         AsyncBlockBuilder::new(async move {
             if lock(&slot).is_some() {
                 return Err(Error::new(Status::GenericFailure, "server is already listening"));
             }
-            let listener = Listener::bind(SocketAddr::new(ip, port), config, hooks, max_connections, stats)
-                .await
-                .map_err(|err| Error::new(Status::GenericFailure, listen_error(&err, &host, port)))?;
+            let listener =
+                Listener::bind(SocketAddr::new(ip, port), config, hooks, max_connections, accepted, stats.is_some())
+                    .await
+                    .map_err(|err| Error::new(Status::GenericFailure, listen_error(&err, &host, port)))?;
             let addr = listener.local_addr;
             *lock(&slot) = Some(Arc::new(listener));
             Ok(AddressInfo {

@@ -13,14 +13,15 @@ use napi_derive::napi;
 
 use super::connection::StateSnapshot;
 use super::errors::BackendErrorInput;
-use super::hooks::{HookEvent, HookReply};
+use super::hooks::{HookEvent, HookReply, LogFields};
 use super::options::{settings, NativeOptions};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
 use crate::protocol::key_rewrite::KeyRewriter;
 use crate::protocol::Severity;
+use crate::server::LogEvent;
 use crate::session::query::QueryMode;
-use crate::session::{HookAnswer, HookKind, HookRequest, HookResult, Session, SessionConfig, Step};
+use crate::session::{CloseReason, HookAnswer, HookKind, HookRequest, HookResult, Session, SessionConfig, Step};
 
 // Step codes: what to do next in the low bits (`STEP_MASK`), flags above, and the state version
 // from bit `VERSION_SHIFT` up (so JS needs no extra call to know whether its cached state is
@@ -587,6 +588,25 @@ pub fn session_authenticated_by_hook(handle: &mut External<SessionHandle>) {
 #[napi(catch_unwind)]
 pub fn session_take_problem(handle: &mut External<SessionHandle>) -> Option<String> {
     handle.session.take_problem()
+}
+
+/// The js driver's log line `what` for this session, without the remote address, duration
+/// and bytes (JS has them): `authorized` once authenticated, `fatal` if a FATAL error ended it,
+/// `disconnection` (with `fallback` as the reason if the session itself did not end).
+#[napi(catch_unwind)]
+pub fn session_log_line(handle: &External<SessionHandle>, what: String, fallback: Option<String>) -> Option<LogFields> {
+    let session = &handle.session;
+    let event = match what.as_str() {
+        "authorized" => session.state().is_authenticated.then(|| LogEvent::authorized(session)),
+        "fatal" => LogEvent::fatal(session),
+        "disconnection" => {
+            let fallback =
+                fallback.as_deref().and_then(|name| CloseReason::ALL.into_iter().find(|r| r.as_str() == name));
+            session.close_reason().or(fallback).map(|reason| LogEvent::ended(session, reason))
+        }
+        _ => None,
+    }?;
+    Some(LogFields::new(event, None))
 }
 
 /// Whether the connection is encrypted (TLS is up or being negotiated).

@@ -79,8 +79,7 @@ pub struct ConnShared {
     pub stats: std::sync::OnceLock<Arc<super::ServerStats>>,
     /// Hook calls of this connection and their time in µs: counted here, uncontended, and
     /// added to the server's when it ends.
-    pub(super) hook_calls: std::sync::atomic::AtomicU64,
-    pub(super) hook_time_us: std::sync::atomic::AtomicU64,
+    pub(super) hooks: super::stats::HookCounters,
 }
 
 /// The read side of a detached connection.
@@ -92,11 +91,6 @@ pub enum DetachedRead {
 }
 
 impl ConnShared {
-    pub(super) fn hook_done(&self, took: std::time::Duration) {
-        self.hook_calls.fetch_add(1, Ordering::Relaxed);
-        self.hook_time_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
     pub(super) fn new(id: u32, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
             id,
@@ -116,8 +110,7 @@ impl ConnShared {
             ending: AtomicBool::new(false),
             shutdown_deadline: Mutex::new(None),
             stats: std::sync::OnceLock::new(),
-            hook_calls: Default::default(),
-            hook_time_us: Default::default(),
+            hooks: Default::default(),
         })
     }
 

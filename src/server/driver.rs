@@ -19,6 +19,7 @@ use super::conn::{
     ConnShared, DetachedRead, ProxyTarget, REQ_AUTHENTICATED, REQ_DESTROY, REQ_DETACH, REQ_END, REQ_PROXY, REQ_SHUTDOWN,
 };
 use super::hooks::{HookFuture, Hooks};
+use super::log::{LogEvent, LogLevel};
 use super::unwind::CatchUnwind;
 use crate::session::{CloseReason, HookResult, Secrets, Session, SessionConfig, Step, OUTPUT_HIGH_WATER};
 
@@ -67,6 +68,7 @@ pub fn spawn_connection(
     unregister: impl FnOnce() + Send + 'static,
 ) -> Arc<ConnShared> {
     let _ = stream.set_nodelay(true);
+    let started = std::time::Instant::now();
     let shared = ConnShared::new(id, stream.peer_addr().ok(), stream.local_addr().ok());
     register(&shared);
     let write_timeout = config.write_timeout;
@@ -77,6 +79,10 @@ pub fn spawn_connection(
     }
     let mut session = Session::new(config, secrets, Instant::now().into_std());
     session.receive(initial);
+    let log_level = hooks.log_level();
+    if log_level <= LogLevel::Debug {
+        hooks.log(&shared, LogEvent::received(&session));
+    }
     let (reader, writer) = stream.into_split();
     let writer_shared = shared.clone();
     tokio::spawn(async move {
@@ -86,7 +92,7 @@ pub fn spawn_connection(
     });
     let driver_shared = shared.clone();
     tokio::spawn(async move {
-        let reason = match CatchUnwind::new(drive(&mut session, reader, &driver_shared, &*hooks)).await {
+        let reason = match CatchUnwind::new(drive(&mut session, reader, &driver_shared, &*hooks, log_level)).await {
             Ok(reason) => reason,
             // A bug in this connection: it ends here, and the cleanup below still runs.
             Err(()) => {
@@ -107,6 +113,15 @@ pub fn spawn_connection(
         };
         if let Some(problem) = problem {
             hooks.problem(&driver_shared, problem);
+        }
+        if log_level <= LogLevel::Warn {
+            if let Some(event) = LogEvent::fatal(&session).filter(|event| event.level >= log_level) {
+                hooks.log(&driver_shared, event);
+            }
+        }
+        if log_level <= LogLevel::Info {
+            let (received, sent) = (driver_shared.out.received_total(), driver_shared.out.sent());
+            hooks.log(&driver_shared, LogEvent::disconnection(&session, reason, started, received, sent));
         }
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.closed(&driver_shared, reason);
@@ -238,8 +253,11 @@ async fn drive(
     mut reader: OwnedReadHalf,
     shared: &Arc<ConnShared>,
     hooks: &dyn Hooks,
+    log_level: LogLevel,
 ) -> CloseReason {
     let mut call: Option<HookFuture> = None;
+    // `connection authorized` is still to be logged.
+    let mut log_authorized = log_level <= LogLevel::Info;
     // When the running hook was called, for `server.stats()` (only on a server that counts).
     let mut hook_started: Option<Instant> = None;
     let mut handover: Option<Handover> = None;
@@ -300,6 +318,10 @@ async fn drive(
         shared.out.write_owned(session.take_output());
         shared.encrypted.store(session.is_tls(), Ordering::Release);
         shared.publish(session);
+        if log_authorized && session.state().is_authenticated {
+            log_authorized = false;
+            hooks.log(shared, LogEvent::authorized(session));
+        }
         match step {
             Step::Abort => {
                 shared.out.abort();
@@ -347,7 +369,7 @@ async fn drive(
             Event::Hook(result) => {
                 call = None;
                 if let Some(started) = hook_started.take() {
-                    shared.hook_done(started.elapsed());
+                    shared.hooks.hook_done(started.elapsed());
                 }
                 // What JS wrote before it answered comes before what the answer makes the
                 // session write (under TLS JS writes wait in `plain_out` to be sealed).

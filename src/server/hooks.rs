@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::conn::ConnShared;
+use super::log::{LogEvent, LogLevel};
 use crate::session::{HookRequest, HookResult};
 
 pub type HookFuture = Pin<Box<dyn Future<Output = HookResult> + Send>>;
@@ -30,4 +31,13 @@ pub trait Hooks: Send + Sync + 'static {
     /// A detached connection's stream has closed too: the connection is gone for good (its
     /// cancel key is free again). Called after `closed(.., Detached)`, for connections JS saw.
     fn released(&self, _conn: &Arc<ConnShared>) {}
+
+    /// The least severe level the operator's logger takes ([`LogLevel::Silent`]: none). The
+    /// driver builds an event only at or above it.
+    fn log_level(&self) -> LogLevel {
+        LogLevel::Silent
+    }
+
+    /// One line for the operator's logger. Fire and forget.
+    fn log(&self, _conn: &Arc<ConnShared>, _event: LogEvent) {}
 }

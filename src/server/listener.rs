@@ -34,6 +34,8 @@ type Registry = Arc<Mutex<HashMap<u32, Arc<ConnShared>>>>;
 pub struct Listener {
     pub local_addr: SocketAddr,
     stats: Arc<ServerStats>,
+    /// Whether connections count their bytes and hooks into `stats` (the `stats` option).
+    per_connection_stats: bool,
     connections: Registry,
     /// Woken whenever a connection leaves the registry.
     departed: Arc<tokio::sync::Notify>,
@@ -50,6 +52,7 @@ impl Listener {
         hooks: Arc<dyn Hooks>,
         max_connections: Option<usize>,
         stats: Arc<ServerStats>,
+        per_connection_stats: bool,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
@@ -89,7 +92,9 @@ impl Listener {
                                 if full { full_config.clone() } else { config.clone() },
                                 hooks.clone(),
                                 |conn| {
-                                    let _ = conn.stats.set(counters);
+                                    if per_connection_stats {
+                                        let _ = conn.stats.set(counters);
+                                    }
                                     lock(&registry).insert(id, conn.clone());
                                 },
                                 move || {
@@ -111,7 +116,7 @@ impl Listener {
             drop(listener);
             let _ = stopped_tx.send(true);
         });
-        Ok(Self { local_addr, stats, connections, departed, stop, stopped })
+        Ok(Self { local_addr, stats, per_connection_stats, connections, departed, stop, stopped })
     }
 
     /// Resolves once the listener has stopped accepting.
@@ -131,7 +136,8 @@ impl Listener {
     /// The server's counters, with the live connections' bytes so far.
     pub fn stats(&self) -> StatsSnapshot {
         let registry = lock(&self.connections);
-        self.stats.snapshot(registry.values().map(|conn| conn.as_ref()))
+        let live = registry.values().filter(|_| self.per_connection_stats);
+        self.stats.snapshot(live.map(|conn| conn.as_ref()))
     }
 
     pub fn connection_count(&self) -> usize {

@@ -33,6 +33,30 @@ pub struct StatsSnapshot {
     pub tls_failures: u64,
 }
 
+/// One connection's hook counters: uncontended relaxed adds (only its driver task writes),
+/// moved to the server's totals when it ends.
+#[derive(Default)]
+pub struct HookCounters {
+    calls: AtomicU64,
+    time_us: AtomicU64,
+}
+
+impl HookCounters {
+    /// A hook call that took `took`, from its call until it settled.
+    pub fn hook_done(&self, took: std::time::Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.time_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn time_us(&self) -> u64 {
+        self.time_us.load(Ordering::Relaxed)
+    }
+}
+
 /// How a connection ended, for the counters.
 pub struct Ending {
     pub tls_handshake: bool,
@@ -52,8 +76,8 @@ impl ServerStats {
     pub fn ended(&self, conn: &ConnShared, ending: &Ending) {
         self.bytes_received_closed.fetch_add(conn.out.received_total(), Ordering::Relaxed);
         self.bytes_sent_closed.fetch_add(conn.out.sent(), Ordering::Relaxed);
-        self.hook_calls.fetch_add(conn.hook_calls.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.hook_time_us.fetch_add(conn.hook_time_us.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.hook_calls.fetch_add(conn.hooks.calls(), Ordering::Relaxed);
+        self.hook_time_us.fetch_add(conn.hooks.time_us(), Ordering::Relaxed);
         let count = |counter: &AtomicU64, yes: bool| {
             if yes {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -81,8 +105,8 @@ impl ServerStats {
         for conn in live {
             snapshot.bytes_received += conn.out.received_total();
             snapshot.bytes_sent += conn.out.sent();
-            snapshot.hook_calls += conn.hook_calls.load(Ordering::Relaxed);
-            snapshot.hook_time_us += conn.hook_time_us.load(Ordering::Relaxed);
+            snapshot.hook_calls += conn.hooks.calls();
+            snapshot.hook_time_us += conn.hooks.time_us();
         }
         snapshot
     }

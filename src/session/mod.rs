@@ -32,6 +32,7 @@ mod timers;
 #[cfg(test)]
 mod tls_tests;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -162,6 +163,8 @@ pub struct Session {
     problem: Option<String>,
     /// Authentication failed (the counters of `server.stats()`).
     auth_failed: bool,
+    /// The FATAL error that ended the session, if one did: SQLSTATE and message (for the log).
+    fatal_sent: Option<(Cow<'static, str>, String)>,
 }
 
 /// A CancelRequest as received: the process id and secret key of the connection to cancel.
@@ -200,6 +203,7 @@ impl Session {
             queries: None,
             problem: None,
             auth_failed: false,
+            fatal_sent: None,
         }
     }
 
@@ -211,6 +215,11 @@ impl Session {
     /// Whether a TLS handshake completed.
     pub fn tls_established(&self) -> bool {
         self.state.tls_info.is_some()
+    }
+
+    /// The FATAL error the session sent before it ended (SQLSTATE, message), if any.
+    pub fn fatal_sent(&self) -> Option<(&str, &str)> {
+        self.fatal_sent.as_ref().map(|(code, message)| (code.as_ref(), message.as_str()))
     }
 
     /// Why the connection failed, if the client could not be told (see `problem`); once.
@@ -581,6 +590,7 @@ impl Session {
     /// Sends a FATAL error and ends the session.
     fn fail(&mut self, err: PgError) {
         backend::error_response(&mut self.output, &err);
+        self.fatal_sent = Some((err.code, err.message));
         self.set_phase(Phase::Closed(CloseReason::Closed));
     }
 
@@ -605,6 +615,7 @@ impl Session {
         }
         let err = PgError::fatal(SqlState::ADMIN_SHUTDOWN, "terminating connection due to administrator command");
         backend::error_response(&mut self.output, &err);
+        self.fatal_sent = Some((err.code, err.message));
         self.set_phase(Phase::Closed(CloseReason::Shutdown));
     }
 }

@@ -201,6 +201,20 @@ fn a_full_server_answers_the_startup_message_with_53300_after_the_ssl_answer() {
     assert!(closed);
     assert_eq!(error_code(&out), "53300");
     assert!(String::from_utf8_lossy(&out).contains("sorry, too many clients already"));
+    // The log line says the same, with who it was.
+    assert_eq!(h.session.fatal_sent(), Some(("53300", "sorry, too many clients already")));
+    let line = crate::server::LogEvent::fatal(&h.session).expect("a line for the FATAL error");
+    assert_eq!((line.level, line.msg, line.user.as_deref()), (crate::server::LogLevel::Warn, "connection failed", Some("a")));
+}
+
+#[test]
+fn a_session_that_ended_without_a_fatal_error_has_no_fatal_line() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    let (_, closed) = h.send(&typed(b'X', b""));
+    assert!(closed);
+    assert_eq!(h.session.fatal_sent(), None);
+    assert!(crate::server::LogEvent::fatal(&h.session).is_none());
 }
 
 #[test]
