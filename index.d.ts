@@ -91,6 +91,12 @@ export type State = {
   transactionStatus: 'idle' | 'transaction' | 'error';
 };
 
+/** `state` in hooks that run once the StartupMessage is in: `clientInfo` is set. */
+export type StartedState = State & { hasStarted: true; clientInfo: ClientInfo };
+
+/** `state` in `onTlsUpgrade`: `tlsInfo` is set. */
+export type TlsState = State & { tlsInfo: TlsInfo };
+
 /** A PostgreSQL type the query API encodes and decodes, by name. */
 export type PgTypeName =
   | 'bool' | 'boolean' | 'int2' | 'smallint' | 'int4' | 'integer' | 'int' | 'int8' | 'bigint' | 'oid'
@@ -195,20 +201,20 @@ export type PostgresConnectionOptions = {
    * Checks a password. Return true to let the client in. Without this hook, every
    * password-based login fails with 28P01.
    */
-  validateCredentials?(credentials: Credentials, state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  validateCredentials?(credentials: Credentials, state: StartedState, connection: PostgresConnection): boolean | Promise<boolean>;
   /**
    * `authMode: 'scramSha256'`: the secret of `user` (validateCredentials is not called in this
    * mode). Without this hook every SCRAM login fails with 28P01.
    */
   getScramSecret?(
     client: { user: string },
-    state: State,
+    state: StartedState,
     connection: PostgresConnection,
   ): ScramSecret | Promise<ScramSecret>;
   /** After the TLS handshake, before the StartupMessage; `state.tlsInfo` is set. */
-  onTlsUpgrade?(state: State, connection: PostgresConnection): void | Promise<void>;
+  onTlsUpgrade?(state: TlsState, connection: PostgresConnection): void | Promise<void>;
   /** After the StartupMessage, before authentication. Return true if you answered it yourself. */
-  onStartup?(state: State, connection: PostgresConnection): boolean | Promise<boolean>;
+  onStartup?(state: StartedState, connection: PostgresConnection): boolean | Promise<boolean>;
   /**
    * A CancelRequest with this connection's key arrived (psql Ctrl-C, pgjdbc `cancel()`, asyncpg
    * `timeout=`, ...), on any connection of any gateway in the process. `state` and `connection`
@@ -217,7 +223,7 @@ export type PostgresConnectionOptions = {
    */
   onCancel?(state: State, connection: PostgresConnection): void | Promise<void>;
   /** After AuthenticationOk, the ParameterStatus set, BackendKeyData and ReadyForQuery were sent. */
-  onAuthenticated?(state: State, connection: PostgresConnection): void | Promise<void>;
+  onAuthenticated?(state: StartedState, connection: PostgresConnection): void | Promise<void>;
   /**
    * Every whole client message (type byte and length included after startup), before the
    * built-in handling. Return true if you handled it. Called one message at a time, in order.

@@ -23,7 +23,8 @@ const log = (entry) => console.log(JSON.stringify({ time: Date.now(), ...entry }
 
 const server = createServer({
   authMode: 'cleartextPassword',
-  validateCredentials: ({ user, password }) => user === 'alice' && password === 'secret',
+  validateCredentials: (credentials) => credentials.authMode === 'cleartextPassword'
+    && credentials.user === 'alice' && credentials.password === 'secret',
   onMessage(data, { isAuthenticated }) {
     // A bug in a hook: the client gets XX000, the operator gets the stack through onError.
     if (isAuthenticated && data[0] === 0x51 && data.includes('boom')) throw new Error('boom');
