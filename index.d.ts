@@ -278,14 +278,15 @@ export type PostgresConnectionOptions = {
   /**
    * `createServer` only: false leaves out the per-connection counters of `server.stats()`
    * (bytes, hook calls and time, authentication and TLS outcomes); connections open, total and
-   * refused are still counted. Default true: they cost under 1% (see the README's benchmarks).
+   * refused are still counted. Default true: they cost two clock reads per hook call (see the
+   * README's Counters section).
    */
   stats?: boolean;
   /**
    * Where log lines go: a function that takes a `LogEntry`, or a pino-style object
    * (`pino()`, `console`) whose `logger[level](fields, msg)` is called. Lines: `connection
    * received` (debug), `connection authorized` and `disconnection` (info), `connection failed`
-   * with the FATAL error that ended it (warn; info for a shutdown's 57P01), and, without
+   * with the FATAL error that ended it (warn; info for class 57, a shutdown's 57P01), and, without
    * `onError`, failures the client cannot report (error). Nothing is logged without a logger.
    */
   logger?: ((entry: LogEntry) => void) | Logger;

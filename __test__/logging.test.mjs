@@ -3,9 +3,11 @@
 // real clients on every driver. And `stats: false`.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
 import pg from 'pg';
 import { MODES, startServer, sleep } from './helpers.mjs';
-import { createServer, PostgresConnection } from '../index.js';
+import { createServer, createStartupMessage, PostgresConnection } from '../index.js';
 
 async function until(predicate, ms = 5000) {
   const deadline = Date.now() + ms;
@@ -73,6 +75,44 @@ for (const mode of MODES) {
     assert.equal(lines[0].message, 'password authentication failed for user "mallory"');
     assert.equal(lines[0].user, 'mallory');
     assert.equal(lines[1].reason, 'closed');
+    assert.equal(lines[1].remoteAddress, '127.0.0.1', 'the peer, even after the socket closed');
+  });
+
+  test(`${mode}: a client that stops at the password prompt is logged at authTimeout, with its peer`, async (t) => {
+    const lines = [];
+    const server = await startServer(mode, passwordServer({ logger: (entry) => lines.push(entry), authTimeout: 300 }));
+    t.after(() => server.close());
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    socket.resume(); // read, so that the server's close is seen
+    socket.write(createStartupMessage({ majorVersion: 3, minorVersion: 0, parameters: { user: 'slow' } }));
+    await once(socket, 'close');
+    await until(() => lines.some((l) => l.msg === 'disconnection'));
+    assert.deepEqual(lines.map((l) => `${l.level} ${l.msg}`), ['info disconnection']);
+    assert.equal(lines[0].reason, 'timeout');
+    assert.equal(lines[0].user, 'slow');
+    assert.equal(lines[0].remoteAddress, '127.0.0.1');
+  });
+
+  test(`${mode}: a connection that never sends a StartupMessage is a debug line, not an info one`, async (t) => {
+    const lines = [];
+    const debug = [];
+    const quiet = await startServer(mode, { authMode: 'none', logger: (entry) => lines.push(entry) });
+    const verbose = await startServer(mode, { authMode: 'none', logger: (entry) => debug.push(entry), logLevel: 'debug' });
+    t.after(() => Promise.all([quiet.close(), verbose.close()]));
+    for (const port of [quiet.port, verbose.port]) {
+      const socket = net.connect(port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.end();
+      await once(socket, 'close');
+    }
+    await until(() => debug.some((l) => l.msg === 'disconnection'));
+    await sleep(100);
+    assert.deepEqual(lines, [], 'a health check or port probe is not an info line');
+    assert.deepEqual(debug.map((l) => `${l.level} ${l.msg}`), ['debug connection received', 'debug disconnection']);
+    assert.equal(debug[1].remoteAddress, '127.0.0.1');
+    assert.ok(!('user' in debug[1]));
   });
 
   test(`${mode}: logLevel 'warn' keeps only failures, and a pino-style logger gets (fields, msg)`, async (t) => {
@@ -140,14 +180,23 @@ test('createServer: a client refused by maxConnections, and the clients ended by
   assert.equal(lines.filter((l) => l.msg === 'disconnection' && l.reason === 'shutdown').length, 1);
 });
 
-test('a logger that throws breaks nothing', async (t) => {
-  const server = await startServer('native', { authMode: 'none', logger: () => { throw new Error('logger down'); } });
-  t.after(() => server.close());
-  for (let i = 0; i < 3; i++) {
-    const client = await login(server.port, 'u');
-    await client.end();
-  }
-});
+for (const mode of MODES) {
+  test(`${mode}: a logger that throws or rejects breaks nothing`, async (t) => {
+    let calls = 0;
+    const throwing = await startServer(mode, { authMode: 'none', logger: () => { calls++; throw new Error('logger down'); } });
+    // An async logger whose promise rejects: no unhandled rejection (node --test fails on one).
+    const rejecting = await startServer(mode, { authMode: 'none', logger: async () => { calls++; throw new Error('logger down'); } });
+    t.after(() => Promise.all([throwing.close(), rejecting.close()]));
+    for (const port of [throwing.port, rejecting.port]) {
+      for (let i = 0; i < 3; i++) {
+        const client = await login(port, 'u');
+        await client.end();
+      }
+    }
+    await until(() => calls >= 12);
+    await sleep(50);
+  });
+}
 
 test('logger, logLevel and stats are checked', () => {
   assert.throws(() => createServer({ logger: 'stdout' }), /option logger must be a function/);

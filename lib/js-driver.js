@@ -154,14 +154,16 @@ class JsDriver {
     // The `logger` option: the same lines as from the native driver (see src/server/log.rs).
     this.startedAt = performance.now();
     this.logAuthorized = wants(options, 'info');
-    if (wants(options, 'debug')) write(options, 'debug', 'connection received', { pid: this.processId, ...this.remote() });
+    // Read now: once the socket has closed, Node no longer knows its peer.
+    this.peer = options.logger ? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort } : {};
+    if (wants(options, 'debug')) write(options, 'debug', 'connection received', { pid: this.processId, ...this.peer });
     this.onClose = () => {
       this.stopTimer();
-      if (wants(options, 'info')) this.logLine('disconnection', this.closing ? 'closed' : 'error');
       // Detached or not, the connection is gone: its cancel key is free again.
       cancelTargets.delete(this.processId);
       binding.sessionRelease(this.handle);
       dropCursors(connection);
+      if (options.logger) this.logLine('disconnection', this.closing ? 'closed' : 'error');
     };
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -351,11 +353,6 @@ class JsDriver {
     }
   }
 
-  /** The socket's peer, for log lines. */
-  remote() {
-    return { remoteAddress: this.socket.remoteAddress, remotePort: this.socket.remotePort };
-  }
-
   /**
    * Logs the session's line `what` (see `sessionLogLine`) if it has one; true if it did.
    * `fallback` is the reason of a disconnection the session did not decide (a socket error).
@@ -364,13 +361,14 @@ class JsDriver {
     const line = binding.sessionLogLine(this.handle, what, fallback);
     if (!line) return false;
     const options = this.connection.options;
+    if (!wants(options, line.level)) return true;
     if (what !== 'disconnection') {
-      if (wants(options, line.level)) writeNative(options, { ...line, ...this.remote() });
+      writeNative(options, { ...line, ...this.peer });
       return true;
     }
     writeNative(options, {
       ...line,
-      ...this.remote(),
+      ...this.peer,
       durationMs: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
       bytesReceived: this.socket.bytesRead,
       bytesSent: this.socket.bytesWritten,

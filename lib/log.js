@@ -30,7 +30,7 @@ function wants(options, level) {
 /**
  * Sends one line to the logger: `logger(entry)` for a function, `logger[level](fields, msg)`
  * for a pino-style object. Fields that are undefined or null are left out. What the logger
- * throws is swallowed: a broken logger must not break connections.
+ * throws or rejects is swallowed: a broken logger must not break connections.
  */
 function write(options, level, msg, fields) {
   const logger = options?.logger;
@@ -40,8 +40,9 @@ function write(options, level, msg, fields) {
     if (value !== undefined && value !== null) clean[key] = value;
   }
   try {
-    if (typeof logger === 'function') logger({ level, msg, ...clean });
-    else logger[level](clean, msg);
+    const result = typeof logger === 'function' ? logger({ level, msg, ...clean }) : logger[level](clean, msg);
+    // An async logger that rejects must not become an unhandled rejection (which ends Node).
+    if (result && typeof result.then === 'function') result.then(undefined, () => {});
   } catch {
     // The logger's own failure has nowhere better to go.
   }

@@ -104,7 +104,6 @@ pub fn spawn_connection(
             // Bounded: the writer has stopped or been told to, unless a proxied write is stuck.
             finish_writes(&driver_shared, write_timeout).await;
         }
-        driver_shared.set_finished(reason);
         let problem = session.take_problem();
         let ending = super::stats::Ending {
             tls_handshake: session.tls_established(),
@@ -121,8 +120,14 @@ pub fn spawn_connection(
         }
         if log_level <= LogLevel::Info {
             let (received, sent) = (driver_shared.out.received_total(), driver_shared.out.sent());
-            hooks.log(&driver_shared, LogEvent::disconnection(&session, reason, started, received, sent));
+            let event = LogEvent::disconnection(&session, reason, started, received, sent);
+            if event.level >= log_level {
+                hooks.log(&driver_shared, event);
+            }
         }
+        // After the events above: JS may forget the connection as soon as it hears it finished
+        // (an adopted socket's `closed()` promise resolves on a queue of its own).
+        driver_shared.set_finished(reason);
         if driver_shared.seen_by_js.load(Ordering::Relaxed) {
             hooks.closed(&driver_shared, reason);
         }

@@ -104,9 +104,12 @@ impl LogEvent {
         event
     }
 
-    /// `disconnection` without what only the driver knows (duration, bytes).
+    /// `disconnection` without what only the driver knows (duration, bytes): info for a
+    /// connection that sent a StartupMessage (PostgreSQL's `log_disconnections` is about
+    /// sessions), debug for the rest (health checks, CancelRequests, SSL probes).
     pub fn ended(session: &Session, reason: CloseReason) -> Self {
-        let mut event = Self { level: LogLevel::Info, msg: "disconnection", ..Self::default() };
+        let level = if session.state().has_started { LogLevel::Info } else { LogLevel::Debug };
+        let mut event = Self { level, msg: "disconnection", ..Self::default() };
         event.describe(session);
         event.reason = Some(reason.as_str());
         event
