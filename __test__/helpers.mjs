@@ -164,9 +164,9 @@ export async function rawClient(port) {
 }
 
 /** Runs a command without blocking the event loop. */
-export function run(command, args, { env = {}, timeout = 60000, input } = {}) {
+export function run(command, args, { env = {}, timeout = 60000, input, cwd } = {}) {
   return new Promise((resolve) => {
-    const child = execFile(command, args, { env: { ...process.env, ...env }, timeout, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const child = execFile(command, args, { env: { ...process.env, ...env }, timeout, cwd, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
     if (input !== undefined) child.stdin.end(input);

@@ -14,7 +14,7 @@ function findBin() {
   return path.join(root, version, 'bin');
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.listen(0, '127.0.0.1', () => {
