@@ -71,8 +71,12 @@ class PostgresConnection {
   _adopt(socket, native) {
     const fd = socket && socket._handle && typeof socket._handle.fd === 'number' ? socket._handle.fd : -1;
     if (fd < 0) {
+      // Closed, so that the client hears EOF at once rather than waiting on a socket nobody
+      // serves (Deno's node:net sockets, for one, have no descriptor).
+      if (socket && typeof socket.destroy === 'function') socket.destroy();
+      const runtime = process.versions.deno ? ` (Deno ${process.versions.deno}'s sockets have none)` : '';
       throw new TypeError(
-        "driver 'native' needs a connected node:net TCP socket with a file descriptor; use the default driver or createServer()",
+        `driver 'native' needs a connected node:net TCP socket with a file descriptor${runtime}; use the default driver or createServer()`,
       );
     }
     // Bytes Node already read (no pauseOnConnect) belong to the protocol: hand them over.
