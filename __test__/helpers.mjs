@@ -164,9 +164,10 @@ export async function rawClient(port) {
 }
 
 /** Runs a command without blocking the event loop. */
-export function run(command, args, { env = {}, timeout = 60000, input, cwd } = {}) {
+export function run(command, args, { env = {}, timeout = 60000, input, cwd, replaceEnv = false } = {}) {
   return new Promise((resolve) => {
-    const child = execFile(command, args, { env: { ...process.env, ...env }, timeout, cwd, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const childEnv = replaceEnv ? env : { ...process.env, ...env };
+    const child = execFile(command, args, { env: childEnv, timeout, cwd, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
     if (input !== undefined) child.stdin.end(input);

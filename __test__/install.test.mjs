@@ -19,7 +19,7 @@ function pathWithoutRust() {
 }
 
 /** Starts verdaccio on `port` with its storage in `dir`; resolves once it answers. */
-async function startRegistry(dir, port) {
+async function startRegistry(dir, port, onStart) {
   mkdirSync(dir, { recursive: true });
   const config = path.join(dir, 'config.yaml');
   writeFileSync(config, [
@@ -37,6 +37,7 @@ async function startRegistry(dir, port) {
   ].join('\n'));
   const bin = path.join(root, 'node_modules', 'verdaccio', 'bin', 'verdaccio');
   const child = spawn(process.execPath, [bin, '--config', config, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  onStart(child);
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
@@ -50,7 +51,7 @@ async function startRegistry(dir, port) {
     if (Date.now() > deadline) throw new Error(`verdaccio did not start: ${output}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  return { child, stop: () => child.kill('SIGTERM') };
+  return child;
 }
 
 /** A user on the registry (verdaccio makes one on first login); its token. */
@@ -68,6 +69,7 @@ async function registryToken(registry) {
 /** Runs a server script of the new project; resolves with its port once it listens. */
 async function startScript(cwd, file, env) {
   const child = spawn(process.execPath, [file], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   let output = '';
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${file} did not start:\n${output}`)), 30000);
@@ -83,6 +85,9 @@ async function startScript(cwd, file, env) {
   return { port, stop: () => child.kill('SIGTERM') };
 }
 
+/** Every process the test started, killed at its end whatever happened. */
+const children = new Set();
+
 const SERVER = (load) => `${load}
 const server = createServer({
   authMode: 'none',
@@ -94,7 +99,10 @@ console.log(\`listening on 127.0.0.1:\${port}\`);
 
 test('without Rust, npm install from a registry gives the prebuilt addon, which serves psql (ESM and CJS)', { timeout: 900000 }, async (t) => {
   const work = mkdtempSync(path.join(os.tmpdir(), 'pggn-install-'));
-  t.after(() => rmSync(work, { recursive: true, force: true }));
+  t.after(() => {
+    for (const child of children) child.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+  });
 
   const packed = await run(process.execPath, [path.join(root, 'scripts', 'pack.js'), '--out', path.join(work, 'tarballs')], { timeout: 600000 });
   assert.equal(packed.code, 0, packed.stderr);
@@ -103,33 +111,35 @@ test('without Rust, npm install from a registry gives the prebuilt addon, which 
 
   const port = await freePort();
   const registry = `http://127.0.0.1:${port}`;
-  const verdaccio = await startRegistry(path.join(work, 'registry'), port);
-  t.after(() => verdaccio.stop());
+  await startRegistry(path.join(work, 'registry'), port, (child) => children.add(child));
   const npmrc = path.join(work, 'npmrc');
   writeFileSync(npmrc, `registry=${registry}/\n//127.0.0.1:${port}/:_authToken=${await registryToken(registry)}\n`);
-  const env = {
-    ...process.env,
+  // A user's environment, not the one of the `npm test` that runs us: none of npm's npm_*
+  // variables (an outer registry setting would beat the npmrc), no cargo, fresh npm config.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key) && key !== 'CARGO_TARGET_DIR'));
+  Object.assign(env, {
     PATH: pathWithoutRust(),
     npm_config_userconfig: npmrc,
+    npm_config_globalconfig: path.join(work, 'global-npmrc'),
+    npm_config_registry: `${registry}/`,
     npm_config_cache: path.join(work, 'npm-cache'),
     npm_config_audit: 'false',
     npm_config_fund: 'false',
     npm_config_update_notifier: 'false',
-  };
-  for (const key of Object.keys(env)) if (key.startsWith('npm_') && !key.startsWith('npm_config_')) delete env[key];
-  delete env.CARGO_TARGET_DIR;
+  });
+  const npm = (args, cwd, timeout = 300000) => run('npm', [...args, '--registry', `${registry}/`], { env, cwd, timeout, replaceEnv: true });
   for (const file of tarballs) {
-    const published = await run('npm', ['publish', file], { env, cwd: work, timeout: 120000 });
+    const published = await npm(['publish', file], work, 120000);
     assert.equal(published.code, 0, `npm publish ${path.basename(file)}:\n${published.stderr}`);
   }
 
   const project = path.join(work, 'project');
   mkdirSync(project);
   writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'user-project', version: '1.0.0', private: true }));
-  const noCargo = await run('sh', ['-c', 'command -v cargo || echo none'], { env });
+  const noCargo = await run('sh', ['-c', 'command -v cargo || echo none'], { env, replaceEnv: true });
   assert.equal(noCargo.stdout.trim(), 'none', 'cargo must be out of PATH for this test');
   const started = Date.now();
-  const installed = await run('npm', ['install', 'pg-gateway-native'], { env, cwd: project, timeout: 300000 });
+  const installed = await npm(['install', 'pg-gateway-native'], project);
   const seconds = (Date.now() - started) / 1000;
   assert.equal(installed.code, 0, `npm install:\n${installed.stdout}${installed.stderr}`);
   t.diagnostic(`npm install pg-gateway-native took ${seconds.toFixed(1)} s without Rust`);
@@ -139,7 +149,7 @@ test('without Rust, npm install from a registry gives the prebuilt addon, which 
   assert.ok(!existsSync(path.join(modules, 'pg-gateway-native', 'pg-gateway-native.node')), 'nothing was built');
   assert.doesNotMatch(installed.stderr, /install script|allowScripts/i, 'no install script to allow');
 
-  const help = await run('npx', ['--no-install', 'pg-gateway-native', '--help'], { env, cwd: project, timeout: 60000 });
+  const help = await run('npx', ['--no-install', 'pg-gateway-native', '--help'], { env, cwd: project, replaceEnv: true });
   assert.equal(help.code, 0, help.stderr);
   assert.match(help.stdout, /serve\s+serve PGlite/);
 
@@ -159,8 +169,8 @@ test('without Rust, npm install from a registry gives the prebuilt addon, which 
   // Without the platform package (npm install --omit=optional, or a platform with none), the
   // error names the platform and the two ways out.
   rmSync(path.join(modules, 'pg-gateway-native-linux-x64-gnu'), { recursive: true });
-  const missing = await run(process.execPath, ['-e', "require('pg-gateway-native')"], { env, cwd: project });
+  const missing = await run(process.execPath, ['-e', "require('pg-gateway-native')"], { env, cwd: project, replaceEnv: true });
   assert.notEqual(missing.code, 0);
   assert.match(missing.stderr, /pg-gateway-native: no native addon for this platform \(linux-x64-gnu\)\. Either install the prebuilt package \(npm install pg-gateway-native-linux-x64-gnu/);
-  assert.match(missing.stderr, /build from source with Rust \(https:\/\/rustup\.rs\): npm run build --prefix /);
+  assert.match(missing.stderr, /build it from source with Rust \(https:\/\/rustup\.rs\): npm run build --prefix /);
 });

@@ -215,3 +215,41 @@ test('createServer stats(): connections open, total and refused, bytes both ways
   assert.ok(after.bytesReceived >= live.bytesReceived && after.bytesSent >= live.bytesSent);
   assert.equal(after.tlsHandshakes, 0);
 });
+
+// A socket without a file descriptor (Deno's node:net sockets, simulated here) cannot be
+// adopted by driver 'native': a TypeError the caller may catch to serve the socket with the js
+// driver; if nobody takes the socket, it is closed, so its client hears EOF at once.
+for (const fallback of [true, false]) {
+  test(`driver 'native' on a socket without a descriptor: a TypeError, then ${fallback ? 'the js driver serves it' : 'the socket closes at once'}`, async (t) => {
+    const errors = [];
+    const answer = { authMode: 'none', onQuery: () => ({ fields: [{ name: 'a', type: 'text' }], rows: [['served']] }) };
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+      Object.defineProperty(socket._handle, 'fd', { value: -1 });
+      socket.on('error', () => {});
+      try {
+        new PostgresConnection(socket, { ...answer, driver: 'native' });
+      } catch (err) {
+        errors.push(err);
+        if (fallback) new PostgresConnection(socket, answer);
+      }
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const started = Date.now();
+    const result = await run('psql', ['-X', '-h', '127.0.0.1', '-p', String(server.address().port), '-U', 'u', '-Atc', 'select 1'], {
+      env: { PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '20' },
+    });
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof TypeError);
+    assert.match(errors[0].message, /driver 'native' needs a connected node:net TCP socket with a file descriptor/);
+    if (fallback) {
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.trim(), 'served');
+    } else {
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /server closed the connection unexpectedly|could not receive data/);
+      assert.ok(Date.now() - started < 10000, `psql waited ${Date.now() - started} ms`);
+    }
+  });
+}

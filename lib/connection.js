@@ -71,9 +71,14 @@ class PostgresConnection {
   _adopt(socket, native) {
     const fd = socket && socket._handle && typeof socket._handle.fd === 'number' ? socket._handle.fd : -1;
     if (fd < 0) {
-      // Closed, so that the client hears EOF at once rather than waiting on a socket nobody
-      // serves (Deno's node:net sockets, for one, have no descriptor).
-      if (socket && typeof socket.destroy === 'function') socket.destroy();
+      // The caller may catch this and serve the socket with the js driver instead; if nobody
+      // takes it by the next turn, it is closed, so that its client hears EOF at once rather
+      // than waiting on a socket nobody serves (Deno's node:net sockets have no descriptor).
+      if (socket && typeof socket.destroy === 'function') {
+        setImmediate(() => {
+          if (!socket.destroyed && socket.listenerCount('data') === 0) socket.destroy();
+        });
+      }
       const runtime = process.versions.deno ? ` (Deno ${process.versions.deno}'s sockets have none)` : '';
       throw new TypeError(
         `driver 'native' needs a connected node:net TCP socket with a file descriptor${runtime}; use the default driver or createServer()`,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the native addon from source with cargo and puts it where index.js loads it.
-// No prebuilt binaries exist, so this runs on `npm install`; it needs a Rust toolchain.
+// It runs on `npm install` in a clone, and by hand (`npm run build`) where no prebuilt addon
+// package fits; it needs a Rust toolchain.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');

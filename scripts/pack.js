@@ -55,13 +55,13 @@ function buildPlatform(name, { target, dir, lib }) {
   const dest = path.join(root, 'npm', name, `pg-gateway-native.${name}.node`);
   if (args.build && !args['no-build']) {
     const started = Date.now();
-    console.error(`pack: cargo zigbuild --release --lib --target ${target} ...`);
-    const result = spawnSync('cargo', ['zigbuild', '--release', '--lib', '--target', target], { cwd: root, stdio: 'inherit' });
+    console.error(`pack: cargo zigbuild --profile dist --lib --target ${target} ...`);
+    const result = spawnSync('cargo', ['zigbuild', '--profile', 'dist', '--lib', '--target', target], { cwd: root, stdio: 'inherit' });
     if (result.status !== 0) {
       throw new Error('cargo zigbuild failed: it needs cargo-zigbuild (cargo install cargo-zigbuild) and zig (pip install ziglang)');
     }
     const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
-    fs.copyFileSync(path.join(targetDir, dir, 'release', lib), dest);
+    fs.copyFileSync(path.join(targetDir, dir, 'dist', lib), dest);
     console.error(`pack: built ${name} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
   if (!fs.existsSync(dest)) throw new Error(`${dest} is missing (run without --no-build)`);
@@ -103,6 +103,7 @@ for (const name of platforms) {
   const manifest = JSON.parse(fs.readFileSync(path.join(root, 'npm', name, 'package.json'), 'utf8'));
   const main = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
   if (manifest.version !== main.version) throw new Error(`npm/${name} is version ${manifest.version}, the package ${main.version}`);
+  fs.copyFileSync(path.join(root, 'LICENSE'), path.join(root, 'npm', name, 'LICENSE'));
   tarballs.push(pack(path.join(root, 'npm', name)));
 }
 const stage = stageMain(platforms);
