@@ -3,7 +3,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { MODES, startServer, psql, sleep } from './helpers.mjs';
+import { MODES, startServer, psql, sleep, until } from './helpers.mjs';
 import { makeCertificates } from './certs.mjs';
 
 const certs = makeCertificates();
@@ -22,13 +22,6 @@ function throwingServer(extra = {}) {
   });
 }
 
-async function until(predicate, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(10);
-  }
-}
 
 async function connectedClient(t, port) {
   const client = new pg.Client({ host: '127.0.0.1', port, user: 'u' });

@@ -44,6 +44,18 @@ export async function startServer(mode, makeOptions, { pauseOnConnect = true, al
   };
 }
 
+/**
+ * Polls `condition` (sync or async) every 10 ms until it holds; fails after `timeoutMs`,
+ * naming `what` it waited for.
+ */
+export async function until(condition, timeoutMs = 5000, what = 'a condition') {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 export const MODES = ['js', 'adopted', 'native'];
 
 /** Backend message builders for hand-written responses. */

@@ -8,24 +8,13 @@ import net from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
 import { makeCertificates } from './certs.mjs';
-import {
-  MODES, errorFields, frontend, message, oneRowResult, parseMessages, rawClient, run, startServer,
-} from './helpers.mjs';
+import { MODES, errorFields, frontend, message, oneRowResult, parseMessages, rawClient, run, startServer, until } from './helpers.mjs';
 
 const certs = makeCertificates();
 
 const MiB = 1 << 20;
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 const rss = () => process.memoryUsage().rss;
-
-/** Polls `condition` every 20 ms until it holds; fails after `timeoutMs`. */
-async function until(condition, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The largest RSS growth over `ms`, sampled every 20 ms. */
 async function peakGrowth(ms, base) {

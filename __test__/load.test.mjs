@@ -8,7 +8,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { MODES, frontend, oneRowResult, parseMessages, startServer } from './helpers.mjs';
+import { MODES, frontend, oneRowResult, parseMessages, startServer, until } from './helpers.mjs';
 
 const MiB = 1 << 20;
 
@@ -70,13 +70,6 @@ async function terminate(socket) {
   await closed;
 }
 
-async function until(condition, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 function counted(mode) {
   let open = 0;

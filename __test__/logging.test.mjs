@@ -6,16 +6,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
-import { MODES, startServer, sleep } from './helpers.mjs';
+import { MODES, startServer, sleep, until } from './helpers.mjs';
 import { createServer, createStartupMessage, PostgresConnection } from '../index.js';
 
-async function until(predicate, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(10);
-  }
-}
 
 function passwordServer(extra) {
   return () => ({
