@@ -5,6 +5,7 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { MODES, startServer, rawClient, message, frontend, parseMessages, errorFields, sleep } from './helpers.mjs';
 
 const FIELDS = [{ name: 'a', type: 'int4' }];
@@ -190,5 +191,63 @@ for (const mode of MODES) {
     client.send(Buffer.concat([message('P', Buffer.from('\0fast\0\0\0')), message('D', Buffer.from('S\0')), frontend.sync()]));
     await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
     assert.equal(types(client.received.subarray(start)), '1tTZ');
+  });
+}
+
+/** Each column of a RowDescription body: its name and type OID. */
+function describedColumns(body) {
+  const columns = [];
+  let at = 2;
+  for (let i = 0; i < body.readInt16BE(0); i++) {
+    const end = body.indexOf(0, at);
+    columns.push(`${body.toString('utf8', at, end)}:${body.readInt32BE(end + 7)}`);
+    at = end + 19;
+  }
+  return columns.join(' ');
+}
+
+for (const mode of MODES) {
+  test(`${mode}: fields made anew for each statement share one plan per shape, and no two shapes share one`, async (t) => {
+    const binding = createRequire(import.meta.url)('../lib/binding.js');
+    const makePlan = binding.queryPlan;
+    let plansMade = 0;
+    binding.queryPlan = (...args) => {
+      plansMade += 1;
+      return makePlan(...args);
+    };
+    t.after(() => { binding.queryPlan = makePlan; });
+    // Shapes that a careless key would mix up: a type name and its OID, names holding the
+    // separators of a key, one column against two.
+    const shapes = {
+      int: () => [{ name: 'x', type: 'int4' }],
+      text: () => [{ name: 'x', type: 'text' }],
+      oid: () => [{ name: 'x', type: 25 }],
+      tricky: () => [{ name: 'x|4:int4,1:y', type: 'text' }],
+      two: () => [{ name: 'x', type: 'text' }, { name: 'y', type: 'int4' }],
+    };
+    const expected = { int: 'x:23', text: 'x:25', oid: 'x:25', tricky: 'x|4:int4,1:y:25', two: 'x:25 y:23' };
+    const server = await startServer(mode, {
+      authMode: 'none',
+      // A new fields array per statement, as most servers write it.
+      onQuery: ({ sql }) => {
+        const fields = shapes[sql]();
+        return { fields, rows: [fields.map((f) => (f.type === 'int4' ? 7 : 's'))] };
+      },
+    });
+    t.after(() => server.close());
+    const { client } = await connected(server.port);
+    t.after(() => client.close());
+    const before = plansMade;
+    for (let round = 0; round < 20; round++) {
+      for (const sql of Object.keys(shapes)) {
+        const start = client.received.length;
+        client.send(frontend.query(sql));
+        await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+        const description = parseMessages(client.received.subarray(start)).find((m) => m.type === 'T');
+        assert.equal(describedColumns(description.body), expected[sql], sql);
+      }
+    }
+    // One plan per shape (it may have been made by an earlier test of this process already).
+    assert.ok(plansMade - before <= Object.keys(shapes).length, `${plansMade - before} plans made for 100 statements of 5 shapes`);
   });
 }

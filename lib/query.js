@@ -239,20 +239,65 @@ function gatherColumn(rows, start, end, j, name, width) {
 
 /**
  * Row plans by the `fields` array a result gave and the format codes: a server that returns
- * the same fields array each time (the usual case) has its plan made once. An entry is checked
- * against the fields it was made from, so an array changed in place gets a new plan.
+ * the same fields array each time has its plan made once. An entry is checked against the
+ * fields it was made from, so an array changed in place gets a new plan.
  */
 const plans = new WeakMap();
+
+/**
+ * Row plans by the shape of the fields (names, types, formats), for the servers that build a
+ * new fields array per statement (`fields: [{ name, type }]` written in `onQuery`): a plan is
+ * a native object, and making one per statement cost five times the rest of a small query.
+ * The oldest shape goes when there are too many.
+ */
+const plansByShape = new Map();
+const MAX_SHAPES = 512;
 
 function planFor(fields, formats) {
   const key = formats && formats.length > 0 ? formats.join(',') : '';
   let byFormats = plans.get(fields);
+  const cached = byFormats?.get(key);
+  if (cached !== undefined && sameFields(cached, fields)) return cached;
+  const shape = shapeOf(fields, key);
+  let entry = shape === undefined ? undefined : plansByShape.get(shape);
+  // Found by shape: a fields array made for this statement, most likely never seen again
+  // (a WeakMap entry per statement costs the collector more than the shape key costs here).
+  if (entry !== undefined) return entry;
+  entry = makePlan(fields, formats);
+  if (shape !== undefined) {
+    if (plansByShape.size >= MAX_SHAPES) plansByShape.delete(plansByShape.keys().next().value);
+    plansByShape.set(shape, entry);
+  }
+  // A constant fields array is found by identity next time.
   if (byFormats === undefined) {
     byFormats = new Map();
     plans.set(fields, byFormats);
   }
-  const cached = byFormats.get(key);
-  if (cached !== undefined && sameFields(cached, fields)) return cached;
+  byFormats.set(key, entry);
+  return entry;
+}
+
+/**
+ * The shape key of `fields` under format codes `formats`, or undefined if a field is malformed.
+ * Names and type names go in with their lengths, so no two shapes share a key whatever they hold.
+ */
+function shapeOf(fields, formats) {
+  let shape = formats;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i];
+    if (field === null || typeof field !== 'object') return undefined;
+    const type = field.type;
+    // A number and a string of the same digits are different types ('23' is no type name).
+    if (typeof type === 'number') shape += `|#${type}`;
+    else if (typeof type === 'string') shape += `|${type.length}:${type}`;
+    else return undefined;
+    const name = String(field.name ?? '?column?');
+    shape += `,${name.length}:${name}`;
+  }
+  return shape;
+}
+
+function makePlan(fields, formats) {
   const normalized = fields.map((field, i) => {
     if (field === null || typeof field !== 'object' || (typeof field.type !== 'string' && typeof field.type !== 'number')) {
       throw new QueryError('XX000', `field ${i + 1} of the result must be { name, type } with a type name or OID`);
@@ -264,9 +309,7 @@ function planFor(fields, formats) {
   const oids = normalized.map((f, i) => binding.planTypeOid(plan, i));
   // JSON columns go the per-value way in every batch: their values are JSON.stringify'd there.
   const json = oids.some((oid) => oid === 114 || oid === 3802 || oid === 199 || oid === 3807);
-  const entry = { plan, names: normalized.map((f) => f.name), types: normalized.map((f) => f.type), oids, json, description: undefined };
-  byFormats.set(key, entry);
-  return entry;
+  return { plan, names: normalized.map((f) => f.name), types: normalized.map((f) => f.type), oids, json, description: undefined };
 }
 
 function sameFields(entry, fields) {
