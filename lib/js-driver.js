@@ -121,8 +121,8 @@ class JsDriver {
     this.answerQueryDone = (completed, suspended, data, error) => {
       this.afterHook(binding.sessionQueryDone(this.handle, completed, suspended, data, error, this.pollAfterHook));
     };
-    this.answerQueryRows = (plan, rows, description, complete) => {
-      const step = binding.sessionQueryRows(this.handle, plan, rows, description, complete, this.pollAfterHook);
+    this.answerQueryRows = (plan, rows, flags, complete) => {
+      const step = binding.sessionQueryRows(this.handle, plan, rows, flags, complete, this.pollAfterHook);
       if (typeof step !== 'number') return step;
       this.afterHook(step);
       return undefined;

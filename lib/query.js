@@ -10,6 +10,8 @@
 // result, and an Execute with a row limit suspends it.
 
 const binding = require('./binding.js');
+
+const { QUERY_ROWS_DESCRIBE, QUERY_ROWS_ONE } = binding;
 const { normalizeError, failedHook } = require('./values.js');
 
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
@@ -809,9 +811,9 @@ function runPortal(connection, event, state, run, first, out, tags, cursors) {
 /**
  * Runs a `query` event and hands `answer(completed, suspended, data, error)` its outcome (how
  * many results completed), at once when everything ran synchronously; returns the promise
- * otherwise. `answerRows(plan, rows, description, complete)`, when given, takes a small result
- * to encode into the driver's own output, and returns the encoder's failure if a value does not
- * fit.
+ * otherwise. `answerRows(plan, rows, flags, complete)`, when given, takes a small result to
+ * encode into the driver's own output (see `sessionQueryRows`), and returns the encoder's
+ * failure if a value does not fit.
  */
 function answerQuery(connection, event, state, answer, answerRows) {
   const dropped = event.dropped;
@@ -881,14 +883,21 @@ function answerSmall(connection, event, small, answer, answerRows) {
       // The portal ran to its end: a later Execute of it gets no rows.
       (connection._cursors ??= new Map()).set(event.cursor, Cursor.finished(entry, command));
     }
-    const complete = completeFor(command, small.rowCount ?? rows.length);
-    if (describe) description = descriptionOf(entry);
+    const rowCount = small.rowCount ?? rows.length;
     if (answerRows !== undefined) {
-      // The driver sends the RowDescription itself when a value does not fit.
-      failure = answerRows(entry.plan, rows, description, complete);
+      // The plan's RowDescription goes first if `describe`; the usual tag, `SELECT <rows>`, is
+      // made natively. When a value does not fit, the driver sends the RowDescription itself.
+      const complete = command === 'SELECT' && rowCount === rows.length ? null : completeFor(command, rowCount);
+      // For a row that throws when read: the error below follows the RowDescription.
+      if (describe) description = descriptionOf(entry);
+      failure = rows.length === 1
+        ? answerRows(entry.plan, rows[0], describe ? QUERY_ROWS_DESCRIBE | QUERY_ROWS_ONE : QUERY_ROWS_ONE, complete)
+        : answerRows(entry.plan, rows, describe ? QUERY_ROWS_DESCRIBE : 0, complete);
       if (failure === undefined) return;
       description = null;
     } else {
+      const complete = completeFor(command, rowCount);
+      if (describe) description = descriptionOf(entry);
       const data = binding.encodeRows(entry.plan, rows, 0, rows.length, description, complete);
       if (Buffer.isBuffer(data)) {
         answer(1, false, data, null);

@@ -90,6 +90,13 @@ pub struct RowPlan {
     row_description: Vec<u8>,
 }
 
+impl RowPlan {
+    /// The plan's RowDescription message.
+    pub fn row_description(&self) -> &[u8] {
+        &self.row_description
+    }
+}
+
 impl Drop for RowPlan {
     fn drop(&mut self) {
         super::raw::forget(self);
@@ -184,7 +191,7 @@ pub fn encode_rows_into(
     prefix: Option<&[u8]>,
     suffix: Option<&[u8]>,
     out: &mut BytesMut,
-) -> Result<std::result::Result<(), EncodeFailure>> {
+) -> Result<std::result::Result<u32, EncodeFailure>> {
     let end = end.min(js.array_len(rows)?);
     // Fetched at the first row that is an object but not an Array (see `data_row`).
     let mut array_constructor = None;
@@ -206,7 +213,34 @@ pub fn encode_rows_into(
     if let Some(suffix) = suffix {
         out.extend_from_slice(suffix);
     }
-    Ok(Ok(()))
+    Ok(Ok(end.saturating_sub(start)))
+}
+
+/// [`encode_rows_into`] for a result of the one row `row` (not an array of rows): the usual
+/// small result (a lookup by key), two N-API calls fewer.
+pub fn encode_row_into(
+    js: Js,
+    plan: &RowPlan,
+    row: Raw,
+    prefix: Option<&[u8]>,
+    suffix: Option<&[u8]>,
+    out: &mut BytesMut,
+) -> Result<std::result::Result<u32, EncodeFailure>> {
+    out.reserve(8 + plan.columns.len() * 12 + prefix.map_or(0, <[u8]>::len) + suffix.map_or(0, <[u8]>::len));
+    if let Some(prefix) = prefix {
+        out.extend_from_slice(prefix);
+    }
+    if let Err((err, field)) = data_row(js, plan, row, out, &mut None)? {
+        let place = match field {
+            Some(name) => format!("in field \"{name}\", in row 1 of the result"),
+            None => "in row 1 of the result".to_string(),
+        };
+        return Ok(Err(err.with_detail(place).into()));
+    }
+    if let Some(suffix) = suffix {
+        out.extend_from_slice(suffix);
+    }
+    Ok(Ok(1))
 }
 
 /// Appends one DataRow. The outer `Result` is an N-API failure, the inner one a value that does

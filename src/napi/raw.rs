@@ -196,12 +196,15 @@ fn opt_number(js: Js, value: Raw) -> Result<Option<f64>> {
 }
 
 fn opt_bool(js: Js, value: Raw) -> Result<Option<bool>> {
+    // A boolean first (the usual argument): one N-API call, not two.
+    let mut b = false;
+    if unsafe { sys::napi_get_value_bool(js.env, value, &mut b) } == sys::Status::napi_ok {
+        return Ok(Some(b));
+    }
     if is_nullish(js, value)? {
         return Ok(None);
     }
-    let mut b = false;
-    ok(unsafe { sys::napi_get_value_bool(js.env, value, &mut b) }, "expected a boolean")?;
-    Ok(Some(b))
+    Err(fail("expected a boolean"))
 }
 
 fn opt_object<T: FromNapiValue>(js: Js, value: Raw) -> Result<Option<T>> {
@@ -273,20 +276,31 @@ thread_local! {
     static SCRATCH: std::cell::Cell<bytes::BytesMut> = std::cell::Cell::new(bytes::BytesMut::new());
 }
 
-/// `sessionQueryRows(handle, plan, rows, description, complete, poll)`.
+/// `sessionQueryRows(handle, plan, rows, flags, complete, poll)`: with `QUERY_ROWS_DESCRIBE` in
+/// `flags`, the plan's RowDescription goes first; with `QUERY_ROWS_ONE`, `rows` is the result's
+/// one row. `complete` is the CommandComplete message, or null for `SELECT <rows>` (the usual
+/// tag, made here: a Buffer argument costs more than the message).
 fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
-    let description = if is_nullish(js, args[3])? { None } else { Some(&*bytes(js, args[3])?) };
-    let complete = bytes(js, args[4])?;
+    let flags = number(js, args[3])? as u32;
+    let describe = flags & handle::QUERY_ROWS_DESCRIBE != 0;
+    let complete = if is_nullish(js, args[4])? { None } else { Some(&*bytes(js, args[4])?) };
     let poll = opt_bool(js, args[5])?;
     // The rows are encoded before the session is touched: reading them may run JS (getters,
     // `toJSON`), and that JS may write to this very connection.
     let mut scratch = SCRATCH.take();
     scratch.clear();
     let plan: &RowPlan = external::<RowPlan>(js, args[1])?;
-    let encoded =
-        super::query::encode_rows_into(js, plan, args[2], 0, u32::MAX, description, Some(complete), &mut scratch)?;
+    let description = describe.then(|| plan.row_description());
+    let encoded = if flags & handle::QUERY_ROWS_ONE != 0 {
+        super::query::encode_row_into(js, plan, args[2], description, complete, &mut scratch)?
+    } else {
+        super::query::encode_rows_into(js, plan, args[2], 0, u32::MAX, description, complete, &mut scratch)?
+    };
+    if let (Ok(rows), None) = (&encoded, complete) {
+        crate::protocol::backend::command_complete_select(&mut scratch, *rows);
+    }
     let handle = external::<SessionHandle>(js, args[0])?;
-    let answer = handle::query_rows(handle, encoded, &scratch, description, poll);
+    let answer = handle::query_rows(handle, encoded.map(|_| ()), &scratch, description, poll);
     if scratch.capacity() <= SCRATCH_KEPT {
         SCRATCH.set(scratch);
     }

@@ -98,6 +98,13 @@ pub const QUERY_RESUME: u32 = 1;
 #[napi]
 pub const QUERY_HAS_DETAILS: u32 = 2;
 
+/// `sessionQueryRows()` flags: the plan's RowDescription goes before the rows.
+#[napi]
+pub const QUERY_ROWS_DESCRIBE: u32 = 1;
+/// `sessionQueryRows()` flags: the rows argument is the result's one row.
+#[napi]
+pub const QUERY_ROWS_ONE: u32 = 2;
+
 /// The session's backpressure mark, for the JS side's own checks (`lib/values.js`).
 #[napi]
 pub const OUTPUT_HIGH_WATER: u32 = crate::session::OUTPUT_HIGH_WATER as u32;
@@ -286,14 +293,18 @@ pub fn session_poll(handle: &mut External<SessionHandle>) -> u32 {
     poll(handle)
 }
 
+/// The most capacity an empty buffer of an idle js-driver connection keeps (four buffers).
+const IDLE_BUFFER_KEPT: usize = 512;
+
 fn poll(handle: &mut SessionHandle) -> u32 {
     let session = &mut handle.session;
     let step = session.poll();
     deliver_cancel(session);
     let step = match step {
         Step::Wait => {
-            // What an idle connection keeps: nothing.
-            session.release_idle_buffers();
+            // What an idle connection keeps: buffers of a small query's size, next to the few
+            // KiB of its Node socket.
+            session.release_idle_buffers(IDLE_BUFFER_KEPT);
             STEP_WAIT
         }
         Step::Close => STEP_CLOSE,
@@ -527,7 +538,7 @@ pub fn session_query_done(
     then_poll(handle, poll)
 }
 
-/// `sessionQueryRows(handle, plan, rows, description, complete, poll)` (a raw callback): the
+/// `sessionQueryRows(handle, plan, rows, flags, complete, poll)` (a raw callback): the
 /// `query` hook answered with one small result, which `raw.rs` encoded into `data`
 /// (`description` and CommandComplete around its rows): the request/response fast path, one
 /// call and no Buffer made. If a value did not fit, `encoded` is the failure: the session

@@ -164,6 +164,26 @@ pub fn command_complete(out: &mut BytesMut, tag: &str) {
     message(out, b'C', |b| cstr(b, tag));
 }
 
+/// CommandComplete `SELECT <rows>`, without formatting a string.
+pub fn command_complete_select(out: &mut BytesMut, rows: u32) {
+    message(out, b'C', |b| {
+        b.put_slice(b"SELECT ");
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut n = rows;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        b.put_slice(&digits[at..]);
+        b.put_u8(0);
+    });
+}
+
 pub fn parameter_description(out: &mut BytesMut, types: &[u32]) {
     message(out, b't', |b| {
         b.put_i16(types.len() as i16);
@@ -212,6 +232,16 @@ mod tests {
         let mut out = BytesMut::new();
         f(&mut out);
         out.to_vec()
+    }
+
+    #[test]
+    fn select_tags_are_written_without_a_string() {
+        for rows in [0, 1, 9, 10, 12345, u32::MAX] {
+            assert_eq!(
+                bytes(|b| command_complete_select(b, rows)),
+                bytes(|b| command_complete(b, &format!("SELECT {rows}")))
+            );
+        }
     }
 
     #[test]

@@ -420,7 +420,7 @@ fn read_into<'a>(
         let mut limited = input.limit(limit);
         let polled = std::pin::pin!(reader.read_buf(&mut limited)).poll(cx);
         if polled.is_pending() {
-            session.release_idle_buffers();
+            session.release_idle_buffers(0);
         }
         polled
     })

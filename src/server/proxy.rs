@@ -85,7 +85,7 @@ pub async fn run(
             return CloseReason::Error;
         }
     }
-    session.release_idle_buffers();
+    session.release_idle_buffers(0);
     // Write the client directly from here on: no hop through the writer task per chunk. The
     // writer first sends what it holds: a client that takes none of it for `writeTimeout` is
     // dropped, and a destroy() or reset stops the writer, which ends the wait too.

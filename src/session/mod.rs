@@ -522,11 +522,13 @@ impl Session {
         self.state_version
     }
 
-    /// Frees the buffers that are empty, so an idle connection holds none; drivers call this
-    /// before they wait for input. Cheap: the next read allocates again.
-    pub fn release_idle_buffers(&mut self) {
+    /// Frees the buffers that are empty and hold more than `keep` bytes, so an idle connection
+    /// holds (almost) nothing; drivers call this before they wait for input. The next read
+    /// allocates again: a driver whose connections cost kilobytes anyway (a Node socket) keeps
+    /// small buffers, and a small query then allocates nothing.
+    pub fn release_idle_buffers(&mut self, keep: usize) {
         for buf in [&mut self.input, &mut self.output, &mut self.raw_in, &mut self.wire_out] {
-            if buf.is_empty() && buf.capacity() > 0 {
+            if buf.is_empty() && buf.capacity() > keep {
                 *buf = BytesMut::new();
             }
         }

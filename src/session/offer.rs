@@ -76,8 +76,19 @@ impl Session {
             return Some(self.offer(ends));
         }
         self.front_offered = false;
-        let message = self.input.split_to(first);
+        if first < self.input.len() {
+            let message = self.input.split_to(first);
+            self.typed_message(&message);
+            return None;
+        }
+        // The input is exactly this message (a request/response client): taken whole, it needs
+        // no shared split, and its buffer takes the next read.
+        let mut message = std::mem::take(&mut self.input);
         self.typed_message(&message);
+        if self.input.is_empty() && self.input.capacity() == 0 {
+            message.clear();
+            self.input = message;
+        }
         None
     }
 

@@ -510,14 +510,30 @@ fn an_idle_session_releases_its_buffers_and_keeps_a_partial_message() {
     let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
     h.send(&startup(&[("user", "a")]));
     h.send(&typed(b'Q', b"select 1\0"));
-    h.session.release_idle_buffers();
+    h.session.release_idle_buffers(0);
     assert_eq!(h.session.input.capacity() + h.session.output.capacity() + h.session.wire_out.capacity(), 0);
     // Half a message is not idle: it stays, and completes with the rest.
     let query = typed(b'Q', b"select 2\0");
     h.send(&query[..4]);
-    h.session.release_idle_buffers();
+    h.session.release_idle_buffers(0);
     let (out, _) = h.send(&query[4..]);
     assert_eq!(tags(&out), "EZ");
+}
+
+#[test]
+fn an_idle_session_keeps_buffers_up_to_the_size_it_is_told() {
+    let mut h = Harness::new(config(AuthMode::None, HookSet::default()), no_hooks);
+    h.send(&startup(&[("user", "a")]));
+    // A message that is the whole input takes no shared split: its buffer takes the next read.
+    h.send(&typed(b'Q', b"select 1\0"));
+    h.session.release_idle_buffers(512);
+    let input = h.session.input.capacity();
+    assert!(input > 0 && input <= 512, "input kept: {input}");
+    // A big message's buffer goes.
+    let big = typed(b'Q', format!("select '{}'\0", "x".repeat(4096)).as_bytes());
+    h.send(&big);
+    h.session.release_idle_buffers(512);
+    assert_eq!(h.session.input.capacity(), 0);
 }
 
 #[test]

@@ -368,7 +368,10 @@ impl Session {
             backend::ready_for_query(&mut self.output, self.state.transaction_status);
             return;
         }
-        let effects = statements.iter().map(|s| tx_effect(s)).collect();
+        // Up to the last statement that touches the transaction: for most queries, none (and
+        // no Vec); `query_done` takes a missing effect for `TxEffect::None`.
+        let last = statements.iter().rposition(|s| tx_effect(s) != TxEffect::None);
+        let effects = last.map_or_else(Vec::new, |last| statements[..=last].iter().map(|s| tx_effect(s)).collect());
         let queries = self.queries();
         queries.running = Some(Running::Simple { effects });
         let dropped = std::mem::take(&mut queries.dropped);

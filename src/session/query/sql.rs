@@ -163,7 +163,8 @@ fn keywords(statement: &str) -> [&str; 4] {
     let mut end = 0;
     scan(statement, |i| {
         if count >= words.len() {
-            return 0;
+            // Done: skip the rest of the statement.
+            return b.len();
         }
         let c = b[i];
         if c.is_ascii_alphabetic() || c == b'_' {
@@ -197,6 +198,11 @@ pub fn command_word(statement: &str) -> String {
 
 pub fn tx_effect(statement: &str) -> TxEffect {
     let words = keywords(statement);
+    // Most statements are none of these: no upper-casing for them.
+    const COMMANDS: [&str; 7] = ["BEGIN", "START", "COMMIT", "END", "PREPARE", "ROLLBACK", "ABORT"];
+    if !COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(words[0])) {
+        return TxEffect::None;
+    }
     // Upper-cased on the stack: the keywords that matter are short (longer words match none).
     let mut buffers = [[0u8; 12]; 4];
     for (buf, w) in buffers.iter_mut().zip(words) {
