@@ -251,3 +251,60 @@ for (const mode of MODES) {
     assert.ok(plansMade - before <= Object.keys(shapes).length, `${plansMade - before} plans made for 100 statements of 5 shapes`);
   });
 }
+
+/** The cells of a DataRow body, as text (null for SQL NULL). */
+function rowCells(body) {
+  const cells = [];
+  let at = 2;
+  for (let i = 0; i < body.readInt16BE(0); i++) {
+    const length = body.readInt32BE(at);
+    at += 4;
+    cells.push(length < 0 ? null : body.toString('utf8', at, at + length));
+    if (length > 0) at += length;
+  }
+  return cells;
+}
+
+for (const mode of MODES) {
+  test(`${mode}: a result of one row, in every form, is sent as the general path sends it`, async (t) => {
+    const wide = Array.from({ length: 9 }, (_, i) => ({ name: `c${i}`, type: 'int4' }));
+    const results = {
+      values: { fields: [{ name: 'a', type: 'int4' }, { name: 'b', type: 'text' }, { name: 'n', type: 'text' }], rows: [[1, 'x', null]] },
+      object: { fields: [{ name: 'a', type: 'int4' }, { name: 'b', type: 'text' }], rows: [{ a: 2, b: 'y' }] },
+      proxy: { fields: [{ name: 'a', type: 'int4' }], rows: [new Proxy([3], {})] },
+      wide: { fields: wide, rows: [wide.map((_, i) => i)] },
+      short: { fields: [{ name: 'a', type: 'int4' }, { name: 'b', type: 'int4' }], rows: [[1]] },
+      unfit: { fields: [{ name: 'a', type: 'int4' }], rows: [['not a number']] },
+      getter: { fields: [{ name: 'a', type: 'int4' }], rows: [Object.defineProperty([0], 0, { get() { throw new Error('cell getter'); } })] },
+      scalar: { fields: [{ name: 'a', type: 'int4' }], rows: [7] },
+    };
+    const server = await startServer(mode, { authMode: 'none', onQuery: ({ sql }) => results[sql] });
+    t.after(() => server.close());
+    const { client } = await connected(server.port);
+    t.after(() => client.close());
+    const run = async (sql) => {
+      const start = client.received.length;
+      client.send(frontend.query(sql));
+      await client.waitFor(() => readyCount(client.received.subarray(start)) >= 1, 5000);
+      return parseMessages(client.received.subarray(start));
+    };
+    const rowsOf = (messages) => messages.filter((m) => m.type === 'D').map((m) => rowCells(m.body));
+    assert.deepEqual(rowsOf(await run('values')), [['1', 'x', null]]);
+    assert.deepEqual(rowsOf(await run('object')), [['2', 'y']]);
+    assert.deepEqual(rowsOf(await run('proxy')), [['3']]);
+    assert.deepEqual(rowsOf(await run('wide')), [['0', '1', '2', '3', '4', '5', '6', '7', '8']]);
+    for (const [sql, code, text] of [
+      ['short', 'XX000', 'a row has 1 values but the result has 2 fields'],
+      ['unfit', '22P02', ''],
+      ['getter', 'XX000', 'cell getter'],
+      ['scalar', 'XX000', 'a row must be an array or an object'],
+    ]) {
+      const messages = await run(sql);
+      // The RowDescription first, as from PostgreSQL, then the error; no row.
+      assert.equal(messages.map((m) => m.type).join(''), 'TEZ', sql);
+      const error = errorFields(messages[1].body);
+      assert.equal(error.C, code, `${sql}: ${error.M}`);
+      assert.ok(error.M.includes(text), `${sql}: ${error.M}`);
+    }
+  });
+}

@@ -121,8 +121,9 @@ class JsDriver {
     this.answerQueryDone = (completed, suspended, data, error) => {
       this.afterHook(binding.sessionQueryDone(this.handle, completed, suspended, data, error, this.pollAfterHook));
     };
-    this.answerQueryRows = (plan, rows, flags, complete) => {
-      const step = binding.sessionQueryRows(this.handle, plan, rows, flags, complete, this.pollAfterHook);
+    // `values`: a row's values passed one by one (see answerOneRow in query.js).
+    this.answerQueryRows = (plan, rows, flags, complete, v0, v1, v2, v3, v4, v5, v6, v7) => {
+      const step = binding.sessionQueryRows(this.handle, plan, rows, flags, complete, this.pollAfterHook, v0, v1, v2, v3, v4, v5, v6, v7);
       if (typeof step !== 'number') return step;
       this.afterHook(step);
       return undefined;

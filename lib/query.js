@@ -11,7 +11,9 @@
 
 const binding = require('./binding.js');
 
-const { QUERY_ROWS_DESCRIBE, QUERY_ROWS_ONE } = binding;
+const { QUERY_ROWS_DESCRIBE, QUERY_ROWS_ONE, QUERY_ROWS_VALUES, QUERY_ROWS_MAX_VALUES } = binding;
+// answerOneRow passes at most eight values by name.
+if (QUERY_ROWS_MAX_VALUES < 8) throw new Error('pg-gateway-native: the binding takes fewer row values than lib/query.js passes');
 const { normalizeError, failedHook } = require('./values.js');
 
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
@@ -890,9 +892,10 @@ function answerSmall(connection, event, small, answer, answerRows) {
       const complete = command === 'SELECT' && rowCount === rows.length ? null : completeFor(command, rowCount);
       // For a row that throws when read: the error below follows the RowDescription.
       if (describe) description = descriptionOf(entry);
+      const flags = describe ? QUERY_ROWS_DESCRIBE : 0;
       failure = rows.length === 1
-        ? answerRows(entry.plan, rows[0], describe ? QUERY_ROWS_DESCRIBE | QUERY_ROWS_ONE : QUERY_ROWS_ONE, complete)
-        : answerRows(entry.plan, rows, describe ? QUERY_ROWS_DESCRIBE : 0, complete);
+        ? answerOneRow(answerRows, entry.plan, rows[0], flags, complete, fields.length)
+        : answerRows(entry.plan, rows, flags, complete);
       if (failure === undefined) return;
       description = null;
     } else {
@@ -911,6 +914,26 @@ function answerSmall(connection, event, small, answer, answerRows) {
     return;
   }
   answer(0, false, description, normalizeError(new QueryError(failure.code, failure.message, failure.detail)));
+}
+
+/**
+ * `answerRows` for a result of one row: an array of a few values goes as arguments (reading
+ * them here costs far less than N-API's reading of array elements), anything else as the row.
+ */
+function answerOneRow(answerRows, plan, row, flags, complete, width) {
+  if (!Array.isArray(row) || row.length !== width) return answerRows(plan, row, flags | QUERY_ROWS_ONE, complete);
+  flags |= QUERY_ROWS_VALUES;
+  switch (width) {
+    case 1: return answerRows(plan, row, flags, complete, row[0]);
+    case 2: return answerRows(plan, row, flags, complete, row[0], row[1]);
+    case 3: return answerRows(plan, row, flags, complete, row[0], row[1], row[2]);
+    case 4: return answerRows(plan, row, flags, complete, row[0], row[1], row[2], row[3]);
+    case 5: return answerRows(plan, row, flags, complete, row[0], row[1], row[2], row[3], row[4]);
+    case 6: return answerRows(plan, row, flags, complete, row[0], row[1], row[2], row[3], row[4], row[5]);
+    case 7: return answerRows(plan, row, flags, complete, row[0], row[1], row[2], row[3], row[4], row[5], row[6]);
+    case 8: return answerRows(plan, row, flags, complete, row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]);
+    default: return answerRows(plan, row, (flags & ~QUERY_ROWS_VALUES) | QUERY_ROWS_ONE, complete);
+  }
 }
 
 /**

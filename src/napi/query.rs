@@ -91,6 +91,10 @@ pub struct RowPlan {
 }
 
 impl RowPlan {
+    pub fn columns_len(&self) -> usize {
+        self.columns.len()
+    }
+
     /// The plan's RowDescription message.
     pub fn row_description(&self) -> &[u8] {
         &self.row_description
@@ -226,11 +230,42 @@ pub fn encode_row_into(
     suffix: Option<&[u8]>,
     out: &mut BytesMut,
 ) -> Result<std::result::Result<u32, EncodeFailure>> {
+    one_row(plan, prefix, suffix, out, |out| data_row(js, plan, row, out, &mut None))
+}
+
+/// [`encode_row_into`] for a row whose values JS passed one by one (`values`, one per field):
+/// N-API reads an argument for nothing, an array element for a good part of a small query.
+pub fn encode_values_into(
+    js: Js,
+    plan: &RowPlan,
+    values: &[Raw],
+    prefix: Option<&[u8]>,
+    suffix: Option<&[u8]>,
+    out: &mut BytesMut,
+) -> Result<std::result::Result<u32, EncodeFailure>> {
+    one_row(plan, prefix, suffix, out, |out| {
+        if values.len() != plan.columns.len() {
+            return Ok(Err((wrong_width(values.len(), plan), None)));
+        }
+        let start = begin_row(plan, out);
+        cells_into(js, plan, Cells::Given(values), out, start)
+    })
+}
+
+type RowOutcome<'p> = Result<std::result::Result<(), (PgError, Option<&'p str>)>>;
+
+fn one_row<'p>(
+    plan: &'p RowPlan,
+    prefix: Option<&[u8]>,
+    suffix: Option<&[u8]>,
+    out: &mut BytesMut,
+    row: impl FnOnce(&mut BytesMut) -> RowOutcome<'p>,
+) -> Result<std::result::Result<u32, EncodeFailure>> {
     out.reserve(8 + plan.columns.len() * 12 + prefix.map_or(0, <[u8]>::len) + suffix.map_or(0, <[u8]>::len));
     if let Some(prefix) = prefix {
         out.extend_from_slice(prefix);
     }
-    if let Err((err, field)) = data_row(js, plan, row, out, &mut None)? {
+    if let Err((err, field)) = row(out)? {
         let place = match field {
             Some(name) => format!("in field \"{name}\", in row 1 of the result"),
             None => "in row 1 of the result".to_string(),
@@ -243,6 +278,30 @@ pub fn encode_row_into(
     Ok(Ok(1))
 }
 
+/// Where a row's values are: an array's elements, an object's properties by field name, or
+/// values JS passed as arguments.
+enum Cells<'a> {
+    Array(Raw),
+    Named(Raw),
+    Given(&'a [Raw]),
+}
+
+fn wrong_width(len: usize, plan: &RowPlan) -> PgError {
+    PgError::error(
+        SqlState::INTERNAL_ERROR,
+        format!("a row has {len} values but the result has {} fields", plan.columns.len()),
+    )
+}
+
+/// Starts a DataRow (its length is written by [`cells_into`]); returns where it starts.
+fn begin_row(plan: &RowPlan, out: &mut BytesMut) -> usize {
+    let start = out.len();
+    out.put_u8(b'D');
+    out.put_i32(0);
+    out.put_i16(plan.columns.len() as i16);
+    start
+}
+
 /// Appends one DataRow. The outer `Result` is an N-API failure, the inner one a value that does
 /// not fit (with the name of its field).
 fn data_row<'p>(
@@ -251,11 +310,7 @@ fn data_row<'p>(
     row: Raw,
     out: &mut BytesMut,
     array_constructor: &mut Option<Raw>,
-) -> Result<std::result::Result<(), (PgError, Option<&'p str>)>> {
-    let start = out.len();
-    out.put_u8(b'D');
-    out.put_i32(0);
-    out.put_i16(plan.columns.len() as i16);
+) -> RowOutcome<'p> {
     let mut is_array = js.is_array(row)?;
     let mut proxied = false;
     if !is_array && js.type_of(row)? == sys::ValueType::napi_object {
@@ -272,21 +327,23 @@ fn data_row<'p>(
         // N-API's array length refuses a Proxy; its `length` property does not.
         let len = if proxied { js.u32_property(row, c"length")? } else { js.array_len(row)? };
         if len as usize != plan.columns.len() {
-            out.truncate(start);
-            return Ok(Err((
-                PgError::error(
-                    SqlState::INTERNAL_ERROR,
-                    format!("a row has {len} values but the result has {} fields", plan.columns.len()),
-                ),
-                None,
-            )));
+            return Ok(Err((wrong_width(len as usize, plan), None)));
         }
     } else if js.type_of(row)? != sys::ValueType::napi_object {
-        out.truncate(start);
         return Ok(Err((PgError::error(SqlState::INTERNAL_ERROR, "a row must be an array or an object"), None)));
     }
+    let start = begin_row(plan, out);
+    cells_into(js, plan, if is_array { Cells::Array(row) } else { Cells::Named(row) }, out, start)
+}
+
+/// The values of a DataRow begun at `start`; on a value that does not fit, the row is taken out.
+fn cells_into<'p>(js: Js, plan: &'p RowPlan, cells: Cells, out: &mut BytesMut, start: usize) -> RowOutcome<'p> {
     for (i, column) in plan.columns.iter().enumerate() {
-        let cell = if is_array { js.element(row, i as u32)? } else { js.named(row, &column.key)? };
+        let cell = match cells {
+            Cells::Array(row) => js.element(row, i as u32)?,
+            Cells::Named(row) => js.named(row, &column.key)?,
+            Cells::Given(values) => values[i],
+        };
         let value = match cell_value(js, cell, column.ty)? {
             Ok(value) => value,
             Err(err) => {

@@ -23,7 +23,11 @@ use super::query::RowPlan;
 use super::session_handle::{self as handle, SessionHandle};
 
 /// The most arguments a function here takes.
-const MAX_ARGS: usize = 8;
+const MAX_ARGS: usize = 14;
+
+/// Where `sessionQueryRows` finds a row's values passed one by one, and how many it may take.
+const VALUE_ARGS: usize = 6;
+pub const MAX_VALUE_ARGS: usize = MAX_ARGS - VALUE_ARGS;
 
 type Body = fn(Js, &[Raw; MAX_ARGS]) -> Result<Raw>;
 
@@ -276,10 +280,11 @@ thread_local! {
     static SCRATCH: std::cell::Cell<bytes::BytesMut> = std::cell::Cell::new(bytes::BytesMut::new());
 }
 
-/// `sessionQueryRows(handle, plan, rows, flags, complete, poll)`: with `QUERY_ROWS_DESCRIBE` in
-/// `flags`, the plan's RowDescription goes first; with `QUERY_ROWS_ONE`, `rows` is the result's
-/// one row. `complete` is the CommandComplete message, or null for `SELECT <rows>` (the usual
-/// tag, made here: a Buffer argument costs more than the message).
+/// `sessionQueryRows(handle, plan, rows, flags, complete, poll, ...values)`: with
+/// `QUERY_ROWS_DESCRIBE` in `flags`, the plan's RowDescription goes first; with `QUERY_ROWS_ONE`,
+/// `rows` is the result's one row; with `QUERY_ROWS_VALUES` the one row's values follow `poll`,
+/// one per field (at most `MAX_VALUE_ARGS`). `complete` is the CommandComplete message, or null
+/// for `SELECT <rows>` (the usual tag, made here: a Buffer argument costs more than the message).
 fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     let flags = number(js, args[3])? as u32;
     let describe = flags & handle::QUERY_ROWS_DESCRIBE != 0;
@@ -291,7 +296,17 @@ fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     scratch.clear();
     let plan: &RowPlan = external::<RowPlan>(js, args[1])?;
     let description = describe.then(|| plan.row_description());
-    let encoded = if flags & handle::QUERY_ROWS_ONE != 0 {
+    let encoded = if flags & handle::QUERY_ROWS_VALUES != 0 {
+        let count = plan.columns_len().min(MAX_VALUE_ARGS);
+        super::query::encode_values_into(
+            js,
+            plan,
+            &args[VALUE_ARGS..VALUE_ARGS + count],
+            description,
+            complete,
+            &mut scratch,
+        )?
+    } else if flags & handle::QUERY_ROWS_ONE != 0 {
         super::query::encode_row_into(js, plan, args[2], description, complete, &mut scratch)?
     } else {
         super::query::encode_rows_into(js, plan, args[2], 0, u32::MAX, description, complete, &mut scratch)?

@@ -104,6 +104,12 @@ pub const QUERY_ROWS_DESCRIBE: u32 = 1;
 /// `sessionQueryRows()` flags: the rows argument is the result's one row.
 #[napi]
 pub const QUERY_ROWS_ONE: u32 = 2;
+/// `sessionQueryRows()` flags: the one row's values follow the other arguments.
+#[napi]
+pub const QUERY_ROWS_VALUES: u32 = 4;
+/// The most values `sessionQueryRows()` takes as arguments.
+#[napi]
+pub const QUERY_ROWS_MAX_VALUES: u32 = super::raw::MAX_VALUE_ARGS as u32;
 
 /// The session's backpressure mark, for the JS side's own checks (`lib/values.js`).
 #[napi]

@@ -22,7 +22,7 @@ use crate::protocol::types::{self, PgType, Value};
 use crate::protocol::{PgError, SqlState};
 use catalog::Builtin;
 pub use sql::{command_word, split_statements};
-use sql::{exits_failed_transaction, max_parameter, tx_effect, TxEffect};
+use sql::{exits_failed_transaction, max_parameter, plain_statement, tx_effect, TxEffect};
 
 /// PostgreSQL's limit on the parameters of one statement.
 const MAX_PARAMETERS: usize = 65_535;
@@ -347,7 +347,18 @@ impl Session {
     }
 
     fn simple_query(&mut self, sql: &str) {
-        let statements = split_statements(sql);
+        let one;
+        let many;
+        let statements: &[&str] = match plain_statement(sql) {
+            Some(statement) => {
+                one = [statement];
+                &one
+            }
+            None => {
+                many = split_statements(sql);
+                &many
+            }
+        };
         let queries = self.queries();
         // As in PostgreSQL, a simple Query replaces the unnamed statement and portal.
         queries.statements.remove("");

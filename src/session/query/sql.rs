@@ -103,6 +103,16 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     (b.get(j) == Some(&b'$')).then_some(j + 1 - i)
 }
 
+/// The one statement of `sql`, trimmed, when it plainly holds one: no quotes, comments, dollar
+/// signs or semicolons but one at its end. The common case, without [`split_statements`]' scan
+/// and Vec; `None` says nothing (split it).
+pub fn plain_statement(sql: &str) -> Option<&str> {
+    let trimmed = sql.trim_end();
+    let body = trimmed.strip_suffix(';').unwrap_or(trimmed).trim();
+    let plain = !body.is_empty() && !body.bytes().any(|b| matches!(b, b'\'' | b'"' | b'-' | b'/' | b'$' | b';'));
+    plain.then_some(body)
+}
+
 /// The top-level statements of a simple Query, trimmed, empty ones left out.
 pub fn split_statements<'a>(sql: &'a str) -> Vec<&'a str> {
     let mut out = Vec::new();
@@ -251,6 +261,28 @@ mod tests {
     #[test]
     fn statements_split_at_top_level_semicolons() {
         assert_eq!(split_statements("select 1; select 2;"), vec!["select 1", "select 2"]);
+        // The plain case agrees with the scan, and anything else is left to it.
+        for sql in [
+            "select 1",
+            "SELECT 1;",
+            "  select 1 ;  \n",
+            "begin",
+            "select 1;;",
+            "select ';'",
+            "select 1 -- x",
+            "select $1",
+            " ; ",
+        ] {
+            match plain_statement(sql) {
+                Some(one) => assert_eq!(split_statements(sql), vec![one], "{sql:?}"),
+                None => assert!(
+                    sql.contains([';', '\'', '-', '$']) || sql.trim().is_empty() || sql.trim() == ";",
+                    "{sql:?}"
+                ),
+            }
+        }
+        assert_eq!(plain_statement("SELECT 1;"), Some("SELECT 1"));
+        assert_eq!(plain_statement("select 1;;"), None);
         assert_eq!(
             split_statements("select ';'; select $$a;b$$; select $x$;$x$"),
             vec!["select ';'", "select $$a;b$$", "select $x$;$x$"]
