@@ -73,11 +73,19 @@ function takeOutput(handle) {
     length = binding.sessionTakeOutputInto(handle, outputPool, 0);
   }
   if (length <= 0) return undefined;
+  return pooled(length);
+}
+
+/** The `length` bytes the session copied into the pool at its offset, handed out. */
+function pooled(length) {
   const start = outputPoolOffset;
   // Slices start 8-aligned, as Node's pool keeps them.
   outputPoolOffset = (start + length + 7) & ~7;
   return outputPool.subarray(start, start + length);
 }
+
+/** `sessionQueryRows()` adds the length of the output it copied into the pool times this. */
+const TAKEN_UNIT = 2 ** 32;
 
 /** Node timers wait at most 2^31 - 1 ms; a longer deadline is re-armed when the timer fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -123,8 +131,15 @@ class JsDriver {
     };
     // `values`: a row's values passed one by one (see answerOneRow in query.js).
     this.answerQueryRows = (plan, rows, flags, complete, v0, v1, v2, v3, v4, v5, v6, v7) => {
-      const step = binding.sessionQueryRows(this.handle, plan, rows, flags, complete, this.pollAfterHook, v0, v1, v2, v3, v4, v5, v6, v7);
-      if (typeof step !== 'number') return step;
+      const result = binding.sessionQueryRows(this.handle, plan, rows, flags, complete, this.pollAfterHook,
+        outputPool, outputPoolOffset, v0, v1, v2, v3, v4, v5, v6, v7);
+      if (typeof result !== 'number') return result;
+      const step = result >>> 0;
+      // The answer, with what was held for it, is in the pool already: out it goes.
+      if (result >= TAKEN_UNIT) {
+        this.outputHeld = false;
+        this.writeWire(pooled((result - step) / TAKEN_UNIT));
+      }
       this.afterHook(step);
       return undefined;
     };

@@ -23,10 +23,10 @@ use super::query::RowPlan;
 use super::session_handle::{self as handle, SessionHandle};
 
 /// The most arguments a function here takes.
-const MAX_ARGS: usize = 14;
+const MAX_ARGS: usize = 16;
 
 /// Where `sessionQueryRows` finds a row's values passed one by one, and how many it may take.
-const VALUE_ARGS: usize = 6;
+const VALUE_ARGS: usize = 8;
 pub const MAX_VALUE_ARGS: usize = MAX_ARGS - VALUE_ARGS;
 
 type Body = fn(Js, &[Raw; MAX_ARGS]) -> Result<Raw>;
@@ -254,12 +254,22 @@ fn session_messages_done(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     make_number(js, f64::from(handle::messages_done(handle, handled, error, poll, backlog)))
 }
 
+thread_local! {
+    /// How many times output was copied into a JS slab (the js driver's output pool): JS then
+    /// moves its offset on, and an offset read before is stale.
+    static SLAB_TAKES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// `sessionTakeOutputInto(handle, slab, offset)`.
 fn session_take_output_into(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     let handle = external::<SessionHandle>(js, args[0])?;
     let slab = bytes(js, args[1])?;
     let offset = number(js, args[2])? as u32;
-    make_number(js, handle.take_output_into_slab(slab, offset) as f64)
+    let taken = handle.take_output_into_slab(slab, offset);
+    if taken > 0 {
+        SLAB_TAKES.set(SLAB_TAKES.get().wrapping_add(1));
+    }
+    make_number(js, taken as f64)
 }
 
 /// `sessionQueryCall(handle, registers)`.
@@ -280,16 +290,22 @@ thread_local! {
     static SCRATCH: std::cell::Cell<bytes::BytesMut> = std::cell::Cell::new(bytes::BytesMut::new());
 }
 
-/// `sessionQueryRows(handle, plan, rows, flags, complete, poll, ...values)`: with
+/// `sessionQueryRows(handle, plan, rows, flags, complete, poll, slab, offset, ...values)`: with
 /// `QUERY_ROWS_DESCRIBE` in `flags`, the plan's RowDescription goes first; with `QUERY_ROWS_ONE`,
-/// `rows` is the result's one row; with `QUERY_ROWS_VALUES` the one row's values follow `poll`,
-/// one per field (at most `MAX_VALUE_ARGS`). `complete` is the CommandComplete message, or null
-/// for `SELECT <rows>` (the usual tag, made here: a Buffer argument costs more than the message).
+/// `rows` is the result's one row; with `QUERY_ROWS_VALUES` the one row's values follow
+/// `offset`, one per field (at most `MAX_VALUE_ARGS`). `complete` is the CommandComplete
+/// message, or null for `SELECT <rows>` (the usual tag, made here: a Buffer argument costs more
+/// than the message).
+///
+/// Returns the next step; when the session then waits with output that fits `slab` from
+/// `offset` on, the output is copied there as by `sessionTakeOutputInto` (a call saved per
+/// query) and its length is added times 2^32 (JS: `step = result >>> 0`).
 fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     let flags = number(js, args[3])? as u32;
     let describe = flags & handle::QUERY_ROWS_DESCRIBE != 0;
     let complete = if is_nullish(js, args[4])? { None } else { Some(&*bytes(js, args[4])?) };
     let poll = opt_bool(js, args[5])?;
+    let takes = SLAB_TAKES.get();
     // The rows are encoded before the session is touched: reading them may run JS (getters,
     // `toJSON`), and that JS may write to this very connection.
     let mut scratch = SCRATCH.take();
@@ -320,6 +336,18 @@ fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
         SCRATCH.set(scratch);
     }
     match answer {
+        // Only if no JS took from the slab while the rows were read (a getter that wrote to
+        // a connection): `offset` would then be stale. The slab is read only now, for a getter
+        // may have detached it.
+        Ok(step) if SLAB_TAKES.get() == takes && !is_nullish(js, args[6])? => {
+            let slab = bytes(js, args[6])?;
+            let offset = number(js, args[7])? as u32;
+            let (step, taken) = handle.take_waiting_output(step, slab, offset);
+            if taken > 0 {
+                SLAB_TAKES.set(takes.wrapping_add(1));
+            }
+            make_number(js, f64::from(step) + f64::from(taken) * 4_294_967_296.0)
+        }
         Ok(step) => make_number(js, f64::from(step)),
         Err(failure) => unsafe { super::query::EncodeFailure::to_napi_value(js.env, failure) },
     }

@@ -370,6 +370,22 @@ impl Drop for SessionHandle {
 }
 
 impl SessionHandle {
+    /// After a query's answer: when `step` waits with output, the output copied into `slab`
+    /// from `offset` on if it fits (see `take_output_into_slab`). Returns the step (without
+    /// `HAS_OUTPUT` once nothing is left to send) and the length copied. A step that runs the
+    /// next statement keeps its output, to leave with that statement's answer.
+    pub(super) fn take_waiting_output(&mut self, step: u32, slab: &mut [u8], offset: u32) -> (u32, u32) {
+        if step & STEP_MASK != STEP_WAIT || step & HAS_OUTPUT == 0 {
+            return (step, 0);
+        }
+        let taken = u32::try_from(self.take_output_into_slab(slab, offset)).unwrap_or(0);
+        if taken > 0 && !self.session.has_output() {
+            (step & !HAS_OUTPUT, taken)
+        } else {
+            (step, taken)
+        }
+    }
+
     /// `sessionTakeOutputInto(handle, slab, offset)` (a raw callback): the bytes to send,
     /// copied into `slab` from `offset` on (a slice of a JS buffer pool, as Node's own: no
     /// Buffer made per answer). Returns their length, 0 if there are none, or minus the length

@@ -410,7 +410,7 @@ impl Session {
             );
             return self.extended_error(err, b'P');
         }
-        if split_statements(sql).len() > 1 {
+        if plain_statement(sql).is_none() && split_statements(sql).len() > 1 {
             let err =
                 PgError::error(SqlState::SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement");
             return self.extended_error(err, b'P');
@@ -624,7 +624,7 @@ impl Session {
     /// never sees it (PostgreSQL answers an empty statement with NoData / EmptyQueryResponse).
     fn builtin_portal(&mut self, name: &str, describe: bool) -> bool {
         let Some(portal) = self.queries().portals.get(name) else { return false };
-        if split_statements(&portal.sql).is_empty() {
+        if plain_statement(&portal.sql).is_none() && split_statements(&portal.sql).is_empty() {
             let tag = if describe { backend::NO_DATA } else { backend::EMPTY_QUERY_RESPONSE };
             backend::empty(&mut self.output, tag);
             return true;
