@@ -135,8 +135,9 @@ class JsDriver {
         outputPool, outputPoolOffset, v0, v1, v2, v3, v4, v5, v6, v7);
       if (typeof result !== 'number') return result;
       const step = result >>> 0;
-      // The answer, with what was held for it, is in the pool already: out it goes.
-      if (result >= TAKEN_UNIT) {
+      // The answer, with what was held for it, is in the pool already: out it goes (unless a
+      // row's getter detached the connection meanwhile: the socket has a new owner).
+      if (result >= TAKEN_UNIT && !this.detached) {
         this.outputHeld = false;
         this.writeWire(pooled((result - step) / TAKEN_UNIT));
       }

@@ -252,10 +252,12 @@ const plans = new WeakMap();
  * Row plans by the shape of the fields (names, types, formats), for the servers that build a
  * new fields array per statement (`fields: [{ name, type }]` written in `onQuery`): a plan is
  * a native object, and making one per statement cost five times the rest of a small query.
- * The oldest shape goes when there are too many.
+ * The oldest shape goes when there are too many, and a shape of very long names is not kept
+ * (names can come from a client: `SELECT 1 AS "<a megabyte>"` through a pass-through server).
  */
 const plansByShape = new Map();
 const MAX_SHAPES = 512;
+const MAX_SHAPE_KEY = 4096;
 
 function planFor(fields, formats) {
   const key = formats && formats.length > 0 ? formats.join(',') : '';
@@ -268,7 +270,7 @@ function planFor(fields, formats) {
   // (a WeakMap entry per statement costs the collector more than the shape key costs here).
   if (entry !== undefined) return entry;
   entry = makePlan(fields, formats);
-  if (shape !== undefined) {
+  if (shape !== undefined && shape.length <= MAX_SHAPE_KEY) {
     if (plansByShape.size >= MAX_SHAPES) plansByShape.delete(plansByShape.keys().next().value);
     plansByShape.set(shape, entry);
   }
@@ -894,7 +896,7 @@ function answerSmall(connection, event, small, answer, answerRows) {
       if (describe) description = descriptionOf(entry);
       const flags = describe ? QUERY_ROWS_DESCRIBE : 0;
       failure = rows.length === 1
-        ? answerOneRow(answerRows, entry.plan, rows[0], flags, complete, fields.length)
+        ? answerOneRow(answerRows, entry.plan, rows[0], flags, complete, entry.names.length)
         : answerRows(entry.plan, rows, flags, complete);
       if (failure === undefined) return;
       description = null;

@@ -103,6 +103,20 @@ fn slot(address: usize) -> usize {
 /// The native object behind an `External` napi-rs made. A function takes its references only
 /// around code that cannot run JS: a getter that runs JS may call into this binding again.
 fn external<'a, T: Vouchable>(js: Js, value: Raw) -> Result<&'a mut T> {
+    // SAFETY: see `external_ptr`; the JS thread runs one call at a time, and this reference
+    // is not held across JS.
+    external_ptr::<T>(js, value).map(|object| unsafe { &mut *object })
+}
+
+/// A shared reference to the native object behind an `External`, for objects that are only
+/// read (row plans): it may be held while JS runs, and JS may take another one meanwhile.
+fn external_ref<'a, T: Vouchable>(js: Js, value: Raw) -> Result<&'a T> {
+    // SAFETY: see `external_ptr`; nothing takes a `&mut` to a type read this way.
+    external_ptr::<T>(js, value).map(|object| unsafe { &*object })
+}
+
+/// The address of the native object behind an `External` napi-rs made.
+fn external_ptr<T: Vouchable>(js: Js, value: Raw) -> Result<*mut T> {
     let mut data: *mut c_void = ptr::null_mut();
     ok(unsafe { sys::napi_get_value_external(js.env, value, &mut data) }, "expected a handle")?;
     let address = data as usize;
@@ -111,14 +125,13 @@ fn external<'a, T: Vouchable>(js: Js, value: Raw) -> Result<&'a mut T> {
         (address != 0 && external == address).then_some(object)
     });
     if let Some(object) = known {
-        // SAFETY: the table holds only live Externals of type T (see `Vouched`); the JS thread
-        // runs one call at a time, so the reference is the only one while this call runs.
-        return Ok(unsafe { &mut *(object as *mut T) });
+        // The table holds only live Externals of type T (see `Vouched`).
+        return Ok(object as *mut T);
     }
     // SAFETY: `inner_from_raw_mut` checks that `data` is a live `External<T>`.
-    let object =
+    let object: *mut T =
         unsafe { External::<T>::inner_from_raw_mut(data) }.ok_or_else(|| fail("expected a handle of another type"))?;
-    T::TABLE.with(|table| table.borrow_mut()[slot(address)] = (address, object as *mut T as usize));
+    T::TABLE.with(|table| table.borrow_mut()[slot(address)] = (address, object as usize));
     Ok(object)
 }
 
@@ -310,7 +323,7 @@ fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
     // `toJSON`), and that JS may write to this very connection.
     let mut scratch = SCRATCH.take();
     scratch.clear();
-    let plan: &RowPlan = external::<RowPlan>(js, args[1])?;
+    let plan = external_ref::<RowPlan>(js, args[1])?;
     let description = describe.then(|| plan.row_description());
     let encoded = if flags & handle::QUERY_ROWS_VALUES != 0 {
         let count = plan.columns_len().min(MAX_VALUE_ARGS);

@@ -528,7 +528,10 @@ impl Session {
     /// small buffers, and a small query then allocates nothing.
     pub fn release_idle_buffers(&mut self, keep: usize) {
         for buf in [&mut self.input, &mut self.output, &mut self.raw_in, &mut self.wire_out] {
-            if buf.is_empty() && buf.capacity() > keep {
+            // After a split or an advance a buffer reports only the capacity in its view, not
+            // the allocation behind it: reclaiming shows a big allocation (which then goes).
+            // A view still shared keeps it until the next release, once the other owner is gone.
+            if buf.is_empty() && buf.capacity() > 0 && (buf.capacity() > keep || buf.try_reclaim(keep + 1)) {
                 *buf = BytesMut::new();
             }
         }

@@ -534,6 +534,12 @@ fn an_idle_session_keeps_buffers_up_to_the_size_it_is_told() {
     h.send(&big);
     h.session.release_idle_buffers(512);
     assert_eq!(h.session.input.capacity(), 0);
+    // Also when a small message came last in the same read: what is left of the input is a
+    // view of the big read's buffer.
+    h.send(&[big.clone(), typed(b'Q', b"select 2\0")].concat());
+    h.session.release_idle_buffers(512);
+    assert_eq!(h.session.input.capacity(), 0);
+    assert!(!h.session.input.try_reclaim(1024), "the big read's buffer is not kept behind a small view");
 }
 
 #[test]
