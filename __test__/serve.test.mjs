@@ -571,6 +571,40 @@ test('hostile neighbours: comment-hidden SET, backslashes under standard_conform
   for (const c of [admin, sneaky, windows]) await c.end();
 });
 
+test('a prepared SET run again without a new Parse still follows its client', { timeout: 60000 }, async (t) => {
+  const server = await startServe(['--auth', 'none']);
+  t.after(() => server.stop());
+  const a = await connected(server.client());
+  const b = await connected(server.client());
+  // node-postgres parses a named statement once, then only binds and executes it.
+  const toA = { name: 'to_a', text: 'SET search_path TO sa' };
+  await a.query(toA);
+  await a.query({ name: 'to_b', text: 'SET search_path TO sb' });
+  await a.query(toA);
+  // Another client's turn in between: a's own settings are brought back for a's next turn.
+  assert.deepEqual((await b.query('show search_path')).rows, [{ search_path: 'public' }]);
+  assert.deepEqual((await a.query('show search_path')).rows, [{ search_path: 'sa' }]);
+  for (const c of [a, b]) await c.end();
+});
+
+test("another client's reset makes a client's statements again under that client's own search_path (not under the resetting one's, where they may not parse)", { timeout: 60000 }, async (t) => {
+  const server = await startServe(['--auth', 'none']);
+  t.after(() => server.stop());
+  const a = await connected(server.client());
+  const b = await connected(server.client());
+  await a.query('create schema sa; create schema sb; create table sa.t (n int); insert into sa.t values (1)');
+  await a.query('set search_path = sa');
+  const mine = { name: 'mine', text: 'select n from t' };
+  assert.deepEqual((await a.query(mine)).rows, [{ n: 1 }]);
+  // b resets PGlite's one session under its own search_path, where there is no table t: a's
+  // statement, made again under b's, would not parse, and a would lose it.
+  await b.query('set search_path = sb');
+  await b.query('deallocate all');
+  assert.deepEqual((await b.query('show search_path')).rows, [{ search_path: 'sb' }]);
+  assert.deepEqual((await a.query(mine)).rows, [{ n: 1 }], "a's statement is still there");
+  for (const c of [a, b]) await c.end();
+});
+
 test('a DEALLOCATE ALL refused in the queue (55P03) takes nothing from its client: its statements are still made again after a reset', { timeout: 60000 }, async (t) => {
   const server = await startServe(['--auth', 'none', '--queue-timeout', '300']);
   t.after(() => server.stop());

@@ -88,7 +88,12 @@ class ServeClient {
     // (PGlite would answer nothing, which reads as a batch that goes on and keeps the turn).
     if (type === 0x64 || type === 0x63 || type === 0x66) return true;
     if (BATCHED.has(type)) {
-      const { data: renamed, parsed, closed } = wire.renameStatement(data, this.rename);
+      const { data: renamed, parsed, bound, closed } = wire.renameStatement(data, this.rename);
+      // A prepared SET run again (a Bind with no Parse) changes the settings again.
+      if (bound && !this.touchedSettings) {
+        const parse = this.parsing.get(bound) ?? this.statements.get(bound);
+        if (parse !== undefined && maySet(wire.sqlOf(parse))) this.touchedSettings = true;
+      }
       // Known once its batch has run: until then another client's reset must not make it.
       if (parsed) this.parsing.set(parsed, renamed);
       if (closed) {

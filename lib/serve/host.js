@@ -107,16 +107,26 @@ class PgliteHost {
 
   /**
    * After `client` dropped what PGlite's one session holds for everyone: every other client's
-   * prepared statements are parsed again, and PGlite listens again on every channel that
-   * someone still listens on.
+   * prepared statements are parsed again, each under its own client's settings (its
+   * search_path decides which tables its names mean, for good), and PGlite listens again on
+   * every channel that someone still listens on. PGlite's settings end as they were.
    */
   async restore(client, { statements, listens }) {
     const parts = [];
-    if (statements) {
-      // A Sync after each: one that fails (its table is gone) must not take the others along.
-      for (const other of this.clients) {
-        if (other !== client) for (const parse of other.statements.values()) parts.push(parse, wire.SYNC);
+    const others = statements ? [...this.clients].filter((other) => other !== client && other.statements.size > 0) : [];
+    if (others.length > 0) {
+      const { rows, error } = wire.textRows(await this.raw(wire.query(READ_SETTINGS)));
+      const before = error ? this.applied : new Map(rows);
+      let current = before;
+      for (const other of others) {
+        const settings = transition(current, other.settings);
+        if (settings !== null) parts.push(wire.query(settings));
+        current = other.settings;
+        // A Sync after each: one that fails (its table is gone) must not take the others along.
+        for (const parse of other.statements.values()) parts.push(parse, wire.SYNC);
       }
+      const back = transition(current, before);
+      if (back !== null) parts.push(wire.query(back));
     }
     if (listens) {
       // One Query each, for the same reason.

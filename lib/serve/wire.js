@@ -78,8 +78,8 @@ function withStatementName(data, offset, rename) {
 
 /**
  * Renames the prepared statement a Parse, Bind, Describe or Close names; other messages pass
- * as they are. Returns `{ data, parsed?, closed? }`: the message to send, and the client's
- * statement it created or closed.
+ * as they are. Returns `{ data, parsed?, bound?, closed? }`: the message to send, and the
+ * client's statement it created, bound or closed.
  */
 function renameStatement(data, rename) {
   switch (data[0]) {
@@ -90,7 +90,8 @@ function renameStatement(data, rename) {
     case 0x42: { // Bind: portal, statement, ...
       const portal = readCString(data, 5);
       if (portal === null) return { data };
-      return { data: withStatementName(data, portal.end + 1, rename).data };
+      const { data: out, name } = withStatementName(data, portal.end + 1, rename);
+      return name ? { data: out, bound: name } : { data: out };
     }
     case 0x44: // Describe: 'S' or 'P', name
     case 0x43: { // Close
