@@ -10,11 +10,11 @@
 // result, and an Execute with a row limit suspends it.
 
 const binding = require('./binding.js');
+const { normalizeError, failedHook } = require('./values.js');
 
 const { QUERY_ROWS_DESCRIBE, QUERY_ROWS_ONE, QUERY_ROWS_VALUES, QUERY_ROWS_MAX_VALUES } = binding;
 // answerOneRow passes at most eight values by name.
 if (QUERY_ROWS_MAX_VALUES < 8) throw new Error('pg-gateway-native: the binding takes fewer row values than lib/query.js passes');
-const { normalizeError, failedHook } = require('./values.js');
 
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
 const EMPTY_QUERY_RESPONSE = Buffer.from([0x49, 0, 0, 0, 4]);
