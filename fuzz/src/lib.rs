@@ -554,7 +554,8 @@ impl Driver {
                 let deadline = self.now + Duration::from_millis(self.rng.below(3_000) as u64);
                 self.session.shutdown(deadline);
             }
-            3 => self.session.release_idle_buffers(),
+            // As the tokio driver (keeps nothing) and the js driver (keeps small buffers) do.
+            3 => self.session.release_idle_buffers(if self.rng.one_in(2) { 0 } else { 512 }),
             4 => {
                 let _ = self.session.take_timeout_changed();
                 let _ = self.session.poll_timeout();
