@@ -352,7 +352,7 @@ fn session_query_rows(js: Js, args: &[Raw; MAX_ARGS]) -> Result<Raw> {
         // Only if no JS took from the slab while the rows were read (a getter that wrote to
         // a connection): `offset` would then be stale. The slab is read only now, for a getter
         // may have detached it.
-        Ok(step) if SLAB_TAKES.get() == takes && !is_nullish(js, args[6])? => {
+        Ok(step) if SLAB_TAKES.get() == takes => {
             let slab = bytes(js, args[6])?;
             let offset = number(js, args[7])? as u32;
             let (step, taken) = handle.take_waiting_output(step, slab, offset);

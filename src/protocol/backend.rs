@@ -168,18 +168,7 @@ pub fn command_complete(out: &mut BytesMut, tag: &str) {
 pub fn command_complete_select(out: &mut BytesMut, rows: u32) {
     message(out, b'C', |b| {
         b.put_slice(b"SELECT ");
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut n = rows;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        b.put_slice(&digits[at..]);
+        crate::protocol::types::datetime::put_int(b, i64::from(rows));
         b.put_u8(0);
     });
 }
